@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/whippet-go/whippet/testkit/localkafka"
+)
+
+const kafkaUsage = `usage: whippet kafka <up|down|status> [flags]
+
+  up      start Apache Kafka on 127.0.0.1 from Maven Central jars (or reuse the
+          healthy cluster already in the state dir) and write <state-dir>/env
+  down    stop it (SIGTERM, then SIGKILL) and delete its data
+  status  show what runs in the state dir; exit 1 if nothing healthy runs
+
+Environment (flags win): KAFKA_VERSION, KAFKA_NODES, KAFKA_STATE_DIR,
+KAFKA_BASE_PORT, WHIPPET_KAFKA_CACHE, WHIPPET_KAFKA_JAVA_OPTS.
+`
+
+func runKafka(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, kafkaUsage)
+		return fmt.Errorf("%w: missing subcommand (up, down or status)", errUsage)
+	}
+	env, err := localkafka.ConfigFromEnv()
+	if err != nil {
+		return err
+	}
+	if env.StateDir == "" {
+		env.StateDir = ".kafka"
+	}
+	if env.Version == "" {
+		env.Version = localkafka.DefaultVersion
+	}
+	if env.Nodes == 0 {
+		env.Nodes = 1
+	}
+	if env.BasePort == 0 {
+		env.BasePort = localkafka.DefaultBasePort
+	}
+
+	sub := args[0]
+	fs := flag.NewFlagSet("whippet kafka "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, kafkaUsage)
+		fmt.Fprintf(stderr, "\nflags of %s:\n", sub)
+		fs.PrintDefaults()
+	}
+	stateDir := fs.String("state-dir", env.StateDir, "state directory (cluster.json, configs, logs, data) [KAFKA_STATE_DIR]")
+	var (
+		version  *string
+		nodes    *int
+		basePort *int
+		timeout  *time.Duration
+	)
+	if sub == "up" {
+		version = fs.String("version", env.Version, "Apache Kafka version [KAFKA_VERSION]")
+		nodes = fs.Int("nodes", env.Nodes, "number of broker+controller nodes (1 or 3) [KAFKA_NODES]")
+		basePort = fs.Int("base-port", env.BasePort, "PLAINTEXT port of node 1; node i uses base+(i-1)*10 and +1 [KAFKA_BASE_PORT]")
+		timeout = fs.Duration("timeout", localkafka.DefaultStartTimeout, "how long to wait for the cluster to be ready (jar download not included)")
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w%w: %w", errUsage, errQuiet, err) // flag printed it with the usage
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	dir, err := filepath.Abs(*stateDir)
+	if err != nil {
+		return err
+	}
+
+	switch sub {
+	case "up":
+		cfg := env
+		cfg.StateDir, cfg.Version, cfg.Nodes, cfg.BasePort, cfg.StartTimeout = dir, *version, *nodes, *basePort, *timeout
+		cfg.Stdout = stderr
+		return kafkaUp(ctx, cfg, stdout)
+	case "down":
+		return kafkaDown(ctx, dir, stdout)
+	case "status":
+		return kafkaStatus(ctx, dir, stdout)
+	default:
+		fmt.Fprint(stderr, kafkaUsage)
+		return fmt.Errorf("%w: unknown subcommand %q", errUsage, sub)
+	}
+}
+
+func kafkaUp(ctx context.Context, cfg localkafka.Config, stdout io.Writer) error {
+	c, err := localkafka.Up(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	envPath := filepath.Join(c.StateDir, "env")
+	if err := writeEnvFile(envPath, c); err != nil {
+		return err
+	}
+	state := "ready"
+	if c.Reused {
+		state = "already running"
+	}
+	fmt.Fprintf(stdout, "Apache Kafka %s %s at %s (%s, logs: %s)\n",
+		c.Version, state, strings.Join(c.Brokers, ","), plural(c.Nodes, "node"), strings.Join(c.LogPaths, " "))
+	if !c.Reused {
+		fmt.Fprintf(stdout, "ready in %s; env: %s; stop with: whippet kafka down -state-dir %s\n",
+			c.ReadyIn.Round(10*time.Millisecond), envPath, c.StateDir)
+	}
+	return nil
+}
+
+// writeEnvFile writes KEY=value lines that both sh (`. file`) and make
+// (`include file`) read.
+func writeEnvFile(path string, c *localkafka.Cluster) error {
+	content := fmt.Sprintf("# Written by `whippet kafka up`: source it (sh) or include it (make).\n"+
+		"KAFKA_BROKERS=%s\nKAFKA_VERSION=%s\nKAFKA_STATE_DIR=%s\n",
+		strings.Join(c.Brokers, ","), c.Version, c.StateDir)
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		return fmt.Errorf("write env file: %w", err)
+	}
+	return nil
+}
+
+func kafkaDown(ctx context.Context, dir string, stdout io.Writer) error {
+	c, err := localkafka.Load(dir)
+	if errors.Is(err, localkafka.ErrNotRunning) {
+		_ = os.Remove(filepath.Join(dir, "env"))
+		fmt.Fprintf(stdout, "no Apache Kafka in %s\n", dir)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := localkafka.Down(ctx, dir); err != nil {
+		return err
+	}
+	_ = os.Remove(filepath.Join(dir, "env"))
+	fmt.Fprintf(stdout, "Apache Kafka %s stopped (%s, state dir %s; logs kept)\n", c.Version, plural(c.Nodes, "node"), dir)
+	return nil
+}
+
+func kafkaStatus(ctx context.Context, dir string, stdout io.Writer) error {
+	c, err := localkafka.Load(dir)
+	if errors.Is(err, localkafka.ErrNotRunning) {
+		fmt.Fprintf(stdout, "not running (no cluster in %s)\n", dir)
+		return errQuiet
+	}
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	health := c.Check(ctx)
+	state := "running"
+	if health != nil {
+		state = "UNHEALTHY"
+	}
+	fmt.Fprintf(stdout, "Apache Kafka %s %s at %s (%s, state dir %s)\n",
+		c.Version, state, strings.Join(c.Brokers, ","), plural(c.Nodes, "node"), c.StateDir)
+	pids, alive := c.PIDs(), c.Alive()
+	for i := range pids {
+		s := "up"
+		if !alive[i] {
+			s = "DOWN"
+		}
+		fmt.Fprintf(stdout, "  node %d: %-4s pid %-7d %s  log: %s\n", i+1, s, pids[i], c.Brokers[i], c.LogPaths[i])
+	}
+	if health != nil {
+		fmt.Fprintf(stdout, "  problem: %v\n", health)
+		return errQuiet
+	}
+	return nil
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
