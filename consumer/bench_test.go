@@ -1,0 +1,200 @@
+package consumer_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/whippet-go/whippet/consumer"
+	"github.com/whippet-go/whippet/testkit"
+)
+
+// Run with: make bench-consumer (real Kafka), or
+// go test ./consumer -run '^$' -bench . -benchtime 1x
+
+// throughput measures records/s between the first and the last record
+// handled, so the group join, which both sides pay alike, does not hide the
+// consume speed. Its per-record work is a read-mostly flag and a comparison,
+// with no write shared between partitions, so it does not slow down the side
+// that handles partitions in parallel.
+type throughput struct {
+	lastOffset map[int32]int64 // per partition, the offset of its last record
+	n          int64
+	started    atomic.Bool
+	first      time.Duration
+	mu         sync.Mutex
+	finished   int
+	last       time.Duration
+	done       chan struct{}
+}
+
+// benchStart anchors timestamps; time.Since reads only the monotonic clock.
+var benchStart = time.Now()
+
+func newThroughput(b *testing.B, kc *testkit.Cluster, topic string) *throughput {
+	ends, err := kc.Admin(b).ListEndOffsets(context.Background(), topic)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tp := &throughput{lastOffset: map[int32]int64{}, done: make(chan struct{})}
+	ends.Each(func(o kadm.ListedOffset) {
+		tp.lastOffset[o.Partition] = o.Offset - 1
+		tp.n += o.Offset
+	})
+	return tp
+}
+
+func (tp *throughput) record(r *kgo.Record) {
+	if !tp.started.Load() && tp.started.CompareAndSwap(false, true) {
+		tp.first = time.Since(benchStart)
+	}
+	if r.Offset == tp.lastOffset[r.Partition] {
+		now := time.Since(benchStart)
+		tp.mu.Lock()
+		defer tp.mu.Unlock()
+		tp.last = max(tp.last, now)
+		if tp.finished++; tp.finished == len(tp.lastOffset) {
+			close(tp.done)
+		}
+	}
+}
+
+func (tp *throughput) wait(b *testing.B, who string) {
+	select {
+	case <-tp.done:
+	case <-time.After(5 * time.Minute):
+		b.Fatalf("%s: %d of %d partitions finished", who, tp.finished, len(tp.lastOffset))
+	}
+}
+
+func (tp *throughput) rate() float64 {
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	return float64(tp.n) / (tp.last - tp.first).Seconds()
+}
+
+// benchWhippet consumes topic with whippet; work, if not nil, is the
+// handler's work per record.
+func benchWhippet(b *testing.B, kc *testkit.Cluster, topic string, work func(), opts ...consumer.Option) float64 {
+	tp := newThroughput(b, kc, topic)
+	h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+		if work != nil {
+			work()
+		}
+		tp.record(r)
+		return nil
+	})
+	group := fmt.Sprintf("%s-whippet-%d", topic, time.Now().UnixNano())
+	opts = append([]consumer.Option{consumer.Brokers(kc.Brokers...), consumer.Group(group), consumer.Topics(topic)}, opts...)
+	c, err := consumer.New(h, opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- c.Run(context.Background()) }()
+	tp.wait(b, "whippet")
+	c.Close()
+	if err := <-errc; err != nil {
+		b.Fatal(err)
+	}
+	return tp.rate()
+}
+
+func benchFranz(b *testing.B, kc *testkit.Cluster, topic string) float64 {
+	tp := newThroughput(b, kc, topic)
+	group := fmt.Sprintf("%s-franz-%d", topic, time.Now().UnixNano())
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kc.Brokers...), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for ctx.Err() == nil {
+			cl.PollFetches(ctx).EachRecord(tp.record)
+		}
+	}()
+	tp.wait(b, "franz-go")
+	return tp.rate()
+}
+
+// BenchmarkConsumeVsFranzGo consumes the same 1,000,000 records of 100 bytes
+// with whippet (no-op handler) and with a plain franz-go PollFetches loop,
+// alternating, five rounds each, and reports the medians and their ratio.
+func BenchmarkConsumeVsFranzGo(b *testing.B) {
+	kc := testkit.Shared(b)
+	const n, parts, rounds = 1_000_000, 4, 5
+	topic := kc.NewTopic(b, parts, nil)
+	cl := kc.Client(b, kgo.ProducerLinger(5*time.Millisecond), kgo.ProducerBatchMaxBytes(1<<20))
+	value := make([]byte, 100)
+	var perr atomic.Value
+	for i := 0; i < n; i++ {
+		cl.Produce(context.Background(), &kgo.Record{Topic: topic, Value: value}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				perr.Store(err)
+			}
+		})
+	}
+	if err := cl.Flush(context.Background()); err != nil || perr.Load() != nil {
+		b.Fatal(err, perr.Load())
+	}
+	b.ResetTimer()
+	for range b.N {
+		var w, f []float64
+		for range rounds {
+			f = append(f, benchFranz(b, kc, topic))
+			w = append(w, benchWhippet(b, kc, topic, nil))
+		}
+		slices.Sort(w)
+		slices.Sort(f)
+		wm, fm := w[rounds/2], f[rounds/2]
+		b.ReportMetric(wm, "whippet-rec/s")
+		b.ReportMetric(fm, "franz-go-rec/s")
+		b.ReportMetric(wm/fm, "ratio")
+		fmt.Printf("consume %d x 100 B over %d partitions: whippet %.0f rec/s, franz-go %.0f rec/s, ratio %.3f (medians of %d rounds; whippet %v franz-go %v)\n",
+			n, parts, wm, fm, wm/fm, rounds, rounded(w), rounded(f))
+	}
+}
+
+// BenchmarkKeyParallel: 1 partition, 1,000 keys, a 5 ms handler and
+// concurrency 100, whose ideal is 100 / 5 ms = 20,000 records/s.
+func BenchmarkKeyParallel(b *testing.B) {
+	kc := testkit.Shared(b)
+	const n, keys, conc = 60_000, 1000, 100
+	topic := kc.NewTopic(b, 1, nil)
+	cl := kc.Client(b)
+	recs := make([]*kgo.Record, n)
+	for i := range recs {
+		recs[i] = &kgo.Record{Topic: topic, Key: fmt.Appendf(nil, "key-%d", i%keys), Value: make([]byte, 100)}
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		rate := benchWhippet(b, kc, topic, func() { time.Sleep(5 * time.Millisecond) },
+			consumer.KeyParallel(conc), consumer.PartitionBuffer(4*conc))
+		const ideal = conc / 0.005
+		b.ReportMetric(rate, "rec/s")
+		b.ReportMetric(rate/ideal, "of-ideal")
+		fmt.Printf("key-parallel: %d records, 1 partition, %d keys, 5 ms handler, concurrency %d: %.0f rec/s = %.3f of the ideal %.0f\n",
+			n, keys, conc, rate, rate/ideal, ideal)
+	}
+}
+
+func rounded(xs []float64) []int {
+	out := make([]int, len(xs))
+	for i, x := range xs {
+		out[i] = int(x)
+	}
+	return out
+}

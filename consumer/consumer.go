@@ -1,0 +1,579 @@
+// Package consumer is whippet's group consumer: a Handler per record, each
+// partition handled in offset order on its own worker (or, in key-parallel
+// mode, each key in order with different keys concurrently), offsets committed
+// only behind finished records, bounded buffers with backpressure, drained and
+// committed revocations, and graceful shutdown.
+//
+// Semantics:
+//   - At-least-once. An offset is committed only after its record and every
+//     record before it in that partition were handled. Commits happen every
+//     CommitInterval, on every revocation and on shutdown.
+//   - Order. Records of one partition are handled in offset order. With
+//     KeyParallel, records of one key are handled in order and different keys
+//     run concurrently; the committed offset never passes an unfinished record.
+//   - Revocation. A revoked partition takes no more records; the handlers under
+//     way finish (bounded by DrainTimeout), the finished work is committed, and
+//     only then does the rebalance go on.
+//   - Failure. A panicking handler is a failed handler. Until a retry policy
+//     wraps the handler (see WithMiddleware), a failed record is logged,
+//     counted, passed to OnError, and its offset advances.
+//
+// The consumer is built on franz-go: it uses BlockRebalanceOnPoll so that a
+// rebalance never runs while fetched records are being dispatched, and
+// AutoCommitMarks so that only records marked as finished are committed.
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/plugin/kprom"
+	"github.com/twmb/franz-go/plugin/kzap"
+	"go.uber.org/zap"
+)
+
+var (
+	// ErrClosed is returned by Run when the consumer was closed before or
+	// while it was started.
+	ErrClosed = errors.New("consumer: closed")
+	// ErrAlreadyRunning is returned by a second call to Run.
+	ErrAlreadyRunning = errors.New("consumer: Run called twice")
+)
+
+// TopicPartition names one partition of a topic.
+type TopicPartition struct {
+	Topic     string
+	Partition int32
+}
+
+// PartitionState is a snapshot of one assigned partition.
+type PartitionState struct {
+	Topic     string
+	Partition int32
+	// Buffered counts records fetched and not yet finished.
+	Buffered int
+	// Paused is true when an operator paused the partition or the consumer.
+	Paused bool
+	// Backpressure is true while fetching is paused because Buffered reached
+	// the PartitionBuffer bound and did not drain within BackpressureWait.
+	Backpressure bool
+	// NextOffset is the first offset not yet finished (what a commit now
+	// would store); -1 before the first fetch.
+	NextOffset int64
+	// Lag is the high watermark minus NextOffset, as of the last fetch.
+	Lag int64
+}
+
+// Consumer consumes a group's partitions and calls a Handler for each record.
+// Create it with New, start it with Run, stop it by canceling Run's context
+// or with Close.
+type Consumer struct {
+	cfg     config
+	handler Handler
+	log     *zap.Logger
+	m       *metrics
+	sem     chan struct{} // handler slots in key-parallel mode; nil otherwise
+
+	handlerCtx context.Context // parent of every partition's handler context
+
+	started   atomic.Bool
+	closeOnce sync.Once
+	closeCh   chan struct{}
+	done      chan struct{}
+
+	drainedMu sync.Mutex
+	drained   chan struct{} // closed and replaced when a full partition drains to half
+
+	mu          sync.Mutex
+	parts       map[TopicPartition]*partition
+	paused      bool
+	pausedParts map[TopicPartition]bool
+}
+
+// New validates the options and returns a consumer that calls h for every
+// record. It does no network I/O: a bad option is reported here, with the
+// option's name and the rule it breaks (errors.Is(err, ErrInvalidConfig)).
+func New(h Handler, opts ...Option) (*Consumer, error) {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if err := cfg.validate(h); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(cfg.group, cfg.registerer)
+	if err != nil {
+		return nil, err
+	}
+	c := &Consumer{
+		cfg:         cfg,
+		handler:     Chain(h, cfg.middlewares...),
+		log:         cfg.logger.With(zap.String("group", cfg.group)),
+		m:           m,
+		closeCh:     make(chan struct{}),
+		drained:     make(chan struct{}),
+		done:        make(chan struct{}),
+		parts:       make(map[TopicPartition]*partition),
+		pausedParts: make(map[TopicPartition]bool),
+	}
+	if cfg.keyParallel {
+		c.sem = make(chan struct{}, cfg.keyConcurrency)
+	}
+	return c, nil
+}
+
+// Run joins the group and handles records until ctx is canceled or Close is
+// called; then it stops fetching, lets the handlers under way finish (bounded
+// by DrainTimeout), commits, leaves the group and returns nil. Handlers keep
+// running through the cancellation of ctx: their own context is canceled only
+// when the drain times out. Run returns an error only if the consumer could not
+// start, or was closed before it started (ErrClosed).
+func (c *Consumer) Run(ctx context.Context) error {
+	if !c.started.CompareAndSwap(false, true) {
+		return ErrAlreadyRunning
+	}
+	defer close(c.done)
+	defer c.m.unregister()
+	select {
+	case <-c.closeCh:
+		return ErrClosed
+	default:
+	}
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	go func() {
+		select {
+		case <-c.closeCh:
+			stopRun()
+		case <-runCtx.Done():
+		}
+	}()
+	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHandlers()
+	c.handlerCtx = handlerCtx
+
+	cl, err := kgo.NewClient(c.clientOptions()...)
+	if err != nil {
+		return fmt.Errorf("consumer: creating the Kafka client: %w", err)
+	}
+	c.log.Info("consumer started", zap.Strings("topics", c.cfg.topics), zap.Strings("patterns", c.cfg.patterns), zap.Bool("keyParallel", c.cfg.keyParallel))
+	c.poll(runCtx, cl)
+
+	// Shutdown: drain and commit here rather than in the leave's revoke
+	// callback, so the commit does not depend on the client's leave path.
+	c.stopPartitions(context.Background(), cl, c.takeAllPartitions(), true)
+	cl.CloseAllowingRebalance()
+	c.log.Info("consumer stopped")
+	return nil
+}
+
+// Close stops the consumer like canceling Run's context does, and waits for
+// Run to return. It is safe to call more than once and before Run.
+func (c *Consumer) Close() {
+	c.closeOnce.Do(func() { close(c.closeCh) })
+	if c.started.Load() {
+		<-c.done
+	} else {
+		c.m.unregister()
+	}
+}
+
+func (c *Consumer) clientOptions() []kgo.Opt {
+	reset := kgo.NewOffset().AtStart()
+	if c.cfg.startOffset == Latest {
+		reset = kgo.NewOffset().AtEnd()
+	}
+	opts := []kgo.Opt{
+		kgo.ClientID(c.cfg.clientID),
+		kgo.WithLogger(kzap.New(c.cfg.logger, kzap.Level(kgo.LogLevelWarn))),
+		// The Java consumer's fetch.max.wait.ms rather than franz-go's 5s: a
+		// partition resumed after backpressure waits at most this long behind
+		// a long-polling fetch of the same broker.
+		kgo.FetchMaxWait(500 * time.Millisecond),
+	}
+	opts = append(opts, c.cfg.clientOpts...)
+	opts = append(opts,
+		kgo.SeedBrokers(c.cfg.brokers...),
+		kgo.ConsumerGroup(c.cfg.group),
+		kgo.ConsumeTopics(append(c.cfg.topics, c.cfg.patterns...)...),
+		kgo.ConsumeResetOffset(reset),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.AutoCommitMarks(),
+		kgo.AutoCommitInterval(c.cfg.commitInterval),
+		kgo.OnPartitionsAssigned(c.onAssigned),
+		kgo.OnPartitionsRevoked(c.onRevoked),
+		kgo.OnPartitionsLost(c.onLost),
+	)
+	if len(c.cfg.patterns) > 0 {
+		opts = append(opts, kgo.ConsumeRegex())
+	}
+	if c.cfg.registerer != nil {
+		opts = append(opts, kgo.WithHooks(kprom.NewMetrics("whippet_consumer_kafka",
+			kprom.Registerer(c.cfg.registerer),
+			kprom.WithStaticLabel(map[string]string{"group": c.cfg.group}))))
+	}
+	return opts
+}
+
+// poll fetches and hands records to their partitions until ctx ends. With
+// BlockRebalanceOnPoll no rebalance callback runs between a poll and the
+// AllowRebalance below, so records never reach a partition being revoked.
+func (c *Consumer) poll(ctx context.Context, cl *kgo.Client) {
+	for {
+		fetches := cl.PollFetches(ctx)
+		if ctx.Err() != nil || fetches.IsClientClosed() {
+			cl.AllowRebalance()
+			return
+		}
+		fetches.EachError(func(topic string, partition int32, err error) {
+			c.log.Warn("fetch error", zap.String("topic", topic), zap.Int32("partition", partition), zap.Error(err))
+		})
+		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+			if fp.Err != nil {
+				return
+			}
+			c.mu.Lock()
+			p := c.parts[TopicPartition{fp.Topic, fp.Partition}]
+			c.mu.Unlock()
+			if p != nil {
+				p.enqueue(fp.Records, fp.HighWatermark)
+			}
+		})
+		cl.AllowRebalance()
+		c.awaitRoom(ctx)
+	}
+}
+
+// awaitRoom holds the next poll while a partition is full: for at most
+// BackpressureWait, then the partitions still full are paused so that the
+// others go on. Waiting keeps the pipeline of a fast handler intact (franz-go
+// prefetches one fetch per broker meanwhile), while a pause drops that
+// prefetch, and a resumed partition may wait behind another partition's
+// long-polling fetch (up to FetchMaxWait).
+func (c *Consumer) awaitRoom(ctx context.Context) {
+	var timer *time.Timer
+	for {
+		drained := c.drainedSignal()
+		full := c.fullPartitions()
+		if len(full) == 0 {
+			break
+		}
+		if timer == nil {
+			timer = time.NewTimer(c.cfg.backpressureWait)
+			defer timer.Stop()
+		}
+		select {
+		case <-drained:
+			continue
+		case <-ctx.Done():
+		case <-timer.C:
+			for _, p := range full {
+				p.pauseIfFull()
+			}
+		}
+		return
+	}
+}
+
+func (c *Consumer) fullPartitions() []*partition {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var full []*partition
+	for _, p := range c.parts {
+		if p.fullAndFetching() {
+			full = append(full, p)
+		}
+	}
+	return full
+}
+
+func (c *Consumer) drainedSignal() <-chan struct{} {
+	c.drainedMu.Lock()
+	defer c.drainedMu.Unlock()
+	return c.drained
+}
+
+func (c *Consumer) signalDrained() {
+	c.drainedMu.Lock()
+	close(c.drained)
+	c.drained = make(chan struct{})
+	c.drainedMu.Unlock()
+}
+
+func (c *Consumer) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
+	if c.cfg.commitStartOnAssign {
+		if err := c.commitStartPositions(ctx, cl, assigned); err != nil {
+			c.log.Error("committing the start position of never-committed partitions failed; a crash before the first commit may re-read or, with Latest, skip records", zap.Error(err))
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for topic, ps := range assigned {
+		for _, id := range ps {
+			tp := TopicPartition{topic, id}
+			p := newPartition(c, cl, topic, id)
+			if c.paused {
+				p.paused |= pausedConsumer
+			}
+			if c.pausedParts[tp] {
+				p.paused |= pausedPartition
+			}
+			if p.paused != 0 {
+				cl.PauseFetchPartitions(map[string][]int32{topic: {id}})
+				c.m.paused.Inc()
+			}
+			c.parts[tp] = p
+		}
+	}
+	c.log.Info("partitions assigned", zap.Any("partitions", assigned))
+}
+
+func (c *Consumer) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+	c.stopPartitions(ctx, cl, c.takePartitions(revoked), true)
+	c.log.Info("partitions revoked", zap.Any("partitions", revoked))
+}
+
+func (c *Consumer) onLost(ctx context.Context, cl *kgo.Client, lost map[string][]int32) {
+	// The partitions are already someone else's: stop, but commit nothing.
+	c.stopPartitions(ctx, cl, c.takePartitions(lost), false)
+	c.log.Warn("partitions lost", zap.Any("partitions", lost))
+}
+
+func (c *Consumer) takePartitions(tps map[string][]int32) []*partition {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*partition
+	for topic, ids := range tps {
+		for _, id := range ids {
+			tp := TopicPartition{topic, id}
+			if p := c.parts[tp]; p != nil {
+				out = append(out, p)
+				delete(c.parts, tp)
+			}
+		}
+	}
+	return out
+}
+
+func (c *Consumer) takeAllPartitions() []*partition {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*partition, 0, len(c.parts))
+	for tp, p := range c.parts {
+		out = append(out, p)
+		delete(c.parts, tp)
+	}
+	return out
+}
+
+// stopPartitions stops the partitions, waits up to DrainTimeout for their
+// handlers under way, and commits what finished.
+func (c *Consumer) stopPartitions(ctx context.Context, cl *kgo.Client, ps []*partition, commit bool) {
+	if len(ps) == 0 {
+		return
+	}
+	for _, p := range ps {
+		p.stop()
+	}
+	deadline := time.NewTimer(c.cfg.drainTimeout)
+	defer deadline.Stop()
+	for _, p := range ps {
+		drained := make(chan struct{})
+		go func() { p.wg.Wait(); close(drained) }()
+		select {
+		case <-drained:
+		case <-deadline.C:
+			deadline.Reset(0) // the remaining partitions get no more time
+			c.log.Warn("drain timeout: canceling handlers still running; their records will be handled again by the next owner",
+				zap.String("topic", p.topic), zap.Int32("partition", p.id), zap.Duration("drainTimeout", c.cfg.drainTimeout))
+		}
+		// Close before cancel: a handler returning because of the cancel must
+		// not count as finished.
+		p.close()
+		p.cancel()
+	}
+	if !commit {
+		return
+	}
+	if err := cl.CommitMarkedOffsets(ctx); err != nil {
+		c.log.Error("committing offsets of revoked partitions failed; their finished records will be handled again", zap.Error(err))
+	}
+}
+
+// commitStartPositions commits, for each assigned partition without a
+// committed offset, the position the reset policy starts it at.
+func (c *Consumer) commitStartPositions(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) error {
+	adm := kadm.NewClient(cl)
+	committed, err := adm.FetchOffsets(ctx, c.cfg.group)
+	if err != nil {
+		return fmt.Errorf("fetching committed offsets: %w", err)
+	}
+	var topics []string
+	missing := make(map[string][]int32)
+	for topic, ids := range assigned {
+		for _, id := range ids {
+			if o, ok := committed.Lookup(topic, id); ok && o.Err == nil && o.At >= 0 {
+				continue
+			}
+			missing[topic] = append(missing[topic], id)
+		}
+		if len(missing[topic]) > 0 {
+			topics = append(topics, topic)
+		}
+	}
+	if len(topics) == 0 {
+		return nil
+	}
+	list := adm.ListStartOffsets
+	if c.cfg.startOffset == Latest {
+		list = adm.ListEndOffsets
+	}
+	listed, err := list(ctx, topics...)
+	if err != nil {
+		return fmt.Errorf("listing %s offsets: %w", c.cfg.startOffset, err)
+	}
+	// A plain OffsetCommit as this group member: franz-go's CommitOffsetsSync
+	// works too, but warns that its session has not started yet, since no
+	// fetch has run.
+	meta, err := adm.Metadata(ctx, topics...)
+	if err != nil {
+		return fmt.Errorf("reading topic ids: %w", err)
+	}
+	memberID, generation := cl.GroupMetadata()
+	req := kmsg.NewPtrOffsetCommitRequest()
+	req.Group, req.MemberID, req.Generation = c.cfg.group, memberID, generation
+	for topic, ids := range missing {
+		rt := kmsg.NewOffsetCommitRequestTopic()
+		rt.Topic, rt.TopicID = topic, meta.Topics[topic].ID
+		for _, id := range ids {
+			lo, ok := listed.Lookup(topic, id)
+			if !ok || lo.Err != nil {
+				return fmt.Errorf("listing %s offset of %s[%d]: %w", c.cfg.startOffset, topic, id, lo.Err)
+			}
+			rp := kmsg.NewOffsetCommitRequestTopicPartition()
+			rp.Partition, rp.Offset, rp.LeaderEpoch = id, lo.Offset, -1
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		req.Topics = append(req.Topics, rt)
+	}
+	if err := commitResponseErr(req.RequestWith(ctx, cl)); err != nil {
+		return fmt.Errorf("committing start positions: %w", err)
+	}
+	c.log.Info("committed the start position of never-committed partitions", zap.Any("partitions", missing), zap.Stringer("reset", c.cfg.startOffset))
+	return nil
+}
+
+// failed accounts for a record whose handler chain returned an error.
+func (c *Consumer) failed(p *partition, rec *kgo.Record, err error) {
+	p.m.failed.Inc()
+	fields := []zap.Field{zap.String("topic", rec.Topic), zap.Int32("partition", rec.Partition), zap.Int64("offset", rec.Offset), zap.Error(err)}
+	var pe *PanicError
+	if errors.As(err, &pe) {
+		fields = append(fields, zap.ByteString("stack", pe.Stack))
+	}
+	c.log.Error("handler failed; no retry policy, the offset advances", fields...)
+	if c.cfg.onError != nil {
+		c.cfg.onError(p.ctx, rec, err)
+	}
+}
+
+// Pause stops fetching and handling every assigned partition (and those
+// assigned later) until Resume. Handlers under way finish.
+func (c *Consumer) Pause() { c.setConsumerPaused(true) }
+
+// Resume undoes Pause. Partitions paused one by one stay paused.
+func (c *Consumer) Resume() { c.setConsumerPaused(false) }
+
+func (c *Consumer) setConsumerPaused(on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.paused = on
+	for _, p := range c.parts {
+		p.mu.Lock()
+		if on {
+			p.setPausedLocked(p.paused | pausedConsumer)
+		} else {
+			p.setPausedLocked(p.paused &^ pausedConsumer)
+		}
+		p.mu.Unlock()
+	}
+}
+
+// PausePartition stops fetching and handling one partition until
+// ResumePartition. The pause is remembered if the partition is not assigned
+// now, and holds if it is assigned again later.
+func (c *Consumer) PausePartition(topic string, partition int32) {
+	c.setPartitionPaused(TopicPartition{topic, partition}, true)
+}
+
+// ResumePartition undoes PausePartition.
+func (c *Consumer) ResumePartition(topic string, partition int32) {
+	c.setPartitionPaused(TopicPartition{topic, partition}, false)
+}
+
+func (c *Consumer) setPartitionPaused(tp TopicPartition, on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if on {
+		c.pausedParts[tp] = true
+	} else {
+		delete(c.pausedParts, tp)
+	}
+	p := c.parts[tp]
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if on {
+		p.setPausedLocked(p.paused | pausedPartition)
+	} else {
+		p.setPausedLocked(p.paused &^ pausedPartition)
+	}
+}
+
+// Partitions returns a snapshot of the partitions assigned now.
+func (c *Consumer) Partitions() []PartitionState {
+	c.mu.Lock()
+	ps := make([]*partition, 0, len(c.parts))
+	for _, p := range c.parts {
+		ps = append(ps, p)
+	}
+	c.mu.Unlock()
+	out := make([]PartitionState, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, p.state())
+	}
+	slices.SortFunc(out, func(a, b PartitionState) int {
+		if a.Topic != b.Topic {
+			return strings.Compare(a.Topic, b.Topic)
+		}
+		return int(a.Partition - b.Partition)
+	})
+	return out
+}
+
+// commitResponseErr returns the request error or the first partition error.
+func commitResponseErr(resp *kmsg.OffsetCommitResponse, err error) error {
+	if err != nil {
+		return err
+	}
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+				return fmt.Errorf("%s[%d]: %w", t.Topic, p.Partition, err)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,91 @@
+package consumer_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/whippet-go/whippet/consumer"
+)
+
+// Renewal requests keyed by user id are handled in order per partition; the
+// consumer commits only what its handler finished.
+func Example() {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "renewals"))
+	if err != nil {
+		panic(err)
+	}
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+
+	producer, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		panic(err)
+	}
+	defer producer.Close()
+	for _, user := range []string{"alice", "bob", "alice"} {
+		producer.ProduceSync(context.Background(), &kgo.Record{Topic: "renewals", Key: []byte(user), Value: []byte("renew " + user)})
+	}
+
+	var wg sync.WaitGroup
+	wg.Add(3)
+	handler := consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {
+		defer wg.Done()
+		fmt.Printf("offset %d: %s\n", rec.Offset, rec.Value)
+		return nil
+	})
+	c, err := consumer.New(handler,
+		consumer.Brokers(brokers...),
+		consumer.Group("renewal-service"),
+		consumer.Topics("renewals"),
+	)
+	if err != nil {
+		panic(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- c.Run(ctx) }()
+	wg.Wait()
+	stop() // drains, commits, leaves the group
+	if err := <-done; err != nil {
+		panic(err)
+	}
+	// Output:
+	// offset 0: renew alice
+	// offset 1: renew bob
+	// offset 2: renew alice
+}
+
+// Options are checked before any network I/O, and each error names its option.
+func ExampleNew_invalidConfig() {
+	_, err := consumer.New(consumer.HandlerFunc(func(context.Context, *kgo.Record) error { return nil }),
+		consumer.Brokers("127.0.0.1:9092"), consumer.Group("g"), consumer.Topics("orders"),
+		consumer.PartitionBuffer(0))
+	fmt.Println(err)
+	// Output:
+	// consumer: PartitionBuffer: must be > 0, got 0
+}
+
+// Middleware wraps a handler, the way retry policies do.
+func ExampleChain() {
+	logging := func(next consumer.Handler) consumer.Handler {
+		return consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {
+			fmt.Println("before", string(rec.Value))
+			err := next.Handle(ctx, rec)
+			fmt.Println("after", string(rec.Value), err)
+			return err
+		})
+	}
+	h := consumer.Chain(consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {
+		fmt.Println("handle", string(rec.Value))
+		return nil
+	}), logging)
+	_ = h.Handle(context.Background(), &kgo.Record{Value: []byte("r1")})
+	// Output:
+	// before r1
+	// handle r1
+	// after r1 <nil>
+}

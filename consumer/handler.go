@@ -1,0 +1,75 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Handler handles one record. It is the unit users write, in the spirit of
+// net/http's Handler: behaviour such as retries is added by wrapping a Handler
+// (see Middleware), not by flags threaded through the consumer.
+//
+// Handle is called with a context that is canceled when the record's partition
+// is revoked and did not drain within the drain timeout, or when the consumer is
+// shut down and the drain timeout has passed. A nil error means the record is
+// handled and its offset may be committed.
+type Handler interface {
+	Handle(ctx context.Context, rec *kgo.Record) error
+}
+
+// HandlerFunc adapts an ordinary function to a Handler.
+type HandlerFunc func(ctx context.Context, rec *kgo.Record) error
+
+// Handle calls f(ctx, rec).
+func (f HandlerFunc) Handle(ctx context.Context, rec *kgo.Record) error { return f(ctx, rec) }
+
+// Middleware wraps a Handler to add behaviour around it (retries, tracing,
+// decoding). It is the seam where retry policies plug in.
+type Middleware func(Handler) Handler
+
+// Chain wraps h with the middlewares so that the first one is the outermost:
+// Chain(h, a, b) handles a record as a(b(h)).
+func Chain(h Handler, mws ...Middleware) Handler {
+	for i := len(mws) - 1; i >= 0; i-- {
+		h = mws[i](h)
+	}
+	return h
+}
+
+// ErrHandlerPanic is wrapped by the error a handler's panic is turned into, so
+// a panicking handler counts as a failed handler and never kills the consumer.
+var ErrHandlerPanic = errors.New("consumer: handler panicked")
+
+// PanicError is the error a recovered handler panic becomes. It wraps
+// ErrHandlerPanic and, when the panic value is an error, that error too.
+type PanicError struct {
+	// Value is what the handler panicked with.
+	Value any
+	// Stack is the goroutine stack at the panic.
+	Stack []byte
+}
+
+// Error describes the panic value.
+func (e *PanicError) Error() string { return fmt.Sprintf("%v: %v", ErrHandlerPanic, e.Value) }
+
+// Unwrap lets errors.Is find ErrHandlerPanic and the panic value if it is an error.
+func (e *PanicError) Unwrap() []error {
+	if err, ok := e.Value.(error); ok {
+		return []error{ErrHandlerPanic, err}
+	}
+	return []error{ErrHandlerPanic}
+}
+
+// callSafely runs h and turns a panic into a *PanicError.
+func callSafely(ctx context.Context, h Handler, rec *kgo.Record) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return h.Handle(ctx, rec)
+}

@@ -1,0 +1,259 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"net"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/whippet-go/whippet/internal/check"
+)
+
+// ErrInvalidConfig is matched (with errors.Is) by every configuration error
+// New returns. Each violation is a *ConfigError naming the option and the rule
+// it breaks; New reports all of them, joined.
+var ErrInvalidConfig = errors.New("consumer: invalid config")
+
+// ConfigError reports one invalid option. Its message reads
+// "consumer: <Field>: <Rule>", for example
+// "consumer: PartitionBuffer: must be > 0, got 0".
+type ConfigError = check.Error
+
+// StartOffset says where a group starts reading a partition that has no
+// committed offset.
+type StartOffset int
+
+const (
+	// Earliest starts at the oldest record still in the partition. It is the
+	// default, because a new group then never misses records produced before
+	// it first joined.
+	Earliest StartOffset = iota
+	// Latest starts at the end of the partition. The consumer commits that
+	// position as soon as the partition is assigned (see CommitStartOnAssign),
+	// so a restart never skips the records produced in between.
+	Latest
+)
+
+// String returns "earliest" or "latest".
+func (s StartOffset) String() string {
+	switch s {
+	case Earliest:
+		return "earliest"
+	case Latest:
+		return "latest"
+	}
+	return "StartOffset(" + strconv.Itoa(int(s)) + ")"
+}
+
+// Option configures a Consumer. Every option documents its default.
+type Option func(*config)
+
+type config struct {
+	brokers             []string
+	group               string
+	topics              []string
+	patterns            []string
+	startOffset         StartOffset
+	partitionBuffer     int
+	backpressureWait    time.Duration
+	keyParallel         bool
+	keyConcurrency      int
+	drainTimeout        time.Duration
+	commitInterval      time.Duration
+	commitStartOnAssign bool
+	logger              *zap.Logger
+	registerer          prometheus.Registerer
+	clientID            string
+	clientOpts          []kgo.Opt
+	middlewares         []Middleware
+	onError             func(context.Context, *kgo.Record, error)
+}
+
+func defaultConfig() config {
+	return config{
+		partitionBuffer:     256,
+		backpressureWait:    500 * time.Millisecond,
+		drainTimeout:        30 * time.Second,
+		commitInterval:      time.Second,
+		commitStartOnAssign: true,
+		logger:              zap.NewNop(),
+		clientID:            "whippet",
+	}
+}
+
+// Brokers sets the seed brokers ("host:port"). Required; no default.
+func Brokers(brokers ...string) Option {
+	return func(c *config) { c.brokers = append(c.brokers, brokers...) }
+}
+
+// Group sets the consumer group id. Required; no default.
+func Group(group string) Option { return func(c *config) { c.group = group } }
+
+// Topics subscribes to the named topics. Topics or TopicRegex is required.
+func Topics(topics ...string) Option {
+	return func(c *config) { c.topics = append(c.topics, topics...) }
+}
+
+// TopicRegex subscribes to every topic matching any of the regular
+// expressions, including topics created later. It cannot be combined with
+// Topics.
+func TopicRegex(patterns ...string) Option {
+	return func(c *config) { c.patterns = append(c.patterns, patterns...) }
+}
+
+// ResetOffset sets where a partition with no committed offset starts.
+// Default: Earliest.
+func ResetOffset(s StartOffset) Option { return func(c *config) { c.startOffset = s } }
+
+// PartitionBuffer bounds how many fetched records wait per partition. When a
+// partition holds this many unfinished records, the consumer stops polling
+// for up to BackpressureWait to let it drain; if it is still full then,
+// fetching that partition is paused (the others go on) until half of its
+// records are done.
+// One fetch may overshoot the bound: a fetch returns whole record batches, up
+// to franz-go's FetchMaxPartitionBytes (1 MiB, compressed, by default), so
+// bound the memory of large fetches with that option. Default: 256
+// (Greyhound's figure).
+func PartitionBuffer(n int) Option { return func(c *config) { c.partitionBuffer = n } }
+
+// BackpressureWait is how long the consumer holds its next poll for a full
+// partition (see PartitionBuffer) before it pauses fetching that partition.
+// Waiting keeps fast handlers at full speed (franz-go prefetches meanwhile);
+// pausing keeps a slow or blocked partition from holding up the others.
+// Default: 500ms.
+func BackpressureWait(d time.Duration) Option { return func(c *config) { c.backpressureWait = d } }
+
+// KeyParallel turns on key-parallel mode: within a partition, records with
+// different keys are handled concurrently while records of one key stay in
+// offset order. At most concurrency handlers run at once across the whole
+// consumer. The committed offset never passes an unfinished record. Default:
+// off (each partition is handled strictly in offset order by one worker).
+func KeyParallel(concurrency int) Option {
+	return func(c *config) { c.keyParallel, c.keyConcurrency = true, concurrency }
+}
+
+// DrainTimeout bounds how long a revoked partition, or a consumer shutting
+// down, waits for handlers under way to finish before their context is
+// canceled and the rebalance or shutdown goes on without them (their records
+// are not committed, so they are handled again by the next owner).
+// Default: 30s. Keep it below the group's rebalance timeout (60s by default).
+func DrainTimeout(d time.Duration) Option { return func(c *config) { c.drainTimeout = d } }
+
+// CommitInterval sets how often the offsets of handled records are committed.
+// Offsets are also committed synchronously on every revocation and on
+// shutdown. Default: 1s; minimum 100ms.
+func CommitInterval(d time.Duration) Option { return func(c *config) { c.commitInterval = d } }
+
+// CommitStartOnAssign, when on, commits the start position of every assigned
+// partition that has no committed offset yet, before fetching it. With Latest
+// this keeps a consumer that crashes before its first commit from skipping
+// records on restart. Default: on.
+func CommitStartOnAssign(on bool) Option { return func(c *config) { c.commitStartOnAssign = on } }
+
+// Logger sets the structured logger. franz-go's own logs go through it as
+// well (at warn level and above). Default: a no-op logger.
+func Logger(l *zap.Logger) Option { return func(c *config) { c.logger = l } }
+
+// Registerer registers the consumer's Prometheus metrics (and franz-go's, via
+// kprom) on r. Default: nil, no metrics.
+func Registerer(r prometheus.Registerer) Option { return func(c *config) { c.registerer = r } }
+
+// ClientID sets the Kafka client id. Default: "whippet".
+func ClientID(id string) Option { return func(c *config) { c.clientID = id } }
+
+// ClientOptions passes extra options to the underlying franz-go client (TLS,
+// SASL, fetch sizes, ...). They override whippet's client defaults
+// (FetchMaxWait 500ms), but not the options whippet relies on (brokers,
+// group, topics, reset offset, commit mode, rebalance callbacks), which are set
+// after them. Default: none.
+func ClientOptions(opts ...kgo.Opt) Option {
+	return func(c *config) { c.clientOpts = append(c.clientOpts, opts...) }
+}
+
+// WithMiddleware wraps the handler; the first middleware is the outermost.
+// Default: none.
+func WithMiddleware(mws ...Middleware) Option {
+	return func(c *config) { c.middlewares = append(c.middlewares, mws...) }
+}
+
+// OnError is called for every record whose handler (with its middlewares)
+// returned an error, after the error is logged and counted. Until a retry
+// policy wraps the handler, the record's offset then advances: the record is
+// not handled again. Default: none.
+func OnError(fn func(ctx context.Context, rec *kgo.Record, err error)) Option {
+	return func(c *config) { c.onError = fn }
+}
+
+// validate checks the config without any network I/O and names every bad field.
+func (c *config) validate(h Handler) error {
+	errs := check.NewErrors("consumer", ErrInvalidConfig)
+	bad := errs.Add
+	if h == nil {
+		bad("Handler", "must not be nil")
+	}
+	if len(c.brokers) == 0 {
+		bad("Brokers", "at least one seed broker is required")
+	}
+	for _, b := range c.brokers {
+		if _, port, err := net.SplitHostPort(b); err != nil {
+			bad("Brokers", "%q is not host:port: %v", b, err)
+		} else if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 {
+			bad("Brokers", "%q has an invalid port", b)
+		}
+	}
+	if c.group == "" {
+		bad("Group", "must not be empty")
+	}
+	switch {
+	case len(c.topics) == 0 && len(c.patterns) == 0:
+		bad("Topics", "at least one topic (or TopicRegex pattern) is required")
+	case len(c.topics) > 0 && len(c.patterns) > 0:
+		bad("Topics", "cannot be combined with TopicRegex; subscribe by names or by patterns")
+	}
+	for _, t := range c.topics {
+		if rule := check.TopicRule(t); rule != "" {
+			bad("Topics", "%q: %s", t, rule)
+		}
+	}
+	for _, p := range c.patterns {
+		if _, err := regexp.Compile(p); err != nil {
+			bad("TopicRegex", "%q does not compile: %v", p, err)
+		}
+	}
+	if c.startOffset != Earliest && c.startOffset != Latest {
+		bad("ResetOffset", "must be Earliest or Latest, got %v", c.startOffset)
+	}
+	if c.partitionBuffer <= 0 {
+		bad("PartitionBuffer", "must be > 0, got %d", c.partitionBuffer)
+	}
+	if c.keyParallel && c.keyConcurrency <= 0 {
+		bad("KeyParallel", "concurrency must be > 0, got %d", c.keyConcurrency)
+	}
+	if c.backpressureWait <= 0 {
+		bad("BackpressureWait", "must be > 0, got %v", c.backpressureWait)
+	}
+	if c.drainTimeout <= 0 {
+		bad("DrainTimeout", "must be > 0, got %v", c.drainTimeout)
+	}
+	if c.commitInterval < 100*time.Millisecond {
+		bad("CommitInterval", "must be at least 100ms (franz-go's minimum), got %v", c.commitInterval)
+	}
+	if c.logger == nil {
+		bad("Logger", "must not be nil (leave the option out for no logging)")
+	}
+	if c.clientID == "" {
+		bad("ClientID", "must not be empty")
+	}
+	for i, m := range c.middlewares {
+		if m == nil {
+			bad("WithMiddleware", "middleware %d is nil", i)
+		}
+	}
+	return errs.Err()
+}

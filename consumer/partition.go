@@ -1,0 +1,387 @@
+package consumer
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// pauseReason is a set of reasons a partition is paused; fetching resumes only
+// when no reason is left.
+type pauseReason uint8
+
+const (
+	pausedBackpressure pauseReason = 1 << iota // too many unfinished records
+	pausedPartition                            // operator paused this partition
+	pausedConsumer                             // operator paused the whole consumer
+
+	// pausedHandling are the reasons that also stop handling buffered records;
+	// backpressure only stops fetching.
+	pausedHandling = pausedPartition | pausedConsumer
+)
+
+// partition is the state of one assigned partition: records fetched and not yet
+// finished, the lanes handling them, and what may be committed.
+type partition struct {
+	c      *Consumer
+	cl     *kgo.Client
+	topic  string
+	id     int32
+	m      partitionMetrics
+	ctx    context.Context // handlers' context; canceled if a drain times out
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // running lanes
+	stopCh chan struct{}  // closed when the partition stops taking records
+	halt   atomic.Bool    // stopped or handling paused: lanes stop between records
+	// progress is the last record finished in strict partition order, stored
+	// per record; marks lag behind it by up to markEvery records, and close
+	// marks it so that a drain commits everything finished.
+	progress atomic.Pointer[kgo.Record]
+
+	mu      sync.Mutex
+	lanes   map[string]*lane // by key; strict partition order uses the single key ""
+	unfin   tracker          // unfinished records in offset order (key-parallel only)
+	queued  int              // records fetched and not yet finished
+	full    bool             // queued reached the bound and has not drained to half yet
+	paused  pauseReason
+	changed chan struct{} // closed and replaced when pausedHandling bits change
+	stopped bool          // revoked or shutting down: take no more records
+	closed  bool          // drained: late completions must not mark offsets
+	next    int64         // first offset not yet finished (-1 until known)
+	hwm     int64         // last high watermark seen
+}
+
+// lane handles the records of one key (or of the whole partition) in order.
+type lane struct {
+	key  string
+	recs []*kgo.Record
+}
+
+func newPartition(c *Consumer, cl *kgo.Client, topic string, id int32) *partition {
+	ctx, cancel := context.WithCancel(c.handlerCtx)
+	return &partition{
+		c: c, cl: cl, topic: topic, id: id,
+		m:   c.m.forPartition(topic, id),
+		ctx: ctx, cancel: cancel,
+		stopCh:  make(chan struct{}),
+		lanes:   make(map[string]*lane),
+		changed: make(chan struct{}),
+		next:    -1,
+	}
+}
+
+// enqueue takes the records of one fetch, in offset order.
+func (p *partition) enqueue(recs []*kgo.Record, hwm int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
+		return // not committed, so the next owner reads them
+	}
+	p.hwm = hwm
+	if len(recs) == 0 {
+		return
+	}
+	if p.next < 0 {
+		p.next = recs[0].Offset
+	}
+	if p.c.sem == nil {
+		p.lane("").recs = append(p.lane("").recs, recs...)
+	} else {
+		for _, r := range recs {
+			p.unfin.add(r)
+			l := p.lane(string(r.Key))
+			l.recs = append(l.recs, r)
+		}
+	}
+	p.queued += len(recs)
+	p.m.lag.Set(float64(p.hwm - p.next))
+	if p.queued >= p.c.cfg.partitionBuffer {
+		p.full = true
+	}
+}
+
+// lane returns the lane of key, starting it if it is not running.
+func (p *partition) lane(key string) *lane {
+	l := p.lanes[key]
+	if l == nil {
+		l = &lane{key: key}
+		p.lanes[key] = l
+		p.wg.Add(1)
+		go p.runLane(l)
+	}
+	return l
+}
+
+// runLane handles a lane's records in order until the lane is empty or the
+// partition stops.
+func (p *partition) runLane(l *lane) {
+	defer p.wg.Done()
+	for {
+		batch := p.take(l)
+		if batch == nil {
+			return
+		}
+		p.handleBatch(l, batch)
+	}
+}
+
+// take returns the records waiting in the lane, waiting while handling is
+// paused; nil when the lane is empty (it is then removed) or the partition
+// stopped.
+func (p *partition) take(l *lane) []*kgo.Record {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for !p.stopped && p.paused&pausedHandling != 0 {
+		ch := p.changed
+		p.mu.Unlock()
+		select {
+		case <-ch:
+		case <-p.stopCh:
+		}
+		p.mu.Lock()
+	}
+	if p.stopped || len(l.recs) == 0 {
+		delete(p.lanes, l.key)
+		return nil
+	}
+	batch := l.recs
+	l.recs = nil
+	return batch
+}
+
+// markEvery bounds how many finished records, or how long, a lane in strict
+// partition order goes without marking its progress for commit.
+const (
+	markEvery         = 256
+	markEveryInterval = 100 * time.Millisecond
+)
+
+// handleBatch handles records taken from a lane, in order. In strict partition
+// order it marks progress every markEvery records or markEveryInterval, and
+// always before it returns, so a drain commits everything finished. In
+// key-parallel mode each record takes a handler slot and is finished on its
+// own, since other lanes finish around it.
+func (p *partition) handleBatch(l *lane, batch []*kgo.Record) {
+	keyed := p.c.sem != nil
+	p.c.m.inFlight.Inc()
+	defer p.c.m.inFlight.Dec()
+	var (
+		unmarked int
+		last     *kgo.Record
+		ok       int
+		lat      latencyBatch
+	)
+	// One clock read per record: time.Since reads only the monotonic clock.
+	base := time.Now()
+	var prev, lastMark time.Duration
+	flush := func() {
+		p.m.latency.add(&lat)
+		p.m.handled.Add(float64(ok))
+		ok = 0
+	}
+	defer flush()
+	for i, rec := range batch {
+		if p.halt.Load() {
+			p.putBack(l, batch[i:])
+			break
+		}
+		if keyed {
+			select {
+			case p.c.sem <- struct{}{}:
+			case <-p.stopCh:
+				return // dropped: not committed, handled again by the next owner
+			}
+		}
+		err := callSafely(p.ctx, p.c.handler, rec)
+		now := time.Since(base)
+		lat.observe(now - prev)
+		prev = now
+		if err != nil {
+			p.c.failed(p, rec, err)
+		} else {
+			ok++
+		}
+		if keyed {
+			<-p.c.sem
+			p.finish(1, rec)
+			if lat.n >= markEvery {
+				flush()
+			}
+			continue
+		}
+		unmarked++
+		last = rec
+		p.progress.Store(rec)
+		if unmarked >= markEvery || now-lastMark >= markEveryInterval {
+			flush()
+			p.finish(unmarked, last)
+			unmarked, lastMark = 0, now
+		}
+	}
+	if unmarked > 0 {
+		flush()
+		p.finish(unmarked, last)
+	}
+}
+
+// putBack returns records not handled because handling was paused or the
+// partition stopped to the front of their lane.
+func (p *partition) putBack(l *lane, recs []*kgo.Record) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.stopped {
+		l.recs = append(recs[:len(recs):len(recs)], l.recs...)
+	}
+}
+
+// finish records that n records are done, the last of them last, and marks
+// for commit the highest offset below which every record is done.
+func (p *partition) finish(n int, last *kgo.Record) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.queued -= n
+	commit := last
+	if p.c.sem != nil {
+		commit = p.unfin.finish(last)
+	}
+	if commit != nil && !p.closed {
+		p.next = commit.Offset + 1
+		// Under p.mu so that no mark can follow the drain of a revoked
+		// partition: franz-go would commit it for a partition we no longer own.
+		p.cl.MarkCommitRecords(commit)
+		p.m.lag.Set(float64(p.hwm - p.next))
+	}
+	if p.full && p.queued <= p.c.cfg.partitionBuffer/2 {
+		p.full = false
+		p.setPausedLocked(p.paused &^ pausedBackpressure)
+		p.c.signalDrained()
+	}
+}
+
+// fullAndFetching reports whether the partition is full and its fetching is
+// not paused for it yet.
+func (p *partition) fullAndFetching() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.full && !p.stopped && p.paused&pausedBackpressure == 0
+}
+
+// pauseIfFull pauses fetching the partition if it is still full.
+func (p *partition) pauseIfFull() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.full && !p.stopped {
+		p.setPausedLocked(p.paused | pausedBackpressure)
+	}
+}
+
+// setPausedLocked changes the pause reasons, pausing or resuming the fetching
+// of the partition when it goes from none to some or back.
+func (p *partition) setPausedLocked(r pauseReason) {
+	old := p.paused
+	if old == r {
+		return
+	}
+	p.paused = r
+	p.halt.Store(p.stopped || r&pausedHandling != 0)
+	tp := map[string][]int32{p.topic: {p.id}}
+	switch {
+	case old == 0:
+		p.cl.PauseFetchPartitions(tp)
+		p.c.m.paused.Inc()
+	case r == 0:
+		p.cl.ResumeFetchPartitions(tp)
+		p.c.m.paused.Dec()
+	}
+	if old&pausedHandling != r&pausedHandling {
+		close(p.changed)
+		p.changed = make(chan struct{})
+	}
+}
+
+// stop makes the partition take no more records; lanes finish the record they
+// are handling and exit.
+func (p *partition) stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.stopped {
+		p.stopped = true
+		p.halt.Store(true)
+		close(p.stopCh)
+	}
+}
+
+// close ends the partition after its drain: it marks the progress not marked
+// yet, and then no offset is marked any more; its fetch pause is lifted (franz-go keeps pauses across assignments) and its
+// metrics are dropped.
+func (p *partition) close() {
+	p.mu.Lock()
+	if r := p.progress.Load(); r != nil && r.Offset >= p.next && !p.closed {
+		p.next = r.Offset + 1
+		p.cl.MarkCommitRecords(r)
+	}
+	p.closed = true
+	p.setPausedLocked(0)
+	p.mu.Unlock()
+	p.c.m.dropPartition(p.topic, p.id)
+}
+
+// state reports the partition for Consumer.Partitions.
+func (p *partition) state() PartitionState {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := PartitionState{
+		Topic: p.topic, Partition: p.id,
+		Buffered:     p.queued,
+		Paused:       p.paused&(pausedPartition|pausedConsumer) != 0,
+		Backpressure: p.paused&pausedBackpressure != 0,
+		NextOffset:   p.next,
+	}
+	if p.next >= 0 {
+		s.Lag = p.hwm - p.next
+	}
+	return s
+}
+
+// tracker holds unfinished records in offset order so that key-parallel mode
+// commits only below the first unfinished record.
+type tracker struct {
+	recs []*kgo.Record
+	done []bool
+	head int
+}
+
+func (t *tracker) add(r *kgo.Record) {
+	t.recs = append(t.recs, r)
+	t.done = append(t.done, false)
+}
+
+// finish marks r done and returns the last record of the finished prefix that
+// it completes, or nil if an earlier record is still unfinished.
+func (t *tracker) finish(r *kgo.Record) *kgo.Record {
+	live := t.recs[t.head:]
+	i := t.head + sort.Search(len(live), func(i int) bool { return live[i].Offset >= r.Offset })
+	if i >= len(t.recs) || t.recs[i] != r {
+		return nil // not tracked: cannot happen, and must not move the commit
+	}
+	t.done[i] = true
+	var last *kgo.Record
+	for t.head < len(t.recs) && t.done[t.head] {
+		last = t.recs[t.head]
+		t.recs[t.head] = nil
+		t.head++
+	}
+	if t.head == len(t.recs) {
+		t.recs, t.done, t.head = t.recs[:0], t.done[:0], 0
+	} else if t.head > 1024 && t.head > len(t.recs)/2 {
+		n := copy(t.recs, t.recs[t.head:])
+		copy(t.done, t.done[t.head:])
+		clear(t.recs[n:])
+		t.recs, t.done, t.head = t.recs[:n], t.done[:n], 0
+	}
+	return last
+}
