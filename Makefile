@@ -1,0 +1,61 @@
+# whippet developer tasks. `make demo` and `make test` are the two commands a fresh
+# machine needs; see README.md.
+
+SHELL := /bin/bash
+GO ?= go
+STATICCHECK_VERSION ?= v0.8.2
+
+# Where `whippet kafka up` keeps the cluster (config, logs, data, env file).
+KAFKA_STATE_DIR ?= $(CURDIR)/.kafka
+export KAFKA_STATE_DIR
+
+.PHONY: demo test test-unit lint kafka-up kafka-down bench-consumer deps
+
+# The end-to-end examples on an embedded kfake cluster: Go only, no broker.
+demo:
+	$(GO) run ./examples/quickstart
+
+deps:
+	$(GO) mod download
+
+# Start (or reuse) Apache Kafka on 127.0.0.1 from Maven Central jars; writes $(KAFKA_STATE_DIR)/env.
+# Honours KAFKA_VERSION, KAFKA_NODES, KAFKA_BASE_PORT.
+kafka-up:
+	$(GO) run ./cmd/whippet kafka up
+
+kafka-down:
+	$(GO) run ./cmd/whippet kafka down
+
+# Every test on a real Apache Kafka broker: start it, run the tests, stop it whatever happened.
+# $(KAFKA_STATE_DIR)/env exports KAFKA_BROKERS and KAFKA_VERSION for testkit's external backend.
+# The full verbose log goes to $(TEST_LOG); the console shows each test's result and the
+# "whippet testkit: ..." line naming the broker every test binary ran on.
+TEST_LOG ?= $(KAFKA_STATE_DIR)/go-test.log
+test: deps lint
+	$(MAKE) --no-print-directory kafka-up
+	set -a; source "$(KAFKA_STATE_DIR)/env"; set +a; set -o pipefail; \
+	  $(GO) test -race -count=1 -timeout 20m -v ./... 2>&1 | tee "$(TEST_LOG)" \
+	    | grep --line-buffered -E '^(ok|FAIL|PASS|panic:|--- |whippet testkit:|\?)|^ +[a-z_]+_test\.go:[0-9]+:'; \
+	  status=$$?; \
+	  echo "full test log: $(TEST_LOG)"; \
+	  $(MAKE) --no-print-directory kafka-down; \
+	  exit $$status
+
+# The tests with franz-go's in-process kfake instead of a real broker (fast, not proof).
+test-unit:
+	WHIPPET_KAFKA=kfake $(GO) test -count=1 ./...
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+# The consumer benchmarks on real Kafka: whippet vs a plain franz-go PollFetches loop over the same
+# 1,000,000 records, and key-parallel throughput against its ideal.
+bench-consumer: deps
+	$(MAKE) --no-print-directory kafka-up
+	set -a; source "$(KAFKA_STATE_DIR)/env"; set +a; \
+	  $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./consumer/ ; status=$$?; \
+	  $(MAKE) --no-print-directory kafka-down; \
+	  exit $$status
