@@ -14,9 +14,16 @@
 //   - Revocation. A revoked partition takes no more records; the handlers under
 //     way finish (bounded by DrainTimeout), the finished work is committed, and
 //     only then does the rebalance go on.
-//   - Failure. A panicking handler is a failed handler. Until a retry policy
-//     wraps the handler (see WithMiddleware), a failed record is logged,
-//     counted, passed to OnError, and its offset advances.
+//   - Failure. A panicking handler is a failed handler. A failed record goes
+//     through the topic's retry policy (see Retry and package retry): blocking
+//     retries in place, forwards to retry topics the consumer also consumes
+//     (each record handled at its due time, never before), and finally the
+//     dead-letter topic "<topic>-<group>-dlq". The default policy sends it
+//     straight to the dead-letter topic. A forward counts as done only when
+//     Kafka acknowledges it; until then the commit stays below the record,
+//     and a failing forward is retried with the partition stopped: nothing is
+//     ever skipped. Blocked lists what holds a partition up; Skip, SkipAll and
+//     Block let an operator unblock it.
 //
 // The consumer is built on franz-go: it uses BlockRebalanceOnPoll so that a
 // rebalance never runs while fetched records are being dispatched, and
@@ -40,6 +47,8 @@ import (
 	"github.com/twmb/franz-go/plugin/kprom"
 	"github.com/twmb/franz-go/plugin/kzap"
 	"go.uber.org/zap"
+
+	"github.com/whippet-go/whippet/retry"
 )
 
 var (
@@ -85,6 +94,8 @@ type Consumer struct {
 	sem     chan struct{} // handler slots in key-parallel mode; nil otherwise
 
 	handlerCtx context.Context // parent of every partition's handler context
+	stages     map[string]stage // the retry topics this consumer subscribes to
+	fwd        *kgo.Client      // forwards to retry and dead-letter topics
 
 	started   atomic.Bool
 	closeOnce sync.Once
@@ -98,6 +109,7 @@ type Consumer struct {
 	parts       map[TopicPartition]*partition
 	paused      bool
 	pausedParts map[TopicPartition]bool
+	skipAll     map[TopicPartition]bool
 }
 
 // New validates the options and returns a consumer that calls h for every
@@ -125,6 +137,13 @@ func New(h Handler, opts ...Option) (*Consumer, error) {
 		done:        make(chan struct{}),
 		parts:       make(map[TopicPartition]*partition),
 		pausedParts: make(map[TopicPartition]bool),
+		skipAll:     make(map[TopicPartition]bool),
+		stages:      make(map[string]stage),
+	}
+	for _, topic := range cfg.topics {
+		for n := range cfg.policyFor(topic).NonBlockingIntervals() {
+			c.stages[retry.TopicName(topic, cfg.group, n)] = stage{source: topic, n: n}
+		}
 	}
 	if cfg.keyParallel {
 		c.sem = make(chan struct{}, cfg.keyConcurrency)
@@ -162,11 +181,24 @@ func (c *Consumer) Run(ctx context.Context) error {
 	defer cancelHandlers()
 	c.handlerCtx = handlerCtx
 
+	// The forwarder produces to retry and dead-letter topics: idempotent,
+	// acks=all, so that a forward acknowledged is a forward stored once.
+	fwd, err := kgo.NewClient(c.forwarderOptions()...)
+	if err != nil {
+		return fmt.Errorf("consumer: creating the forwarding client: %w", err)
+	}
+	defer fwd.Close()
+	c.fwd = fwd
+	if err := c.ensureTopics(runCtx); err != nil {
+		return err
+	}
+
 	cl, err := kgo.NewClient(c.clientOptions()...)
 	if err != nil {
 		return fmt.Errorf("consumer: creating the Kafka client: %w", err)
 	}
-	c.log.Info("consumer started", zap.Strings("topics", c.cfg.topics), zap.Strings("patterns", c.cfg.patterns), zap.Bool("keyParallel", c.cfg.keyParallel))
+	c.log.Info("consumer started", zap.Strings("topics", c.cfg.topics), zap.Strings("patterns", c.cfg.patterns),
+		zap.Strings("retryTopics", c.retryTopics()), zap.Bool("keyParallel", c.cfg.keyParallel))
 	c.poll(runCtx, cl)
 
 	// Shutdown: drain and commit here rather than in the leave's revoke
@@ -175,6 +207,19 @@ func (c *Consumer) Run(ctx context.Context) error {
 	cl.CloseAllowingRebalance()
 	c.log.Info("consumer stopped")
 	return nil
+}
+
+// forwarderOptions configure the client that forwards records to retry and
+// dead-letter topics: the user's connection options, franz-go's idempotent
+// producer defaults.
+func (c *Consumer) forwarderOptions() []kgo.Opt {
+	opts := []kgo.Opt{
+		kgo.ClientID(c.cfg.clientID + "-forwarder"),
+		kgo.WithLogger(kzap.New(c.cfg.logger, kzap.Level(kgo.LogLevelWarn))),
+		kgo.ProducerLinger(0),
+	}
+	opts = append(opts, c.cfg.clientOpts...)
+	return append(opts, kgo.SeedBrokers(c.cfg.brokers...))
 }
 
 // Close stops the consumer like canceling Run's context does, and waits for
@@ -205,7 +250,7 @@ func (c *Consumer) clientOptions() []kgo.Opt {
 	opts = append(opts,
 		kgo.SeedBrokers(c.cfg.brokers...),
 		kgo.ConsumerGroup(c.cfg.group),
-		kgo.ConsumeTopics(append(c.cfg.topics, c.cfg.patterns...)...),
+		kgo.ConsumeTopics(slices.Concat(c.cfg.topics, c.retryTopics(), c.cfg.patterns)...),
 		kgo.ConsumeResetOffset(reset),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.AutoCommitMarks(),
@@ -328,6 +373,7 @@ func (c *Consumer) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[
 			if c.pausedParts[tp] {
 				p.paused |= pausedPartition
 			}
+			p.skipAll.Store(c.skipAll[tp])
 			if p.paused != 0 {
 				cl.PauseFetchPartitions(map[string][]int32{topic: {id}})
 				c.m.paused.Inc()
@@ -474,16 +520,17 @@ func (c *Consumer) commitStartPositions(ctx context.Context, cl *kgo.Client, ass
 }
 
 // failed accounts for a record whose handler chain returned an error.
-func (c *Consumer) failed(p *partition, rec *kgo.Record, err error) {
+func (c *Consumer) failed(ctx context.Context, p *partition, rec *kgo.Record, attempt int, err error) {
 	p.m.failed.Inc()
-	fields := []zap.Field{zap.String("topic", rec.Topic), zap.Int32("partition", rec.Partition), zap.Int64("offset", rec.Offset), zap.Error(err)}
+	fields := []zap.Field{zap.String("topic", rec.Topic), zap.Int32("partition", rec.Partition), zap.Int64("offset", rec.Offset),
+		zap.Int("attempt", attempt), zap.Error(err)}
 	var pe *PanicError
 	if errors.As(err, &pe) {
 		fields = append(fields, zap.ByteString("stack", pe.Stack))
 	}
-	c.log.Error("handler failed; no retry policy, the offset advances", fields...)
+	c.log.Warn("handler failed", fields...)
 	if c.cfg.onError != nil {
-		c.cfg.onError(p.ctx, rec, err)
+		c.cfg.onError(ctx, rec, err)
 	}
 }
 
@@ -544,12 +591,7 @@ func (c *Consumer) setPartitionPaused(tp TopicPartition, on bool) {
 
 // Partitions returns a snapshot of the partitions assigned now.
 func (c *Consumer) Partitions() []PartitionState {
-	c.mu.Lock()
-	ps := make([]*partition, 0, len(c.parts))
-	for _, p := range c.parts {
-		ps = append(ps, p)
-	}
-	c.mu.Unlock()
+	ps := c.assigned()
 	out := make([]PartitionState, 0, len(ps))
 	for _, p := range ps {
 		out = append(out, p.state())

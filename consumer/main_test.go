@@ -8,8 +8,13 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// The kill test re-runs this binary as a consumer process it can SIGKILL.
-	if os.Getenv(childEnv) != "" {
+	// The kill tests re-run this binary as a consumer process they can SIGKILL.
+	switch os.Getenv(childEnv) {
+	case "":
+	case "retry":
+		runRetryChild()
+		return
+	default:
 		runChild()
 		return
 	}

@@ -17,6 +17,12 @@ type metrics struct {
 	lag        *prometheus.GaugeVec
 	inFlight   prometheus.Gauge
 	paused     prometheus.Gauge
+	// retry and dead-letter metrics, not on the per-record path
+	retries         *prometheus.CounterVec
+	dlq             *prometheus.CounterVec
+	forwardFailures *prometheus.CounterVec
+	blocked         prometheus.Gauge
+	lateness        *prometheus.HistogramVec
 	registered []prometheus.Collector
 	reg        prometheus.Registerer
 	unregOnce  sync.Once
@@ -48,12 +54,34 @@ func newMetrics(group string, reg prometheus.Registerer) (*metrics, error) {
 			Namespace: ns, Subsystem: sub, Name: "paused_partitions", ConstLabels: labels,
 			Help: "Assigned partitions whose fetching is paused (backpressure or operator).",
 		}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "retries_total", ConstLabels: labels,
+			Help: "Retries by subscribed topic and the attempt they lead to (blocking retries and forwards to retry topics).",
+		}, []string{"topic", "attempt"}),
+		dlq: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "dlq_forwards_total", ConstLabels: labels,
+			Help: "Records dead-lettered (acknowledged by Kafka), by subscribed topic and reason.",
+		}, []string{"topic", "reason"}),
+		forwardFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "forward_failures_total", ConstLabels: labels,
+			Help: "Failed forwards to retry or dead-letter topics (each is retried; the partition waits).",
+		}, []string{"topic"}),
+		blocked: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "blocked_partitions", ConstLabels: labels,
+			Help: "Partitions held up by a record in blocking retries or by a failing forward.",
+		}),
+		lateness: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: sub, Name: "retry_lateness_seconds", ConstLabels: labels,
+			Help:    "How long after its due time a retry record was handled.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9), // 1ms .. 65s
+		}, []string{"topic"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	m.reg = reg
-	for _, c := range []prometheus.Collector{m.handled, m.failed, m.latency, m.lag, m.inFlight, m.paused} {
+	for _, c := range []prometheus.Collector{m.handled, m.failed, m.latency, m.lag, m.inFlight, m.paused,
+		m.retries, m.dlq, m.forwardFailures, m.blocked, m.lateness} {
 		if err := reg.Register(c); err != nil {
 			m.unregister()
 			var are prometheus.AlreadyRegisteredError

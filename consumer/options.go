@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"regexp"
+	"slices"
 	"strconv"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/whippet-go/whippet/internal/check"
+	"github.com/whippet-go/whippet/retry"
 )
 
 // ErrInvalidConfig is matched (with errors.Is) by every configuration error
@@ -73,6 +75,11 @@ type config struct {
 	clientOpts          []kgo.Opt
 	middlewares         []Middleware
 	onError             func(context.Context, *kgo.Record, error)
+	retry               retry.Policy
+	retryFor            map[string]retry.Policy
+	retryPartitions     int32
+	retryReplication    int16
+	retryConfigs        map[string]*string
 }
 
 func defaultConfig() config {
@@ -84,6 +91,7 @@ func defaultConfig() config {
 		commitStartOnAssign: true,
 		logger:              zap.NewNop(),
 		clientID:            "whippet",
+		retryReplication:    -1,
 	}
 }
 
@@ -182,12 +190,45 @@ func WithMiddleware(mws ...Middleware) Option {
 	return func(c *config) { c.middlewares = append(c.middlewares, mws...) }
 }
 
-// OnError is called for every record whose handler (with its middlewares)
-// returned an error, after the error is logged and counted. Until a retry
-// policy wraps the handler, the record's offset then advances: the record is
-// not handled again. Default: none.
+// OnError is called for every failed attempt at a record (its handler, with
+// its middlewares, returned an error or panicked), after the failure is logged
+// and counted and before the retry policy decides what comes next.
+// Default: none.
 func OnError(fn func(ctx context.Context, rec *kgo.Record, err error)) Option {
 	return func(c *config) { c.onError = fn }
+}
+
+// Retry sets the retry policy of every subscribed topic without its own
+// (see RetryFor). Default: retry.NoRetry(): a failed record goes straight to
+// the dead-letter topic "<topic>-<group>-dlq".
+func Retry(p retry.Policy) Option { return func(c *config) { c.retry = p } }
+
+// RetryFor sets the retry policy of one topic. Default: the Retry policy.
+func RetryFor(topic string, p retry.Policy) Option {
+	return func(c *config) {
+		if c.retryFor == nil {
+			c.retryFor = make(map[string]retry.Policy)
+		}
+		c.retryFor[topic] = p
+	}
+}
+
+// RetryTopics sets how the consumer creates missing retry and dead-letter
+// topics when it starts: partitions (0: as many as the source topic),
+// replication factor (-1: the broker's default.replication.factor) and topic
+// configs (nil: the broker's defaults). Default: 0, -1, nil.
+func RetryTopics(partitions int32, replication int16, configs map[string]*string) Option {
+	return func(c *config) {
+		c.retryPartitions, c.retryReplication, c.retryConfigs = partitions, replication, configs
+	}
+}
+
+// policyFor returns the retry policy of a source topic.
+func (c *config) policyFor(topic string) retry.Policy {
+	if p, ok := c.retryFor[topic]; ok {
+		return p
+	}
+	return c.retry
 }
 
 // validate checks the config without any network I/O and names every bad field.
@@ -249,6 +290,28 @@ func (c *config) validate(h Handler) error {
 	}
 	if c.clientID == "" {
 		bad("ClientID", "must not be empty")
+	}
+	if err := c.retry.Validate(); err != nil {
+		bad("Retry", "%v", err)
+	}
+	for topic, p := range c.retryFor {
+		if err := p.Validate(); err != nil {
+			bad("RetryFor", "%s: %v", topic, err)
+		}
+		if len(c.patterns) > 0 {
+			bad("RetryFor", "%s: cannot be combined with TopicRegex; name the topics with Topics", topic)
+		} else if !slices.Contains(c.topics, topic) {
+			bad("RetryFor", "%q is not one of the subscribed Topics", topic)
+		}
+	}
+	if len(c.patterns) > 0 && len(c.retry.NonBlockingIntervals()) > 0 {
+		bad("Retry", "non-blocking retries need the topics named with Topics, not TopicRegex (the consumer subscribes to each topic's retry topics)")
+	}
+	if c.retryPartitions < 0 {
+		bad("RetryTopics", "partitions must be ≥ 0 (0: as the source topic), got %d", c.retryPartitions)
+	}
+	if c.retryReplication == 0 || c.retryReplication < -1 {
+		bad("RetryTopics", "replication must be > 0 or -1 (the broker default), got %d", c.retryReplication)
 	}
 	for i, m := range c.middlewares {
 		if m == nil {

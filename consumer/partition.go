@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/whippet-go/whippet/retry"
 )
 
 // pauseReason is a set of reasons a partition is paused; fetching resumes only
@@ -18,10 +20,12 @@ const (
 	pausedBackpressure pauseReason = 1 << iota // too many unfinished records
 	pausedPartition                            // operator paused this partition
 	pausedConsumer                             // operator paused the whole consumer
+	pausedDue                                  // a retry record waits for its due time
+	pausedForward                              // a forward to a retry or dead-letter topic fails
 
 	// pausedHandling are the reasons that also stop handling buffered records;
-	// backpressure only stops fetching.
-	pausedHandling = pausedPartition | pausedConsumer
+	// backpressure and a due wait only stop fetching.
+	pausedHandling = pausedPartition | pausedConsumer | pausedForward
 )
 
 // partition is the state of one assigned partition: records fetched and not yet
@@ -41,6 +45,15 @@ type partition struct {
 	// per record; marks lag behind it by up to markEvery records, and close
 	// marks it so that a drain commits everything finished.
 	progress atomic.Pointer[kgo.Record]
+	// keyed is key-parallel mode; retry topics are always in partition order,
+	// which is their due-time order.
+	keyed bool
+	// stage is -1 for a subscribed topic, n for its retry topic n; source is
+	// the subscribed topic either way, and policy its retry policy.
+	stage   int
+	source  string
+	policy  retry.Policy
+	skipAll atomic.Bool // operator: failing records skip blocking retries
 
 	mu      sync.Mutex
 	lanes   map[string]*lane // by key; strict partition order uses the single key ""
@@ -53,6 +66,11 @@ type partition struct {
 	closed  bool          // drained: late completions must not mark offsets
 	next    int64         // first offset not yet finished (-1 until known)
 	hwm     int64         // last high watermark seen
+	// pending are the records being forwarded, in offset order (strict
+	// partition order only): the commit stays below the first of them.
+	pending    []*kgo.Record
+	blocked    map[*blockedRecord]struct{} // records blocking the partition now
+	fwdFailing int                         // forwards failing now
 }
 
 // lane handles the records of one key (or of the whole partition) in order.
@@ -63,8 +81,17 @@ type lane struct {
 
 func newPartition(c *Consumer, cl *kgo.Client, topic string, id int32) *partition {
 	ctx, cancel := context.WithCancel(c.handlerCtx)
+	st, isRetry := c.stages[topic]
+	if !isRetry {
+		st = stage{source: topic, n: -1}
+	}
 	return &partition{
 		c: c, cl: cl, topic: topic, id: id,
+		keyed:   c.sem != nil && !isRetry,
+		stage:   st.n,
+		source:  st.source,
+		policy:  c.cfg.policyFor(st.source),
+		blocked: make(map[*blockedRecord]struct{}),
 		m:   c.m.forPartition(topic, id),
 		ctx: ctx, cancel: cancel,
 		stopCh:  make(chan struct{}),
@@ -88,7 +115,7 @@ func (p *partition) enqueue(recs []*kgo.Record, hwm int64) {
 	if p.next < 0 {
 		p.next = recs[0].Offset
 	}
-	if p.c.sem == nil {
+	if !p.keyed {
 		p.lane("").recs = append(p.lane("").recs, recs...)
 	} else {
 		for _, r := range recs {
@@ -164,22 +191,20 @@ const (
 // order it marks progress every markEvery records or markEveryInterval, and
 // always before it returns, so a drain commits everything finished. In
 // key-parallel mode each record takes a handler slot and is finished on its
-// own, since other lanes finish around it.
+// own, since other lanes finish around it. A record being forwarded to a retry
+// or dead-letter topic is finished when Kafka acknowledges the forward.
 func (p *partition) handleBatch(l *lane, batch []*kgo.Record) {
-	keyed := p.c.sem != nil
 	p.c.m.inFlight.Inc()
 	defer p.c.m.inFlight.Dec()
 	var (
 		unmarked int
 		last     *kgo.Record
 		ok       int
-		lat      latencyBatch
+		clock    = laneClock{base: time.Now()}
+		lastMark time.Duration
 	)
-	// One clock read per record: time.Since reads only the monotonic clock.
-	base := time.Now()
-	var prev, lastMark time.Duration
 	flush := func() {
-		p.m.latency.add(&lat)
+		p.m.latency.add(&clock.lat)
 		p.m.handled.Add(float64(ok))
 		ok = 0
 	}
@@ -189,37 +214,40 @@ func (p *partition) handleBatch(l *lane, batch []*kgo.Record) {
 			p.putBack(l, batch[i:])
 			break
 		}
-		if keyed {
+		if p.keyed {
 			select {
 			case p.c.sem <- struct{}{}:
 			case <-p.stopCh:
 				return // dropped: not committed, handled again by the next owner
 			}
 		}
-		err := callSafely(p.ctx, p.c.handler, rec)
-		now := time.Since(base)
-		lat.observe(now - prev)
-		prev = now
-		if err != nil {
-			p.c.failed(p, rec, err)
-		} else {
+		res := p.process(rec, &clock)
+		if res == handled {
 			ok++
 		}
-		if keyed {
+		if p.keyed {
 			<-p.c.sem
-			p.finish(1, rec)
-			if lat.n >= markEvery {
+			switch res {
+			case stopped:
+				return
+			case handled, failed:
+				p.finish(1, rec)
+			} // forwarding: finished by the acknowledgement
+			if clock.lat.n >= markEvery {
 				flush()
 			}
 			continue
 		}
+		if res == stopped {
+			break
+		}
 		unmarked++
 		last = rec
 		p.progress.Store(rec)
-		if unmarked >= markEvery || now-lastMark >= markEveryInterval {
+		if unmarked >= markEvery || clock.prev-lastMark >= markEveryInterval {
 			flush()
 			p.finish(unmarked, last)
-			unmarked, lastMark = 0, now
+			unmarked, lastMark = 0, clock.prev
 		}
 	}
 	if unmarked > 0 {
@@ -227,6 +255,23 @@ func (p *partition) handleBatch(l *lane, batch []*kgo.Record) {
 		p.finish(unmarked, last)
 	}
 }
+
+// laneClock times handler calls with one monotonic clock read per record.
+type laneClock struct {
+	base time.Time
+	prev time.Duration // time of the last reading since base
+	lat  latencyBatch
+}
+
+// lap records the time since the last reading as one handler call.
+func (c *laneClock) lap() {
+	now := time.Since(c.base)
+	c.lat.observe(now - c.prev)
+	c.prev = now
+}
+
+// reset starts timing afresh, after a wait that is no handler's time.
+func (c *laneClock) reset() { c.prev = time.Since(c.base) }
 
 // putBack returns records not handled because handling was paused or the
 // partition stopped to the front of their lane.
@@ -244,11 +289,9 @@ func (p *partition) finish(n int, last *kgo.Record) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.queued -= n
-	commit := last
-	if p.c.sem != nil {
-		commit = p.unfin.finish(last)
-	}
-	if commit != nil && !p.closed {
+	if !p.keyed {
+		p.markLocked()
+	} else if commit := p.unfin.finish(last); commit != nil && !p.closed {
 		p.next = commit.Offset + 1
 		// Under p.mu so that no mark can follow the drain of a revoked
 		// partition: franz-go would commit it for a partition we no longer own.
@@ -316,13 +359,12 @@ func (p *partition) stop() {
 }
 
 // close ends the partition after its drain: it marks the progress not marked
-// yet, and then no offset is marked any more; its fetch pause is lifted (franz-go keeps pauses across assignments) and its
-// metrics are dropped.
+// yet, and then no offset is marked any more; its fetch pause is lifted
+// (franz-go keeps pauses across assignments) and its metrics are dropped.
 func (p *partition) close() {
 	p.mu.Lock()
-	if r := p.progress.Load(); r != nil && r.Offset >= p.next && !p.closed {
-		p.next = r.Offset + 1
-		p.cl.MarkCommitRecords(r)
+	if !p.keyed {
+		p.markLocked()
 	}
 	p.closed = true
 	p.setPausedLocked(0)

@@ -1,0 +1,339 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/whippet-go/whippet/retry"
+)
+
+// stage places a retry topic: it is retry topic n of the subscribed topic
+// source.
+type stage struct {
+	source string
+	n      int
+}
+
+// result is what became of a record in process.
+type result int
+
+const (
+	handled    result = iota // the handler succeeded
+	failed                   // failed, and accounted for without a forward
+	forwarding               // being forwarded; finished when Kafka acknowledges it
+	stopped                  // the partition stopped before the record was finished
+)
+
+// process runs rec through the handler and the retry policy: blocking
+// retries in place, then a forward to the next retry topic or to the
+// dead-letter topic. Records of retry topics wait for their due time first.
+func (p *partition) process(rec *kgo.Record, clock *laneClock) result {
+	ctx := p.ctx // first attempts carry no retry.Info: no allocation per record
+	var info retry.Info
+	if p.stage >= 0 {
+		info, _ = retry.InfoFor(rec)
+		if !info.Due.IsZero() {
+			if !p.waitDue(info.Due) {
+				return stopped
+			}
+			p.c.m.lateness.WithLabelValues(p.source).Observe(time.Since(info.Due).Seconds())
+			clock.reset()
+		}
+		ctx = retry.WithInfo(ctx, info)
+	}
+	err := callSafely(ctx, p.c.handler, rec)
+	clock.lap()
+	if err == nil {
+		return handled
+	}
+	if p.stage < 0 {
+		info, _ = retry.InfoFor(rec)
+	}
+	p.noteFailure(ctx, rec, &info, err)
+	reason := p.policy.Classify(err)
+
+	if reason == "" && p.stage < 0 && p.policy.BlockingBackoff() != nil {
+		var res result
+		res, reason = p.retryBlocking(rec, &info, clock)
+		if res != failed {
+			return res
+		}
+	}
+	target := retry.DLQTopicName(p.source, p.c.cfg.group)
+	if reason == "" {
+		if next, intervals := p.stage+1, p.policy.NonBlockingIntervals(); next < len(intervals) {
+			target = retry.TopicName(p.source, p.c.cfg.group, next)
+			info.Attempt++
+			info.Due = time.Now().Add(intervals[next])
+			p.c.m.retries.WithLabelValues(p.source, attemptLabel(info.Attempt)).Inc()
+		} else {
+			reason = retry.ReasonExhausted
+		}
+	}
+	if reason != "" {
+		info.Due = time.Time{}
+		info.Reason = reason
+	}
+	p.forward(rec, &kgo.Record{Topic: target, Key: rec.Key, Value: rec.Value, Headers: info.Headers(rec.Headers)}, reason)
+	return forwarding
+}
+
+// noteFailure records a failed attempt in info and reports it.
+func (p *partition) noteFailure(ctx context.Context, rec *kgo.Record, info *retry.Info, err error) {
+	now := time.Now()
+	if info.FirstFailure.IsZero() {
+		info.FirstFailure = now
+	}
+	info.LastFailure = now
+	info.LastError = err.Error()
+	info.Group = p.c.cfg.group
+	p.c.failed(ctx, p, rec, info.Attempt, err)
+}
+
+// attemptLabel bounds the cardinality of the attempt label: infinite blocking
+// retries would otherwise make one series per attempt.
+func attemptLabel(n int) string {
+	if n > 10 {
+		return "10+"
+	}
+	return strconv.Itoa(n)
+}
+
+// retryBlocking retries rec in place after each wait of the blocking backoff.
+// It returns handled when a retry succeeds, stopped when the partition stops
+// during a wait, and otherwise failed with the reason to dead-letter rec (""
+// when the backoff is exhausted and the non-blocking stage comes next).
+func (p *partition) retryBlocking(rec *kgo.Record, info *retry.Info, clock *laneClock) (result, retry.Reason) {
+	b := p.policy.BlockingBackoff()
+	br := &blockedRecord{rec: rec, skip: make(chan struct{}), since: time.Now()}
+	p.addBlocked(br)
+	defer p.removeBlocked(br)
+	for n := 1; ; n++ {
+		if p.skipAll.Load() {
+			return failed, retry.ReasonSkipped
+		}
+		d, ok := b.Delay(n)
+		if !ok {
+			return failed, ""
+		}
+		p.updateBlocked(br, info.LastError, info.Attempt, time.Now().Add(d))
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-br.skip:
+			t.Stop()
+			return failed, retry.ReasonSkipped
+		case <-p.stopCh:
+			t.Stop()
+			return stopped, ""
+		}
+		info.Attempt++
+		p.c.m.retries.WithLabelValues(p.source, attemptLabel(info.Attempt)).Inc()
+		ctx := retry.WithInfo(p.ctx, *info)
+		clock.reset()
+		err := callSafely(ctx, p.c.handler, rec)
+		clock.lap()
+		if err == nil {
+			return handled, ""
+		}
+		p.noteFailure(ctx, rec, info, err)
+		if reason := p.policy.Classify(err); reason != "" {
+			return failed, reason
+		}
+	}
+}
+
+// waitDue waits until due with the partition's fetching paused; it returns
+// false, at once, if the partition stops first.
+func (p *partition) waitDue(due time.Time) bool {
+	d := time.Until(due)
+	if d <= 0 {
+		return true
+	}
+	p.mu.Lock()
+	p.setPausedLocked(p.paused | pausedDue)
+	p.mu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-p.stopCh:
+		return false
+	}
+	p.mu.Lock()
+	p.setPausedLocked(p.paused &^ pausedDue)
+	p.mu.Unlock()
+	return true
+}
+
+// forward produces out, the next life of rec, and finishes rec once Kafka
+// acknowledges it. A failed forward is retried, with the partition stopped,
+// until it succeeds or the partition is revoked: rec is never skipped.
+func (p *partition) forward(rec, out *kgo.Record, reason retry.Reason) {
+	p.mu.Lock()
+	if !p.keyed {
+		p.pending = append(p.pending, rec)
+	}
+	p.mu.Unlock()
+	p.wg.Add(1) // a drain waits for forwards under way
+	f := &forwardState{rec: rec, out: out, reason: reason}
+	p.c.fwd.Produce(p.ctx, out, func(_ *kgo.Record, err error) { p.forwarded(f, err) })
+}
+
+// forwardState is one forward and its retries.
+type forwardState struct {
+	rec, out *kgo.Record
+	reason   retry.Reason
+	failures int
+	blocked  *blockedRecord // set while the forward fails
+}
+
+func (p *partition) forwarded(f *forwardState, err error) {
+	if err == nil {
+		p.forwardDone(f)
+		return
+	}
+	p.mu.Lock()
+	stopped := p.stopped
+	p.mu.Unlock()
+	if stopped || errors.Is(err, context.Canceled) {
+		p.c.log.Warn("forward abandoned: the partition was revoked; the record is not committed and will be handled again",
+			zap.String("topic", f.rec.Topic), zap.Int32("partition", f.rec.Partition), zap.Int64("offset", f.rec.Offset), zap.Error(err))
+		p.forwardEnd(f)
+		return
+	}
+	f.failures++
+	p.c.m.forwardFailures.WithLabelValues(p.source).Inc()
+	p.c.log.Error("forward failed; the partition stops until it succeeds",
+		zap.String("topic", f.rec.Topic), zap.Int32("partition", f.rec.Partition), zap.Int64("offset", f.rec.Offset),
+		zap.String("to", f.out.Topic), zap.Int("failures", f.failures), zap.Error(err))
+	if f.blocked == nil {
+		f.blocked = &blockedRecord{rec: f.rec, since: time.Now(), forwarding: true}
+		p.addBlocked(f.blocked)
+		p.mu.Lock()
+		if p.fwdFailing++; p.fwdFailing == 1 {
+			p.setPausedLocked(p.paused | pausedForward)
+		}
+		p.mu.Unlock()
+	}
+	wait := min(100*time.Millisecond<<min(f.failures-1, 7), 10*time.Second)
+	p.updateBlocked(f.blocked, "forward to "+f.out.Topic+" failed: "+err.Error(), f.failures, time.Now().Add(wait))
+	if errors.Is(err, kerr.UnknownTopicOrPartition) {
+		if err := p.c.createTopics(p.ctx, p.source, f.out.Topic); err != nil {
+			p.c.log.Error("creating the forward's topic failed", zap.Error(err))
+		}
+	}
+	go func() {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			p.c.fwd.Produce(p.ctx, f.out, func(_ *kgo.Record, err error) { p.forwarded(f, err) })
+		case <-p.stopCh:
+			p.forwarded(f, context.Canceled)
+		}
+	}()
+}
+
+// forwardDone finishes the forwarded record.
+func (p *partition) forwardDone(f *forwardState) {
+	if f.reason != "" {
+		p.c.m.dlq.WithLabelValues(p.source, string(f.reason)).Inc()
+	}
+	if !p.keyed {
+		p.mu.Lock()
+		for i, r := range p.pending {
+			if r == f.rec {
+				p.pending = append(p.pending[:i], p.pending[i+1:]...)
+				break
+			}
+		}
+		p.markLocked()
+		p.mu.Unlock()
+	} else {
+		p.finish(1, f.rec)
+	}
+	p.forwardEnd(f)
+}
+
+// forwardEnd undoes what a failing forward set, and ends the forward.
+func (p *partition) forwardEnd(f *forwardState) {
+	if f.blocked != nil {
+		p.removeBlocked(f.blocked)
+		p.mu.Lock()
+		if p.fwdFailing--; p.fwdFailing == 0 && !p.closed {
+			p.setPausedLocked(p.paused &^ pausedForward)
+		}
+		p.mu.Unlock()
+	}
+	p.wg.Done()
+}
+
+// markLocked marks for commit, in strict partition order, everything up to
+// the last record the lane finished, but not past a record being forwarded.
+func (p *partition) markLocked() {
+	r := p.progress.Load()
+	if r == nil || p.closed {
+		return
+	}
+	target, epoch := r.Offset+1, r.LeaderEpoch
+	if len(p.pending) > 0 && p.pending[0].Offset < target {
+		target, epoch = p.pending[0].Offset, p.pending[0].LeaderEpoch
+	}
+	if target <= p.next {
+		return
+	}
+	p.next = target
+	// Under p.mu so that no mark can follow the drain of a revoked partition:
+	// franz-go would commit it for a partition we no longer own.
+	p.cl.MarkCommitOffsets(map[string]map[int32]kgo.EpochOffset{p.topic: {p.id: {Epoch: epoch, Offset: target}}})
+	p.m.lag.Set(float64(p.hwm - p.next))
+}
+
+// blockedRecord is a record that holds up its partition: retried in place by
+// a blocking policy, or whose forward fails.
+type blockedRecord struct {
+	rec        *kgo.Record
+	since      time.Time
+	forwarding bool
+	skip       chan struct{} // closed by an operator's Skip; nil for forwards
+
+	// under the partition's mu
+	err      string
+	attempts int
+	next     time.Time
+	skipped  bool
+}
+
+func (p *partition) updateBlocked(b *blockedRecord, err string, attempts int, next time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b.err, b.attempts, b.next = err, attempts, next
+}
+
+func (p *partition) addBlocked(b *blockedRecord) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.blocked) == 0 {
+		p.c.m.blocked.Inc()
+	}
+	p.blocked[b] = struct{}{}
+}
+
+func (p *partition) removeBlocked(b *blockedRecord) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.blocked[b]; !ok {
+		return
+	}
+	delete(p.blocked, b)
+	if len(p.blocked) == 0 {
+		p.c.m.blocked.Dec()
+	}
+}
