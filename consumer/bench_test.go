@@ -2,6 +2,7 @@ package consumer_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/whippet-go/whippet/consumer"
+	"github.com/whippet-go/whippet/retry"
 	"github.com/whippet-go/whippet/testkit"
 )
 
@@ -25,6 +27,7 @@ import (
 // with no write shared between partitions, so it does not slow down the side
 // that handles partitions in parallel.
 type throughput struct {
+	topic      string
 	lastOffset map[int32]int64 // per partition, the offset of its last record
 	n          int64
 	started    atomic.Bool
@@ -43,7 +46,7 @@ func newThroughput(b *testing.B, kc *testkit.Cluster, topic string) *throughput 
 	if err != nil {
 		b.Fatal(err)
 	}
-	tp := &throughput{lastOffset: map[int32]int64{}, done: make(chan struct{})}
+	tp := &throughput{topic: topic, lastOffset: map[int32]int64{}, done: make(chan struct{})}
 	ends.Each(func(o kadm.ListedOffset) {
 		tp.lastOffset[o.Partition] = o.Offset - 1
 		tp.n += o.Offset
@@ -52,6 +55,9 @@ func newThroughput(b *testing.B, kc *testkit.Cluster, topic string) *throughput 
 }
 
 func (tp *throughput) record(r *kgo.Record) {
+	if _, ok := tp.lastOffset[r.Partition]; !ok || r.Topic != tp.topic {
+		return // a retry topic's record
+	}
 	if !tp.started.Load() && tp.started.CompareAndSwap(false, true) {
 		tp.first = time.Since(benchStart)
 	}
@@ -81,15 +87,15 @@ func (tp *throughput) rate() float64 {
 }
 
 // benchWhippet consumes topic with whippet; work, if not nil, is the
-// handler's work per record.
-func benchWhippet(b *testing.B, kc *testkit.Cluster, topic string, work func(), opts ...consumer.Option) float64 {
+// handler's work per record, and its error the handler's.
+func benchWhippet(b *testing.B, kc *testkit.Cluster, topic string, work func(*kgo.Record) error, opts ...consumer.Option) float64 {
 	tp := newThroughput(b, kc, topic)
-	h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+	h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) (err error) {
 		if work != nil {
-			work()
+			err = work(r)
 		}
 		tp.record(r)
-		return nil
+		return err
 	})
 	group := fmt.Sprintf("%s-whippet-%d", topic, time.Now().UnixNano())
 	opts = append([]consumer.Option{consumer.Brokers(kc.Brokers...), consumer.Group(group), consumer.Topics(topic)}, opts...)
@@ -181,13 +187,75 @@ func BenchmarkKeyParallel(b *testing.B) {
 	}
 	b.ResetTimer()
 	for range b.N {
-		rate := benchWhippet(b, kc, topic, func() { time.Sleep(5 * time.Millisecond) },
+		rate := benchWhippet(b, kc, topic, func(*kgo.Record) error { time.Sleep(5 * time.Millisecond); return nil },
 			consumer.KeyParallel(conc), consumer.PartitionBuffer(4*conc))
 		const ideal = conc / 0.005
 		b.ReportMetric(rate, "rec/s")
 		b.ReportMetric(rate/ideal, "of-ideal")
 		fmt.Printf("key-parallel: %d records, 1 partition, %d keys, 5 ms handler, concurrency %d: %.0f rec/s = %.3f of the ideal %.0f\n",
 			n, keys, conc, rate, rate/ideal, ideal)
+	}
+}
+
+// BenchmarkNonBlockingFailures: main-topic throughput under non-blocking
+// retries with 10% of the records failing (each forwarded to the retry topic,
+// acknowledged before its offset is committed) against 0% failing, same
+// records, same run, three rounds each alternating. Two handlers: a no-op, where
+// the ratio is the broker's cost of storing the forwards against that of
+// serving the fetches, on the same 2 cores; and one that waits 1ms per record,
+// as a handler calling a database or a service does.
+func BenchmarkNonBlockingFailures(b *testing.B) {
+	kc := testkit.Shared(b)
+	for _, bc := range []struct {
+		name    string
+		n       int
+		handler time.Duration
+	}{{"no-op", 1_000_000, 0}, {"1ms", 20_000, time.Millisecond}} {
+		b.Run(bc.name, func(b *testing.B) {
+			const parts, rounds = 4, 3
+			topic := kc.NewTopic(b, parts, nil)
+			cl := kc.Client(b, kgo.ProducerLinger(5*time.Millisecond))
+			value := make([]byte, 100)
+			for i := 0; i < bc.n; i++ {
+				key := fmt.Appendf(nil, "ok-%d", i)
+				if i%10 == 0 {
+					key[0] = 'f' // "fk-…": fails in the failing rounds
+				}
+				cl.Produce(context.Background(), &kgo.Record{Topic: topic, Key: key, Value: value}, nil)
+			}
+			if err := cl.Flush(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			errFail := errors.New("fails")
+			work := func(fail bool) func(r *kgo.Record) error {
+				return func(r *kgo.Record) error {
+					if bc.handler > 0 {
+						time.Sleep(bc.handler)
+					}
+					if fail && r.Key[0] == 'f' {
+						return errFail
+					}
+					return nil
+				}
+			}
+			policy := consumer.Retry(retry.NonBlocking(time.Hour)) // not due during the run
+			b.ResetTimer()
+			for range b.N {
+				var ok, bad []float64
+				for range rounds {
+					ok = append(ok, benchWhippet(b, kc, topic, work(false), policy))
+					bad = append(bad, benchWhippet(b, kc, topic, work(true), policy))
+				}
+				slices.Sort(ok)
+				slices.Sort(bad)
+				okm, badm := ok[rounds/2], bad[rounds/2]
+				b.ReportMetric(okm, "0%-failing-rec/s")
+				b.ReportMetric(badm, "10%-failing-rec/s")
+				b.ReportMetric(badm/okm, "ratio")
+				fmt.Printf("non-blocking retries, %s handler, %d records over %d partitions: 0%% failing %.0f rec/s, 10%% failing %.0f rec/s, ratio %.3f (medians of %d; 0%% %v, 10%% %v)\n",
+					bc.name, bc.n, parts, okm, badm, badm/okm, rounds, rounded(ok), rounded(bad))
+			}
+		})
 	}
 }
 

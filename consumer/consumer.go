@@ -93,7 +93,7 @@ type Consumer struct {
 	m       *metrics
 	sem     chan struct{} // handler slots in key-parallel mode; nil otherwise
 
-	handlerCtx context.Context // parent of every partition's handler context
+	handlerCtx context.Context  // parent of every partition's handler context
 	stages     map[string]stage // the retry topics this consumer subscribes to
 	fwd        *kgo.Client      // forwards to retry and dead-letter topics
 
@@ -216,7 +216,6 @@ func (c *Consumer) forwarderOptions() []kgo.Opt {
 	opts := []kgo.Opt{
 		kgo.ClientID(c.cfg.clientID + "-forwarder"),
 		kgo.WithLogger(kzap.New(c.cfg.logger, kzap.Level(kgo.LogLevelWarn))),
-		kgo.ProducerLinger(0),
 	}
 	opts = append(opts, c.cfg.clientOpts...)
 	return append(opts, kgo.SeedBrokers(c.cfg.brokers...))
@@ -522,13 +521,15 @@ func (c *Consumer) commitStartPositions(ctx context.Context, cl *kgo.Client, ass
 // failed accounts for a record whose handler chain returned an error.
 func (c *Consumer) failed(ctx context.Context, p *partition, rec *kgo.Record, attempt int, err error) {
 	p.m.failed.Inc()
-	fields := []zap.Field{zap.String("topic", rec.Topic), zap.Int32("partition", rec.Partition), zap.Int64("offset", rec.Offset),
-		zap.Int("attempt", attempt), zap.Error(err)}
-	var pe *PanicError
-	if errors.As(err, &pe) {
-		fields = append(fields, zap.ByteString("stack", pe.Stack))
+	if ce := c.log.Check(zap.WarnLevel, "handler failed"); ce != nil {
+		fields := []zap.Field{zap.String("topic", rec.Topic), zap.Int32("partition", rec.Partition), zap.Int64("offset", rec.Offset),
+			zap.Int("attempt", attempt), zap.Error(err)}
+		var pe *PanicError
+		if errors.As(err, &pe) {
+			fields = append(fields, zap.ByteString("stack", pe.Stack))
+		}
+		ce.Write(fields...)
 	}
-	c.log.Warn("handler failed", fields...)
 	if c.cfg.onError != nil {
 		c.cfg.onError(ctx, rec, err)
 	}

@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"time"
 
@@ -248,13 +249,15 @@ func (p *partition) forwardDone(f *forwardState) {
 	}
 	if !p.keyed {
 		p.mu.Lock()
-		for i, r := range p.pending {
-			if r == f.rec {
-				p.pending = append(p.pending[:i], p.pending[i+1:]...)
-				break
-			}
+		// Acknowledgements come mostly in order: the head moves the commit,
+		// any other only leaves the list.
+		if len(p.pending) > 0 && p.pending[0] == f.rec {
+			p.pending[0] = nil
+			p.pending = p.pending[1:]
+			p.markLocked()
+		} else if i := slices.Index(p.pending, f.rec); i >= 0 {
+			p.pending = slices.Delete(p.pending, i, i+1)
 		}
-		p.markLocked()
 		p.mu.Unlock()
 	} else {
 		p.finish(1, f.rec)

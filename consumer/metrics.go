@@ -11,21 +11,21 @@ import (
 // metrics are always built, so the hot path needs no nil checks; they are only
 // exposed when the user gives a Registerer.
 type metrics struct {
-	handled    *prometheus.CounterVec
-	failed     *prometheus.CounterVec
-	latency    *latencyVec
-	lag        *prometheus.GaugeVec
-	inFlight   prometheus.Gauge
-	paused     prometheus.Gauge
+	handled  *prometheus.CounterVec
+	failed   *prometheus.CounterVec
+	latency  *latencyVec
+	lag      *prometheus.GaugeVec
+	inFlight prometheus.Gauge
+	paused   prometheus.Gauge
 	// retry and dead-letter metrics, not on the per-record path
 	retries         *prometheus.CounterVec
 	dlq             *prometheus.CounterVec
 	forwardFailures *prometheus.CounterVec
 	blocked         prometheus.Gauge
 	lateness        *prometheus.HistogramVec
-	registered []prometheus.Collector
-	reg        prometheus.Registerer
-	unregOnce  sync.Once
+	registered      []prometheus.Collector
+	reg             prometheus.Registerer
+	unregOnce       sync.Once
 }
 
 func newMetrics(group string, reg prometheus.Registerer) (*metrics, error) {
