@@ -14,6 +14,7 @@ export KAFKA_STATE_DIR
 # The end-to-end examples on an embedded kfake cluster: Go only, no broker.
 demo:
 	$(GO) run ./examples/quickstart
+	$(GO) run ./examples/renewals
 
 deps:
 	$(GO) mod download

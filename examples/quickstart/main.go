@@ -2,9 +2,10 @@
 // forget": a subscription-renewal service. Renewal requests keyed by user id
 // are produced by an idempotent producer and handled by a whippet consumer in
 // key-parallel mode: each user's requests in order, different users
-// concurrently. One request fails; with no retry policy yet it is logged,
-// counted and skipped. The consumer then shuts down gracefully and the
-// committed offsets show that every request was accounted for.
+// concurrently. One request fails; with the default retry policy it goes
+// straight to the dead-letter topic (examples/renewals shows retries). The
+// consumer then shuts down gracefully and the committed offsets show that
+// every request was accounted for.
 //
 // It runs on an embedded kfake cluster by default (make demo), or on real
 // brokers with -brokers 127.0.0.1:19092.
@@ -28,6 +29,7 @@ import (
 
 	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/producer"
+	"github.com/whippet-go/whippet/retry"
 )
 
 // RenewalRequest asks to renew a user's subscription.
@@ -145,7 +147,7 @@ func run(brokersFlag string) error {
 	if order != nil {
 		return order
 	}
-	fmt.Printf("renewed %d, failed %d (logged and skipped: retry policies come next); every user's requests in order\n", renewed, failed)
+	fmt.Printf("renewed %d, failed %d (dead-lettered to %s); every user's requests in order\n", renewed, failed, retry.DLQTopicName(topic, group))
 
 	adm, err := kadm.NewOptClient(kgo.SeedBrokers(brokers...))
 	if err != nil {

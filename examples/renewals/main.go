@@ -1,0 +1,202 @@
+// Command renewals is scenario 1 of the product story, "schedule and forget",
+// where order matters: a subscription-renewal service handles each user's
+// requests in order, retries failures in place with exponential backoff, and
+// an on-call operator skips the one request that keeps failing, sending it to
+// the dead-letter topic so its partition goes on.
+//
+// It runs on an embedded kfake cluster by default (make demo), or on real
+// brokers with -brokers 127.0.0.1:19092.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/whippet-go/whippet/consumer"
+	"github.com/whippet-go/whippet/producer"
+	"github.com/whippet-go/whippet/retry"
+)
+
+// RenewalRequest asks to renew a user's subscription.
+type RenewalRequest struct {
+	User string `json:"user"`
+	Seq  int    `json:"seq"` // per user, to show the order kept
+}
+
+const (
+	topic      = "renewals"
+	group      = "renewal-service"
+	users      = 12
+	perUser    = 5
+	partitions = 3
+)
+
+func main() {
+	brokers := flag.String("brokers", "", "comma-separated Kafka brokers; empty starts an embedded kfake cluster")
+	flag.Parse()
+	if err := run(*brokers); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(brokersFlag string) error {
+	ctx := context.Background()
+	brokers := strings.Split(brokersFlag, ",")
+	if brokersFlag == "" {
+		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topic))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		brokers = c.ListenAddrs()
+	}
+
+	p, err := producer.New(producer.Brokers(brokers...))
+	if err != nil {
+		return err
+	}
+	defer p.Close(ctx)
+	requests, err := producer.NewTyped(p, topic, producer.String(), producer.JSON[RenewalRequest]())
+	if err != nil {
+		return err
+	}
+	for seq := 0; seq < perUser; seq++ {
+		for u := 0; u < users; u++ {
+			user := fmt.Sprintf("user-%02d", u)
+			if _, err := requests.Produce(ctx, user, RenewalRequest{User: user, Seq: seq}); err != nil {
+				return err
+			}
+		}
+	}
+	fmt.Printf("produced %d renewal requests of %d users\n", users*perUser, users)
+
+	var (
+		mu       sync.Mutex
+		lastSeq  = map[string]int{}
+		renewed  int
+		attempts = map[string]int{}
+		order    error
+	)
+	codec := producer.JSON[RenewalRequest]()
+	handler := consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {
+		req, err := codec.Decode(rec.Value)
+		if err != nil {
+			return err // a poison pill: dead-lettered at once
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		id := fmt.Sprintf("%s#%d", req.User, req.Seq)
+		attempts[id]++
+		// Attempts come in order per user; retries repeat the same request.
+		if last, ok := lastSeq[req.User]; ok && req.Seq != last && req.Seq != last+1 && order == nil {
+			order = fmt.Errorf("%s: request %d handled after %d", req.User, req.Seq, last)
+		}
+		lastSeq[req.User] = req.Seq
+		switch {
+		case req.User == "user-07" && req.Seq == 2:
+			return errors.New("card declined") // keeps failing: blocks its partition
+		case req.User == "user-03" && req.Seq == 1 && attempts[id] < 3:
+			return errors.New("billing system timeout") // transient: succeeds on attempt 3
+		}
+		renewed++
+		return nil
+	})
+
+	c, err := consumer.New(handler,
+		consumer.Brokers(brokers...),
+		consumer.Group(group),
+		consumer.Topics(topic),
+		// Retried in place, 50ms, 100ms, 200ms, 400ms, 400ms, ... until it
+		// succeeds or an operator steps in.
+		consumer.Retry(retry.BlockingBackoff(retry.Exponential{
+			Initial: 50 * time.Millisecond, Max: 400 * time.Millisecond, Multiplier: 2, Retries: retry.Forever,
+		})),
+	)
+	if err != nil {
+		return err
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- c.Run(runCtx) }()
+
+	// The on-call operator: watches what blocks, and skips the request that
+	// has failed 4 times (in a service, from the admin page or the CLI).
+	deadline := time.After(time.Minute)
+	for skipped := false; !skipped; {
+		select {
+		case <-deadline:
+			return errors.New("the declined card never blocked its partition")
+		case <-time.After(50 * time.Millisecond):
+		}
+		for _, b := range c.Blocked() {
+			if b.Attempts < 4 {
+				continue
+			}
+			mu.Lock()
+			done := renewed
+			mu.Unlock()
+			fmt.Printf("operator: %s[%d] offset %d (key %s) blocked since %s, %d attempts, last error %q; %d other requests renewed meanwhile; skipping it\n",
+				b.Topic, b.Partition, b.Offset, b.Key, b.Since.Format(time.TimeOnly), b.Attempts, b.Error, done)
+			if err := c.Skip(b.Topic, b.Partition); err != nil {
+				return err
+			}
+			skipped = true
+		}
+	}
+	for {
+		mu.Lock()
+		done := renewed == users*perUser-1
+		mu.Unlock()
+		if done {
+			break
+		}
+		select {
+		case <-deadline:
+			return errors.New("timed out waiting for the renewals")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	stop()
+	if err := <-errc; err != nil {
+		return err
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if order != nil {
+		return order
+	}
+	fmt.Printf("renewed %d; user-03#1 succeeded on attempt %d; every user's requests in order\n", renewed, attempts["user-03#1"])
+
+	dlq := retry.DLQTopicName(topic, group)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(dlq), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	fetchCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	fs := cl.PollFetches(fetchCtx)
+	if fs.NumRecords() != 1 {
+		return fmt.Errorf("%d records in %s, want the skipped one: %v", fs.NumRecords(), dlq, fs.Errors())
+	}
+	d := fs.Records()[0]
+	info, _ := retry.InfoFor(d)
+	fmt.Printf("dead-letter topic %s: key %s, reason %s after %d attempts, from %s[%d] offset %d, error %q\n",
+		dlq, d.Key, info.Reason, info.Attempt, info.OriginalTopic, info.OriginalPartition, info.OriginalOffset, info.LastError)
+	if info.Reason != retry.ReasonSkipped || string(d.Key) != "user-07" {
+		fmt.Fprintln(os.Stderr, "unexpected dead-letter record")
+		os.Exit(1)
+	}
+	return nil
+}
