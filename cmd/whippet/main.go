@@ -1,6 +1,7 @@
 // Command whippet is the whippet operator CLI.
 //
-//	whippet kafka up|down|status   run a local Apache Kafka from Maven jars
+//	whippet kafka up|down|status          run a local Apache Kafka from Maven jars
+//	whippet dlq list|show|replay|purge    inspect, replay and purge dead-letter queues
 //
 // Each subcommand has its own flags; run `whippet <command> -h`.
 package main
@@ -26,6 +27,7 @@ type command struct {
 
 var commands = []command{
 	{name: "kafka", summary: "run a local Apache Kafka from Maven Central jars (up|down|status)", run: runKafka},
+	{name: "dlq", summary: "list, show, replay and purge dead-letter records (list|show|replay|purge)", run: runDLQ},
 }
 
 // errUsage marks errors caused by bad arguments (exit code 2).

@@ -1,0 +1,291 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/whippet-go/whippet/dlq"
+	"github.com/whippet-go/whippet/retry"
+	"github.com/whippet-go/whippet/testkit"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+func cli(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = run(context.Background(), args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestDLQUsage(t *testing.T) {
+	t.Setenv("KAFKA_BROKERS", "")
+	b := "-brokers=127.0.0.1:1" // never contacted: usage errors come first
+	for _, tc := range []struct {
+		args     []string
+		code     int
+		inStderr string
+	}{
+		{[]string{"help"}, 0, "dlq"},
+		{[]string{"dlq"}, 2, "missing subcommand"},
+		{[]string{"dlq", "-h"}, 0, "usage: whippet dlq"},
+		{[]string{"dlq", "sideways"}, 2, `unknown subcommand "sideways"`},
+		{[]string{"dlq", "list", "-h"}, 0, "-since"},
+		{[]string{"dlq", "list", b}, 2, "missing -topic (or -source and -group)"},
+		{[]string{"dlq", "list", "-topic", "t"}, 2, "no brokers: set -brokers or KAFKA_BROKERS"},
+		{[]string{"dlq", "list", b, "-topic", "t", "-source", "s", "-group", "g"}, 2, "not both"},
+		{[]string{"dlq", "list", b, "-source", "s"}, 2, "-source and -group go together"},
+		{[]string{"dlq", "list", b, "-topic", "t", "-since", "yesterday"}, 2, `-since: "yesterday" is neither`},
+		{[]string{"dlq", "list", b, "-topic", "t", "-reason", "tired"}, 2, `-reason "tired": want one of`},
+		{[]string{"dlq", "list", b, "-topic", "t", "-limit", "-3"}, 2, "-limit must be >= 0"},
+		{[]string{"dlq", "list", b, "-topic", "t", "extra"}, 2, "unexpected arguments"},
+		{[]string{"dlq", "list", b, "-topic", "t", "-bogus"}, 2, "flag provided but not defined"},
+		{[]string{"dlq", "list", b, "-topic", "t", "-cursor", "nope"}, 2, "usage: Filter.Cursor: malformed cursor"},
+		{[]string{"dlq", "show", b, "-topic", "t", "-partition", "0"}, 2, "show needs -partition and -offset"},
+		{[]string{"dlq", "purge", b, "-topic", "t-dlq"}, 2, "exactly one of -all and -before"},
+		{[]string{"dlq", "purge", b, "-topic", "t-dlq", "-all", "-before", "1h"}, 2, "exactly one of -all and -before"},
+		{[]string{"dlq", "purge", b, "-topic", "t-dlq", "-key", "k", "-all"}, 2, "purge cannot select by key"},
+		{[]string{"dlq", "purge", b, "-topic", "t-dlq", "-before", "soon"}, 2, "-before:"},
+		{[]string{"dlq", "replay", "-brokers", "a b", "-topic", "t"}, 2, "Brokers[0]: must be"},
+	} {
+		code, _, stderr := cli(t, tc.args...)
+		if code != tc.code || !strings.Contains(stderr, tc.inStderr) {
+			t.Errorf("run(%q) = %d, stderr %q; want %d and %q", tc.args, code, stderr, tc.code, tc.inStderr)
+		}
+	}
+}
+
+func TestParseWhen(t *testing.T) {
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Time{
+		"2026-04-30T10:00:00Z":      time.Date(2026, 4, 30, 10, 0, 0, 0, time.UTC),
+		"2026-04-30T10:00:00+02:00": time.Date(2026, 4, 30, 8, 0, 0, 0, time.UTC),
+		"90m":                       now.Add(-90 * time.Minute),
+		"2h":                        now.Add(-2 * time.Hour),
+		"7d":                        now.Add(-7 * 24 * time.Hour),
+		"0s":                        now,
+	} {
+		if got, err := parseWhen(in, now); err != nil || !got.Equal(want) {
+			t.Errorf("parseWhen(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "-2h", "yesterday", "2026-04-30", "xd"} {
+		if _, err := parseWhen(in, now); err == nil {
+			t.Errorf("parseWhen(%q): no error", in)
+		}
+	}
+}
+
+func TestTruncateAndDisplay(t *testing.T) {
+	if got := truncate("héllo wörld", 6); got != "héllo…" {
+		t.Errorf("truncate = %q", got)
+	}
+	if got := display([]byte{0, 1, 0xff}); got != "0x0001ff" {
+		t.Errorf("display(binary) = %q", got)
+	}
+	if got := display([]byte("a\nb")); got != "a b" {
+		t.Errorf("display(text) = %q", got)
+	}
+	if got := display(nil); got != "(null)" {
+		t.Errorf("display(nil) = %q", got)
+	}
+}
+
+// TestDLQCommands drives list, show, replay and purge against Kafka.
+func TestDLQCommands(t *testing.T) {
+	kc := testkit.Shared(t)
+	ctx := context.Background()
+	orig := kc.NewTopic(t, 2, nil)
+	group := "renewals"
+	topic := retry.DLQTopicName(orig, group)
+	kc.CreateTopic(t, topic, 2, nil)
+	adm := kc.Admin(t)
+	t.Cleanup(func() {
+		if _, err := adm.DeleteTopic(context.Background(), topic); err != nil && !errors.Is(err, kerr.UnknownTopicOrPartition) {
+			t.Logf("delete %s: %v", topic, err)
+		}
+	})
+	brokers := "-brokers=" + strings.Join(kc.Brokers, ",")
+	now := time.Now()
+	prod := kc.Client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	produce := func(r *kgo.Record) dlq.Position {
+		t.Helper()
+		if err := prod.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		return dlq.Position{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
+	}
+	deadLetter := func(p int32, key string, value []byte, ago time.Duration, reason retry.Reason, msg string) dlq.Position {
+		at := now.Add(-ago)
+		info := retry.Info{Attempt: 4, OriginalTopic: orig, OriginalPartition: p, OriginalOffset: 7, OriginalTimestamp: at.Add(-time.Minute),
+			Group: group, FirstFailure: at.Add(-time.Minute), LastFailure: at, LastError: msg, Reason: reason}
+		return produce(&kgo.Record{Topic: topic, Partition: p, Key: []byte(key), Value: value, Timestamp: at,
+			Headers: info.Headers([]kgo.RecordHeader{{Key: "trace-id", Value: []byte("abc-" + key)}})})
+	}
+	p0 := deadLetter(0, "user-1", []byte(`{"plan":"yearly"}`), 3*time.Hour, retry.ReasonExhausted, "billing: timeout\nafter 3 tries")
+	p1 := deadLetter(1, "user-2", []byte{0xde, 0xad, 0xbe, 0xef, 0}, 2*time.Hour, retry.ReasonDecode, "bad protobuf")
+	p2 := deadLetter(0, "user-3", []byte("v3"), 30*time.Minute, retry.ReasonNonRetriable, strings.Repeat("long error ", 20))
+	raw := produce(&kgo.Record{Topic: topic, Partition: 1, Key: []byte("raw"), Value: []byte("hand-made"), Timestamp: now.Add(-10 * time.Minute)})
+
+	// list: a table, oldest first, errors on one line and truncated.
+	code, out, errOut := cli(t, "dlq", "list", brokers, "-topic", topic)
+	if code != 0 {
+		t.Fatalf("list: %d %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 5 || !strings.HasPrefix(lines[0], "POSITION") ||
+		!strings.Contains(lines[1], "0/0") || !strings.Contains(lines[1], "user-1") || !strings.Contains(lines[1], "billing: timeout after 3 tries") ||
+		!strings.Contains(lines[2], "1/0") || !strings.Contains(lines[2], "decode") ||
+		!strings.Contains(lines[3], "0/1") || !strings.Contains(lines[3], "…") ||
+		!strings.Contains(lines[4], "raw") || !strings.Contains(errOut, "4 record(s)") {
+		t.Errorf("list table:\n%s\nstderr: %s", out, errOut)
+	}
+
+	// -source/-group, filters, JSON.
+	code, out, _ = cli(t, "dlq", "list", brokers, "-source", orig, "-group", group, "-reason", "decode", "-json")
+	var j jsonRecord
+	if code != 0 || strings.Count(out, "\n") != 1 || json.Unmarshal([]byte(out), &j) != nil {
+		t.Fatalf("list -json: %d %q", code, out)
+	}
+	if j.Partition != p1.Partition || j.Offset != p1.Offset || *j.Key != "user-2" || j.ValueEncoding != "base64" ||
+		j.Attempts != 4 || j.Reason != "decode" || j.Error != "bad protobuf" || j.OriginalTopic != orig || j.Group != group ||
+		len(j.Headers) != 1 || j.Headers[0].Value != "abc-user-2" || !j.DeadLetter {
+		t.Errorf("list -json record: %+v", j)
+	}
+	for _, tc := range []struct {
+		args []string
+		keys []string
+	}{
+		{[]string{"-key", "user-3"}, []string{"user-3"}},
+		{[]string{"-error", "timeout"}, []string{"user-1"}},
+		{[]string{"-since", "90m"}, []string{"user-3", "raw"}},
+		{[]string{"-until", "150m"}, []string{"user-1"}},
+		{[]string{"-since", now.Add(-150 * time.Minute).UTC().Format(time.RFC3339), "-until", "20m"}, []string{"user-2", "user-3"}},
+		{[]string{"-partition", "1"}, []string{"user-2", "raw"}},
+	} {
+		code, out, errOut := cli(t, append([]string{"dlq", "list", brokers, "-topic", topic, "-json"}, tc.args...)...)
+		var keys []string
+		for line := range strings.SplitSeq(strings.TrimSpace(out), "\n") {
+			var r jsonRecord
+			if line != "" && json.Unmarshal([]byte(line), &r) == nil {
+				keys = append(keys, *r.Key)
+			}
+		}
+		if code != 0 || strings.Join(keys, ",") != strings.Join(tc.keys, ",") {
+			t.Errorf("list %q: %d, keys %v, want %v (%s)", tc.args, code, keys, tc.keys, errOut)
+		}
+	}
+
+	// Paging.
+	code, out, errOut = cli(t, "dlq", "list", brokers, "-topic", topic, "-limit", "3")
+	_, cursor, found := strings.Cut(errOut, "more: add -cursor ")
+	if code != 0 || strings.Count(out, "\n") != 4 || !found {
+		t.Fatalf("list -limit 3: %d\n%s\n%s", code, out, errOut)
+	}
+	code, out, errOut = cli(t, "dlq", "list", brokers, "-topic", topic, "-limit", "3", "-cursor", strings.TrimSpace(cursor))
+	if code != 0 || strings.Count(out, "\n") != 2 || !strings.Contains(out, "raw") || strings.Contains(errOut, "more:") {
+		t.Errorf("second page: %d\n%s\n%s", code, out, errOut)
+	}
+
+	// show: everything, text or hex.
+	code, out, _ = cli(t, "dlq", "show", brokers, "-topic", topic, "-partition", "0", "-offset", "0")
+	for _, want := range []string{"record", p0.String(), "exhausted", "attempts", "4", "billing: timeout after 3 tries",
+		orig + "/0/7", "headers (1):", "trace-id: abc-user-1", `value (17 bytes, text):` + "\n" + `{"plan":"yearly"}`} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("show 0/0 lacks %q:\n%s", want, out)
+		}
+	}
+	code, out, _ = cli(t, "dlq", "show", brokers, "-topic", topic, "-partition", "1", "-offset", "0")
+	if code != 0 || !strings.Contains(out, "value (5 bytes, hex):") || !strings.Contains(out, "de ad be ef 00") {
+		t.Errorf("show binary:\n%s", out)
+	}
+	code, out, _ = cli(t, "dlq", "show", brokers, "-topic", topic, "-partition", "1", "-offset", "1")
+	if code != 0 || !strings.Contains(out, "no retry headers") {
+		t.Errorf("show raw:\n%s", out)
+	}
+	code, _, errOut = cli(t, "dlq", "show", brokers, "-topic", topic, "-partition", "0", "-offset", "99")
+	if code != 1 || !strings.Contains(errOut, "record not found") {
+		t.Errorf("show missing: %d %s", code, errOut)
+	}
+	code, _, errOut = cli(t, "dlq", "list", brokers, "-topic", topic+"-nope")
+	if code != 1 || !strings.Contains(errOut, "topic does not exist") {
+		t.Errorf("list missing topic: %d %s", code, errOut)
+	}
+
+	// replay: dry run produces nothing; a real one puts the record back.
+	code, out, errOut = cli(t, "dlq", "replay", brokers, "-topic", topic, "-key", "user-1", "-dry-run")
+	if code != 0 || !strings.Contains(out, "would replay "+p0.String()+" to "+orig) || !strings.Contains(errOut, "nothing produced") {
+		t.Errorf("replay -dry-run: %d\n%s\n%s", code, out, errOut)
+	}
+	if n := sumEnds(t, adm, orig); n != 0 {
+		t.Fatalf("dry run produced %d records", n)
+	}
+	code, out, errOut = cli(t, "dlq", "replay", brokers, "-topic", topic, "-key", "user-1")
+	if code != 0 || !strings.Contains(out, "replayed "+p0.String()+" to "+orig+"/") {
+		t.Fatalf("replay: %d\n%s\n%s", code, out, errOut)
+	}
+	got := kc.ConsumeUntil(ctx, t, orig, func(all []*kgo.Record) bool { return len(all) >= 1 })
+	if mark, ok := dlq.ReplayMarkOf(got[0]); len(got) != 1 || !ok || mark.From != p0 || string(got[0].Key) != "user-1" {
+		t.Errorf("replayed record: %+v", got[0])
+	}
+	// A record that cannot be replayed fails the command, saying why.
+	code, _, errOut = cli(t, "dlq", "replay", brokers, "-topic", topic, "-key", "raw")
+	if code != 1 || !strings.Contains(errOut, "skipped "+raw.String()+": not a dead letter") {
+		t.Errorf("replay raw: %d %s", code, errOut)
+	}
+
+	// purge: without -yes, only what it would do (exit 1); -before a time.
+	code, out, errOut = cli(t, "dlq", "purge", brokers, "-topic", topic, "-before", "150m")
+	if code != 1 || !strings.Contains(errOut, "would purge 1 record(s)") || !strings.Contains(errOut, "add -yes") ||
+		!strings.Contains(out, "PARTITION") {
+		t.Errorf("purge without -yes: %d\n%s\n%s", code, out, errOut)
+	}
+	if code, out, _ := cli(t, "dlq", "list", brokers, "-topic", topic); code != 0 || strings.Count(out, "\n") != 5 {
+		t.Fatalf("purge without -yes deleted something:\n%s", out)
+	}
+	code, _, errOut = cli(t, "dlq", "purge", brokers, "-topic", topic, "-before", "150m", "-yes")
+	if code != 0 || !strings.Contains(errOut, "purged 1 record(s)") {
+		t.Errorf("purge -before -yes: %d %s", code, errOut)
+	}
+	code, out, _ = cli(t, "dlq", "list", brokers, "-topic", topic, "-json")
+	if code != 0 || strings.Count(out, "\n") != 3 || strings.Contains(out, `"user-1"`) {
+		t.Errorf("after purge -before:\n%s", out)
+	}
+	code, out, _ = cli(t, "dlq", "purge", brokers, "-topic", topic, "-all", "-yes", "-json")
+	var pr struct {
+		Deleted    int64 `json:"deleted"`
+		DryRun     bool  `json:"dry_run"`
+		Partitions []struct {
+			Partition int32 `json:"partition"`
+			Deleted   int64 `json:"deleted"`
+		} `json:"partitions"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &pr) != nil || pr.Deleted != 3 || pr.DryRun || len(pr.Partitions) != 2 {
+		t.Errorf("purge -all -yes -json: %d %s", code, out)
+	}
+	code, out, errOut = cli(t, "dlq", "list", brokers, "-topic", topic)
+	if code != 0 || strings.Count(out, "\n") != 1 || !strings.Contains(errOut, "0 record(s)") {
+		t.Errorf("after purge -all:\n%s\n%s", out, errOut)
+	}
+	_ = p2
+}
+
+func sumEnds(t *testing.T, adm *kadm.Client, topic string) int64 {
+	t.Helper()
+	ends, err := adm.ListEndOffsets(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
+	return n
+}

@@ -1,0 +1,226 @@
+package dlq_test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/whippet-go/whippet/dlq"
+	"github.com/whippet-go/whippet/retry"
+)
+
+func endSum(t *testing.T, adm *kadm.Client, topic string) int64 {
+	t.Helper()
+	ends, err := adm.ListEndOffsets(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
+	return n
+}
+
+func hasRetryHeader(r *kgo.Record) string {
+	for _, h := range r.Headers {
+		if retry.IsRetryHeader(h.Key) {
+			return h.Key
+		}
+	}
+	return ""
+}
+
+func headerValue(r *kgo.Record, k string) string {
+	for _, h := range r.Headers {
+		if h.Key == k {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+func TestReplay(t *testing.T) {
+	fx := newFixture(t, 3)
+	ctx := ctxT(t)
+	adm := fx.kc.Admin(t)
+	m := time.Minute
+	orig := []kgo.RecordHeader{header("trace-id", "t-1"), header("content-type", "json")}
+	pos := fx.deadLetter(t,
+		dead{p: 0, key: "k1", reason: retry.ReasonExhausted, err: "boom", at: 0, hdrs: orig},
+		dead{p: 1, key: "k2", reason: retry.ReasonDecode, err: "bad", at: m},
+		dead{p: 2, key: "k1", reason: retry.ReasonExhausted, err: "boom again", at: 2 * m, hdrs: orig[:1]},
+	)
+
+	// A dry run says what it would do and produces nothing.
+	dry, err := fx.c.Replay(ctx, fx.dlqTopic, dlq.Filter{Key: []byte("k1")}, dlq.DryRun())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantDry := []dlq.Replayed{
+		{From: pos[0], To: dlq.Position{Topic: fx.orig, Partition: -1, Offset: -1}},
+		{From: pos[2], To: dlq.Position{Topic: fx.orig, Partition: -1, Offset: -1}},
+	}
+	if !dry.DryRun || !slices.Equal(dry.Replayed, wantDry) || len(dry.Skipped) != 0 {
+		t.Fatalf("dry run = %+v, want %v", dry, wantDry)
+	}
+	if n := endSum(t, adm, fx.orig); n != 0 {
+		t.Fatalf("dry run produced %d records to the original topic", n)
+	}
+
+	before := time.Now().Add(-time.Second)
+	res, err := fx.c.Replay(ctx, fx.dlqTopic, dlq.Filter{Key: []byte("k1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Replayed) != 2 || res.Replayed[0].From != pos[0] || res.Replayed[1].From != pos[2] || res.DryRun {
+		t.Fatalf("Replay = %+v", res)
+	}
+	got := fx.kc.ConsumeUntil(ctx, t, fx.orig, func(all []*kgo.Record) bool { return len(all) >= 2 })
+	slices.SortFunc(got, func(a, b *kgo.Record) int {
+		return strings.Compare(headerValue(a, dlq.HeaderReplayedFrom), headerValue(b, dlq.HeaderReplayedFrom))
+	})
+	wantHeaders := [][]kgo.RecordHeader{orig, orig[:1]}
+	for i, r := range got {
+		from := res.Replayed[i].From
+		if r.Topic != res.Replayed[i].To.Topic || r.Partition != res.Replayed[i].To.Partition || r.Offset != res.Replayed[i].To.Offset {
+			t.Errorf("record %d at %s[%d]@%d, result says %v", i, r.Topic, r.Partition, r.Offset, res.Replayed[i].To)
+		}
+		if string(r.Key) != "k1" || string(r.Value) != "value-k1" {
+			t.Errorf("record %d: key %q value %q", i, r.Key, r.Value)
+		}
+		if k := hasRetryHeader(r); k != "" {
+			t.Errorf("record %d carries retry header %q", i, k)
+		}
+		if _, ok := retry.InfoFor(r); ok {
+			t.Errorf("record %d: retry.InfoFor finds retry headers; it must look like a first attempt", i)
+		}
+		// The original headers, in order, then the replay headers.
+		n := len(wantHeaders[i])
+		if !slices.EqualFunc(r.Headers[:n], wantHeaders[i], func(a, b kgo.RecordHeader) bool { return a.Key == b.Key && string(a.Value) == string(b.Value) }) {
+			t.Errorf("record %d headers %v, want the original %v first", i, r.Headers, wantHeaders[i])
+		}
+		mark, ok := dlq.ReplayMarkOf(r)
+		if !ok || mark.From != from || mark.Count != 1 || mark.At.Before(before) || mark.At.After(time.Now()) {
+			t.Errorf("record %d replay mark = %+v, %v; want from %v, count 1", i, mark, ok, from)
+		}
+		if headerValue(r, dlq.HeaderReplayedFrom) != from.String() {
+			t.Errorf("record %d: %s = %q", i, dlq.HeaderReplayedFrom, headerValue(r, dlq.HeaderReplayedFrom))
+		}
+	}
+
+	// Replaying again is allowed, and visible: two copies of each, from the
+	// same dead letter. The dead-letter topic is unchanged.
+	if _, err := fx.c.Replay(ctx, fx.dlqTopic, dlq.Filter{Key: []byte("k1")}); err != nil {
+		t.Fatal(err)
+	}
+	got = fx.kc.ConsumeUntil(ctx, t, fx.orig, func(all []*kgo.Record) bool { return len(all) >= 4 })
+	count := map[string]int{}
+	for _, r := range got {
+		count[headerValue(r, dlq.HeaderReplayedFrom)]++
+	}
+	if len(got) != 4 || count[pos[0].String()] != 2 || count[pos[2].String()] != 2 {
+		t.Errorf("after two replays: %d records, by origin %v", len(got), count)
+	}
+	if page, _ := fx.c.List(ctx, fx.dlqTopic, dlq.Filter{}); len(page.Records) != 3 {
+		t.Errorf("the dead-letter topic has %d records after replays, want 3", len(page.Records))
+	}
+
+	// A replayed record that fails again is dead-lettered again, headers and
+	// all: List shows where it was replayed from, and replaying it counts up.
+	again := got[0]
+	info := retry.Info{Attempt: 1, OriginalTopic: again.Topic, OriginalPartition: again.Partition, OriginalOffset: again.Offset,
+		OriginalTimestamp: again.Timestamp, Group: group, LastFailure: time.Now(), LastError: "still broken", Reason: retry.ReasonNonRetriable}
+	pos2 := fx.produce(t, &kgo.Record{Topic: fx.dlqTopic, Partition: 1, Key: again.Key, Value: again.Value, Headers: info.Headers(again.Headers)})
+	rec, err := fx.c.Get(ctx, fx.dlqTopic, pos2[0].Partition, pos2[0].Offset)
+	if err != nil {
+		t.Fatal(err)
+	}
+	firstFrom, _ := dlq.ReplayMarkOf(again)
+	if rec.Replayed == nil || rec.Replayed.From != firstFrom.From || rec.Replayed.Count != 1 {
+		t.Fatalf("re-dead-lettered record: Replayed = %+v, want from %v", rec.Replayed, firstFrom.From)
+	}
+	for _, h := range rec.Headers {
+		if dlq.IsReplayHeader(h.Key) || retry.IsRetryHeader(h.Key) {
+			t.Errorf("Record.Headers holds %q", h.Key)
+		}
+	}
+	res, err = fx.c.Replay(ctx, fx.dlqTopic, dlq.Filter{Error: "still broken"})
+	if err != nil || len(res.Replayed) != 1 {
+		t.Fatalf("replay again: %+v, %v", res, err)
+	}
+	got = fx.kc.ConsumeUntil(ctx, t, fx.orig, func(all []*kgo.Record) bool { return len(all) >= 5 })
+	var third *kgo.Record
+	for _, r := range got {
+		if headerValue(r, dlq.HeaderReplayedFrom) == pos2[0].String() {
+			third = r
+		}
+	}
+	if third == nil || headerValue(third, dlq.HeaderReplayCount) != "2" || strings.Count(headersString(third), dlq.HeaderReplayedFrom) != 1 {
+		t.Fatalf("second-generation replay: %v", third)
+	}
+}
+
+func headersString(r *kgo.Record) string {
+	var b strings.Builder
+	for _, h := range r.Headers {
+		b.WriteString(h.Key + "=" + string(h.Value) + ";")
+	}
+	return b.String()
+}
+
+func TestReplaySkipsAndPages(t *testing.T) {
+	fx := newFixture(t, 1)
+	ctx := ctxT(t)
+	pos := fx.deadLetter(t,
+		dead{p: 0, key: "a", reason: retry.ReasonExhausted},
+		dead{p: 0, key: "b", reason: retry.ReasonExhausted},
+	)
+	// A record with no retry headers, and one whose original topic is gone.
+	gone := retry.Info{Attempt: 2, OriginalTopic: fx.orig + "-gone", Reason: retry.ReasonExhausted}
+	pos = append(pos, fx.produce(t,
+		&kgo.Record{Topic: fx.dlqTopic, Key: []byte("raw"), Value: []byte("x")},
+		&kgo.Record{Topic: fx.dlqTopic, Key: []byte("gone"), Headers: gone.Headers(nil)},
+	)...)
+	pos = append(pos, fx.deadLetter(t, dead{p: 0, key: "c", reason: retry.ReasonExhausted})...)
+
+	var replayed []dlq.Position
+	var skipped []dlq.Skipped
+	f := dlq.Filter{Limit: 2}
+	for i := 0; ; i++ {
+		res, err := fx.c.Replay(ctx, fx.dlqTopic, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res.Replayed {
+			replayed = append(replayed, r.From)
+		}
+		skipped = append(skipped, res.Skipped...)
+		if res.Next == "" {
+			if i != 2 {
+				t.Errorf("%d pages of 2 for 5 records, want 3", i+1)
+			}
+			break
+		}
+		f.Cursor = res.Next
+	}
+	if !slices.Equal(replayed, pick(pos, 0, 1, 4)) {
+		t.Errorf("replayed %v, want %v", replayed, pick(pos, 0, 1, 4))
+	}
+	if len(skipped) != 2 || skipped[0].From != pos[2] || !strings.Contains(skipped[0].Reason, "no retry headers") ||
+		skipped[1].From != pos[3] || !strings.Contains(skipped[1].Reason, "does not exist") {
+		t.Errorf("skipped %+v", skipped)
+	}
+	got := fx.kc.ConsumeUntil(ctx, t, fx.orig, func(all []*kgo.Record) bool { return len(all) >= 3 })
+	keys := []string{}
+	for _, r := range got {
+		keys = append(keys, string(r.Key))
+	}
+	slices.Sort(keys)
+	if strings.Join(keys, ",") != "a,b,c" {
+		t.Errorf("original topic got keys %v", keys)
+	}
+}
