@@ -15,6 +15,7 @@ export KAFKA_STATE_DIR
 demo:
 	$(GO) run ./examples/quickstart
 	$(GO) run ./examples/renewals
+	$(GO) run ./examples/notifier
 
 deps:
 	$(GO) mod download

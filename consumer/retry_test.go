@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/whippet-go/whippet/consumer"
+	"github.com/whippet-go/whippet/dlq"
 	"github.com/whippet-go/whippet/producer"
 	"github.com/whippet-go/whippet/retry"
 	"github.com/whippet-go/whippet/testkit"
@@ -513,4 +515,60 @@ func TestRetryWaitSurvivesKill(t *testing.T) {
 		return nil
 	})
 	t.Logf("killed during the retry wait; after the restart all 3 retries were handled at their due time (%d lines)", len(lines()))
+}
+
+func TestDeadLetterReplayIsHandledAgain(t *testing.T) {
+	kc := testkit.Shared(t)
+	topic := kc.NewTopic(t, 2, nil)
+	group := topic
+	var broken atomic.Bool
+	broken.Store(true)
+	var mu sync.Mutex
+	var replayed []string
+	c := newConsumer(t, kc, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+		if broken.Load() && strings.HasPrefix(string(r.Key), "bad") {
+			return errors.New("downstream is down")
+		}
+		if mark, ok := dlq.ReplayMarkOf(r); ok {
+			mu.Lock()
+			replayed = append(replayed, fmt.Sprintf("%s from %s", r.Key, mark.From))
+			mu.Unlock()
+		}
+		return nil
+	}), group, consumer.Topics(topic))
+	run(t, c)
+	produceSpread(t, kc, topic, 2, 10, func(i int) string {
+		if i%5 == 0 {
+			return fmt.Sprintf("bad-%d", i)
+		}
+		return fmt.Sprintf("good-%d", i)
+	})
+	readDLQ(t, kc, topic, group, 2)
+
+	broken.Store(false) // downstream is back: replay the dead letters
+	dc, err := dlq.New(dlq.Brokers(kc.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dc.Close()
+	res, err := dc.Replay(context.Background(), retry.DLQTopicName(topic, group), dlq.Filter{})
+	if err != nil || len(res.Replayed) != 2 {
+		t.Fatalf("Replay = %+v, %v; want 2 records replayed", res, err)
+	}
+	testkit.Eventually(t, 30*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(replayed) != 2 {
+			return fmt.Errorf("handled replays: %v", replayed)
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	slices.Sort(replayed)
+	for i, want := range []string{"bad-0 from ", "bad-5 from "} {
+		if !strings.HasPrefix(replayed[i], want+retry.DLQTopicName(topic, group)+"/") {
+			t.Fatalf("replayed %v, want bad-0 and bad-5 from the dead-letter topic", replayed)
+		}
+	}
 }
