@@ -1,0 +1,283 @@
+package kvstore_test
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/whippet-go/whippet/kvstore"
+	"github.com/whippet-go/whippet/producer"
+	"github.com/whippet-go/whippet/testkit"
+)
+
+// Run with: make bench-kvstore (real Kafka), or
+// go test ./kvstore -run '^$' -bench . -benchtime 1x   (BenchmarkLoad)
+// go test ./kvstore -run '^$' -bench Get                (BenchmarkGet)
+
+const benchValueSize = 100
+
+func benchKey(i int) []byte { return fmt.Appendf(nil, "key-%07d", i) }
+
+// fillTopic creates a compacted topic with n distinct keys, each with a
+// benchValueSize-byte value, and returns it.
+func fillTopic(b *testing.B, kc *testkit.Cluster, partitions int32, n int) string {
+	b.Helper()
+	topic := kc.NewTopic(b, partitions, map[string]*string{"cleanup.policy": new("compact")})
+	cl := kc.Client(b, kgo.ProducerLinger(5*time.Millisecond), kgo.ProducerBatchMaxBytes(1<<20))
+	value := make([]byte, benchValueSize)
+	for i := range value {
+		value[i] = 'a' + byte(i%26)
+	}
+	var perr atomic.Value
+	for i := range n {
+		cl.Produce(context.Background(), &kgo.Record{Topic: topic, Key: benchKey(i), Value: value}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				perr.Store(err)
+			}
+		})
+	}
+	if err := cl.Flush(context.Background()); err != nil || perr.Load() != nil {
+		b.Fatal(err, perr.Load())
+	}
+	return topic
+}
+
+// loadFranz reads topic from the start until every partition reached the
+// end offset listed at start, with a plain franz-go direct consumer that
+// only counts records, and returns the records/s from client creation on.
+func loadFranz(b *testing.B, kc *testkit.Cluster, topic string) (float64, time.Duration) {
+	start := time.Now()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kc.Brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err != nil {
+		b.Fatal(err)
+	}
+	left := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			left[o.Partition] = o.Offset - 1
+		}
+	})
+	var n int64
+	for len(left) > 0 {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			b.Fatal("franz-go: timed out")
+		}
+		fs.EachPartition(func(p kgo.FetchTopicPartition) {
+			n += int64(len(p.Records))
+			if len(p.Records) > 0 && p.Records[len(p.Records)-1].Offset >= left[p.Partition] {
+				delete(left, p.Partition)
+			}
+		})
+	}
+	d := time.Since(start)
+	return float64(n) / d.Seconds(), d
+}
+
+// loadFranzMap is loadFranz for a hand-written franz-go loader that also
+// keeps what it reads: it decodes each key and value into a string and
+// stores them in a plain map[string]string (deleting on tombstones). It
+// returns the records/s and the map.
+func loadFranzMap(b *testing.B, kc *testkit.Cluster, topic string) (float64, time.Duration, map[string]string) {
+	start := time.Now()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kc.Brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err != nil {
+		b.Fatal(err)
+	}
+	left := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			left[o.Partition] = o.Offset - 1
+		}
+	})
+	var n int64
+	m := map[string]string{}
+	for len(left) > 0 {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			b.Fatal("franz-go+map: timed out")
+		}
+		fs.EachPartition(func(p kgo.FetchTopicPartition) {
+			n += int64(len(p.Records))
+			for _, r := range p.Records {
+				if r.Value == nil {
+					delete(m, string(r.Key))
+				} else {
+					m[string(r.Key)] = string(r.Value)
+				}
+			}
+			if len(p.Records) > 0 && p.Records[len(p.Records)-1].Offset >= left[p.Partition] {
+				delete(left, p.Partition)
+			}
+		})
+	}
+	d := time.Since(start)
+	return float64(n) / d.Seconds(), d, m
+}
+
+// loadStore opens a store on topic and waits until it is ready; it returns
+// the records/s from Open on, and the store (still open).
+func loadStore(b *testing.B, kc *testkit.Cluster, topic string, records int) (float64, time.Duration, *kvstore.Store[string, string]) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	start := time.Now()
+	s, err := kvstore.Open(ctx, topic, producer.String(), producer.String(), kvstore.Brokers(kc.Brokers...))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.WaitReady(ctx); err != nil {
+		b.Fatal(err)
+	}
+	d := time.Since(start)
+	return float64(records) / d.Seconds(), d, s
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
+}
+
+// BenchmarkLoad: a cold load of a compacted topic of 1,000,000 distinct keys
+// (11-byte keys, 100-byte values, 4 partitions) into a Store[string,
+// string], against a plain franz-go direct consumer that only counts the
+// records, alternating, three rounds each; both are timed from start
+// (client creation / Open) until the end offsets listed at start are
+// reached (WaitReady). It reports the medians, their ratio, and the store's
+// heap per entry against the raw key + value bytes.
+func BenchmarkLoad(b *testing.B) {
+	kc := testkit.Shared(b)
+	const n, parts, rounds = 1_000_000, 4, 3
+	t0 := time.Now()
+	topic := fillTopic(b, kc, parts, n)
+	fmt.Printf("produced %d records in %v\n", n, time.Since(t0).Round(time.Millisecond))
+	raw := float64(len(benchKey(0)) + benchValueSize)
+	b.ResetTimer()
+	for range b.N {
+		var fr, mr, sr []float64
+		var perEntry, mapPerEntry []float64
+		for range rounds {
+			r, d := loadFranz(b, kc, topic)
+			fr = append(fr, r)
+			fmt.Printf("  franz-go:     %d records in %v, %.0f rec/s\n", n, d.Round(time.Millisecond), r)
+
+			before := heapInUse()
+			r, d, m := loadFranzMap(b, kc, topic)
+			after := heapInUse()
+			if len(m) != n {
+				b.Fatalf("map has %d entries, want %d", len(m), n)
+			}
+			mr = append(mr, r)
+			mapPerEntry = append(mapPerEntry, float64(after-before)/float64(n))
+			fmt.Printf("  franz-go+map: %d records in %v, %.0f rec/s, heap in use +%.0f MiB = %.0f B/entry\n",
+				n, d.Round(time.Millisecond), r, float64(after-before)/(1<<20), float64(after-before)/float64(n))
+
+			before = heapInUse() // m is dead: collected
+			r, d, s := loadStore(b, kc, topic, n)
+			after = heapInUse()
+			if s.Len() != n {
+				b.Fatalf("store has %d entries, want %d", s.Len(), n)
+			}
+			per := float64(after-before) / float64(n)
+			perEntry = append(perEntry, per)
+			sr = append(sr, r)
+			fmt.Printf("  kvstore:      %d records in %v, %.0f rec/s, heap in use +%.0f MiB = %.0f B/entry\n",
+				n, d.Round(time.Millisecond), r, float64(after-before)/(1<<20), per)
+			_ = s.Close()
+		}
+		med := func(xs []float64) float64 { slices.Sort(xs); return xs[len(xs)/2] }
+		fm, mm, sm, pm, mpm := med(fr), med(mr), med(sr), med(perEntry), med(mapPerEntry)
+		b.ReportMetric(sm, "kvstore-rec/s")
+		b.ReportMetric(fm, "franz-go-rec/s")
+		b.ReportMetric(mm, "franz-go+map-rec/s")
+		b.ReportMetric(sm/fm, "ratio")
+		b.ReportMetric(sm/mm, "ratio-vs-map")
+		b.ReportMetric(pm, "B/entry")
+		fmt.Printf("cold load of %d keys (%d B key + %d B value) over %d partitions, start to end offsets (medians of %d rounds):\n"+
+			"  kvstore %.0f rec/s, franz-go %.0f rec/s: ratio %.3f; franz-go+map %.0f rec/s: ratio %.3f\n",
+			n, len(benchKey(0)), benchValueSize, parts, rounds, sm, fm, sm/fm, mm, sm/mm)
+		fmt.Printf("memory: kvstore %.0f B/entry in use for %.0f B of raw key + value (%.2fx); franz-go+map %.0f B/entry (%.2fx)\n",
+			pm, raw, pm/raw, mpm, mpm/raw)
+	}
+}
+
+// BenchmarkGet: Get of a present key, from a store of 250 keys (a countries
+// table, cache-resident) and of 100,000 keys (keys visited in a scattered
+// order, so mostly cache misses); serial and with all Ps reading in
+// parallel; and the same reads on a plain map behind one sync.RWMutex, for
+// reference.
+func BenchmarkGet(b *testing.B) {
+	kc := testkit.Shared(b)
+	for _, n := range []int{250, 100_000} {
+		topic := fillTopic(b, kc, 1, n)
+		_, _, s := loadStore(b, kc, topic, n)
+		b.Cleanup(func() { _ = s.Close() })
+		keys := make([]string, n)
+		for i := range keys {
+			keys[i] = string(benchKey(i))
+		}
+		stride := 7919 % n // a prime: visits every key, scattered
+		ref := s.Snapshot()
+		var mu sync.RWMutex
+		get := func(k string) (string, bool) {
+			mu.RLock()
+			v, ok := ref[k]
+			mu.RUnlock()
+			return v, ok
+		}
+		for _, c := range []struct {
+			name string
+			get  func(string) (string, bool)
+		}{{"kvstore", s.Get}, {"map+RWMutex", get}} {
+			b.Run(fmt.Sprintf("keys=%d/%s", n, c.name), func(b *testing.B) {
+				i := 0
+				for b.Loop() {
+					if _, ok := c.get(keys[i]); !ok {
+						b.Fatal("missing key")
+					}
+					if i += stride; i >= n {
+						i -= n
+					}
+				}
+			})
+			b.Run(fmt.Sprintf("keys=%d/%s/parallel", n, c.name), func(b *testing.B) {
+				var seed atomic.Int64
+				b.RunParallel(func(pb *testing.PB) {
+					i := int(seed.Add(12345)) % n
+					for pb.Next() {
+						if _, ok := c.get(keys[i]); !ok {
+							b.Fatal("missing key")
+						}
+						if i += stride; i >= n {
+							i -= n
+						}
+					}
+				})
+			})
+		}
+	}
+}

@@ -1,0 +1,47 @@
+// Package kvstore replicates a compacted Kafka topic into memory: a
+// Store[K, V] for small shared data sets (countries, time zones,
+// configuration) that every service reading the topic can share, read with
+// no network I/O, and update live.
+//
+// Each Store reads every partition of its topic directly (no consumer group,
+// so any number of instances each get everything), from the earliest offset,
+// with read-committed isolation. A record with a value sets its key; a
+// tombstone (nil value) deletes it. Open creates the topic if it is missing,
+// with cleanup.policy=compact, and refuses a topic that is not compacted
+// unless AllowNotCompacted is set.
+//
+// Semantics:
+//   - Ready. A store is ready once it applied every record up to the end
+//     offsets (last stable offsets) its partitions had when it was opened.
+//     WaitReady blocks until then; Ready and ReadyHandler expose it to health
+//     checks. Reads before that answer from what was loaded so far.
+//   - Reads. Get, Len, All and Snapshot read memory only. The entries are
+//     spread over 64 independently locked maps, so parallel readers do not
+//     contend on one lock. The loader applies each fetched batch shard by
+//     shard (and, for large batches, shards in parallel): each key's values
+//     appear in offset order, but two keys updated in one batch may become
+//     visible in either order. Snapshot is always a consistent cut.
+//   - Writes. Put and Delete produce to the topic through whippet's
+//     idempotent producer (acks=all), keyed so that Kafka's default
+//     partitioner puts every write of a key on the same partition, and by
+//     default wait until this store applied them: a Get after a Put sees the
+//     new value. Every other store on the topic applies the same records in
+//     the same per-partition order, so all converge to the same state. Other
+//     writers must partition by key the same way (any Kafka client's default
+//     partitioner does).
+//   - Changes. Subscribe delivers each change (key, old value, new value) in
+//     order on the subscriber's own goroutine; a slow subscriber never holds
+//     the store up: its pending changes are merged per key.
+//   - Failures. The loader never stops on an error: fetch errors are logged
+//     and counted, and franz-go reconnects through broker restarts and
+//     leader moves. A record whose key or value cannot be decoded is logged,
+//     counted and skipped (see OnDecodeError).
+//
+// Metrics (with Registerer; constant labels store and topic):
+// whippet_kvstore_entries, _bytes (raw key + value bytes), _lag_records,
+// _load_duration_seconds, _ready, _records_applied_total,
+// _decode_errors_total, _fetch_errors_total, _writes_total,
+// _write_failures_total, _subscriber_pending, _subscribers,
+// _subscriber_panics_total, and franz-go's client metrics as
+// whippet_kvstore_kafka_*.
+package kvstore
