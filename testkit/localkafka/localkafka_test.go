@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -239,12 +240,27 @@ func TestDetectVersion(t *testing.T) {
 }
 
 func TestCheckPortsInUse(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// Hold a port whose lower neighbour (node 1's PLAINTEXT port) is free, so
+	// that only the CONTROLLER port is taken.
+	var l net.Listener
+	var port int
+	for try := 0; ; try++ {
+		var err error
+		if l, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		port = l.Addr().(*net.TCPAddr).Port
+		below, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port-1))
+		if err == nil {
+			below.Close()
+			break
+		}
+		l.Close()
+		if try == 50 {
+			t.Fatal("found no free pair of neighbouring ports")
+		}
 	}
 	defer l.Close()
-	port := l.Addr().(*net.TCPAddr).Port
 	cfg, err := Config{BasePort: port - 1}.withDefaults() // port is node 1's controller port
 	if err != nil {
 		t.Skip("port too low for this test:", err)
