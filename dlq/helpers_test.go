@@ -30,10 +30,16 @@ type fixture struct {
 
 func newFixture(t *testing.T, dlqPartitions int32) *fixture {
 	t.Helper()
+	return newFixtureConfigs(t, dlqPartitions, nil)
+}
+
+// newFixtureConfigs is newFixture with topic configs for the dead-letter topic.
+func newFixtureConfigs(t *testing.T, dlqPartitions int32, dlqConfigs map[string]*string) *fixture {
+	t.Helper()
 	kc := testkit.Shared(t)
 	fx := &fixture{kc: kc, orig: kc.NewTopic(t, 3, nil)}
 	fx.dlqTopic = retry.DLQTopicName(fx.orig, group)
-	kc.CreateTopic(t, fx.dlqTopic, dlqPartitions, nil)
+	kc.CreateTopic(t, fx.dlqTopic, dlqPartitions, dlqConfigs)
 	adm := kc.Admin(t)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -104,3 +104,62 @@ func TestPurgeRefuses(t *testing.T) {
 		t.Errorf("purge of a missing topic = %v; want ErrUnknownTopic", err)
 	}
 }
+
+// A broker answers a time lookup with the first log segment whose largest
+// timestamp reaches the time, and only with it: after a purge, while the
+// segments left wholly below the log start are not yet removed (by the
+// retention check, every 5 minutes by default), it can answer -1, "no
+// record at or after t", although later segments hold some. Purge must not
+// take that for "delete the whole partition". Here one segment per record
+// (segment.ms is far below the records' timestamp gaps) sets that up on
+// Apache Kafka; kfake removes purged segments at once, and the test
+// checks the same results there.
+func TestPurgeBeforeRolledSegments(t *testing.T) {
+	segmentMs := "10000"
+	fx := newFixtureConfigs(t, 2, map[string]*string{"segment.ms": &segmentMs})
+	ctx := ctxT(t)
+	m := time.Minute
+	pos := fx.deadLetter(t,
+		dead{p: 0, key: "a0", reason: retry.ReasonExhausted, at: 0},
+		dead{p: 0, key: "a1", reason: retry.ReasonExhausted, at: 1 * m},
+		dead{p: 0, key: "a2", reason: retry.ReasonExhausted, at: 2 * m},
+		dead{p: 0, key: "a3", reason: retry.ReasonExhausted, at: 3 * m},
+		dead{p: 1, key: "b0", reason: retry.ReasonExhausted, at: 0},
+		dead{p: 1, key: "b5", reason: retry.ReasonExhausted, at: 5 * m},
+		dead{p: 1, key: "b1", reason: retry.ReasonExhausted, at: 1 * m},
+		dead{p: 1, key: "b6", reason: retry.ReasonExhausted, at: 6 * m},
+	)
+	want := []dlq.PartitionPurge{{Partition: 0, From: 0, To: 2, Deleted: 2}, {Partition: 1, From: 0, To: 1, Deleted: 1}}
+	res, err := fx.c.Purge(ctx, fx.dlqTopic, dlq.PurgeBefore(fx.base.Add(2*m)))
+	if err != nil || !slices.Equal(res.Partitions, want) {
+		t.Fatalf("purge = %+v, %v; want %v", res, err, want)
+	}
+	// Right after: nothing is before the earliest time left.
+	for _, dry := range []bool{true, false} {
+		var opts []dlq.ActionOption
+		if dry {
+			opts = append(opts, dlq.DryRun())
+		}
+		res, err = fx.c.Purge(ctx, fx.dlqTopic, dlq.PurgeBefore(fx.base.Add(-time.Hour)), opts...)
+		want = []dlq.PartitionPurge{{Partition: 0, From: 2, To: 2}, {Partition: 1, From: 1, To: 1}}
+		if err != nil || res.Deleted != 0 || !slices.Equal(res.Partitions, want) {
+			t.Fatalf("purge before everything (dry run %v) = %+v, %v; want %v", dry, res, err, want)
+		}
+	}
+	page, err := fx.c.List(ctx, fx.dlqTopic, dlq.Filter{})
+	if got, want := positions(page.Records), pick(pos, 2, 3, 5, 6, 7); err != nil || !slices.Equal(got, want) {
+		t.Fatalf("left: %v, %v; want %v", got, err, want)
+	}
+	// Some records left are before the time: up to the first one that is not.
+	res, err = fx.c.Purge(ctx, fx.dlqTopic, dlq.PurgeBefore(fx.base.Add(3*m)))
+	want = []dlq.PartitionPurge{{Partition: 0, From: 2, To: 3, Deleted: 1}, {Partition: 1, From: 1, To: 1}}
+	if err != nil || !slices.Equal(res.Partitions, want) {
+		t.Fatalf("purge before +3m = %+v, %v; want %v", res, err, want)
+	}
+	// Every record left is before the time: all go.
+	res, err = fx.c.Purge(ctx, fx.dlqTopic, dlq.PurgeBefore(fx.base.Add(time.Hour)))
+	want = []dlq.PartitionPurge{{Partition: 0, From: 3, To: 4, Deleted: 1}, {Partition: 1, From: 1, To: 4, Deleted: 3}}
+	if err != nil || !slices.Equal(res.Partitions, want) {
+		t.Fatalf("purge before +1h = %+v, %v; want %v", res, err, want)
+	}
+}
