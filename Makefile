@@ -9,7 +9,7 @@ STATICCHECK_VERSION ?= v0.8.2
 KAFKA_STATE_DIR ?= $(CURDIR)/.kafka
 export KAFKA_STATE_DIR
 
-.PHONY: demo test test-unit lint kafka-up kafka-down bench-consumer bench-kvstore deps
+.PHONY: demo test test-unit lint kafka-up kafka-down bench-consumer bench-kvstore deps chromium
 
 # The end-to-end examples on an embedded kfake cluster: Go only, no broker.
 demo:
@@ -34,7 +34,7 @@ kafka-down:
 # The full verbose log goes to $(TEST_LOG); the console shows each test's result and the
 # "whippet testkit: ..." line naming the broker every test binary ran on.
 TEST_LOG ?= $(KAFKA_STATE_DIR)/go-test.log
-test: deps lint
+test: deps lint chromium
 	$(MAKE) --no-print-directory kafka-up
 	set -a; source "$(KAFKA_STATE_DIR)/env"; set +a; set -o pipefail; \
 	  $(GO) test -race -count=1 -timeout 20m -v ./... 2>&1 | tee "$(TEST_LOG)" \
@@ -43,6 +43,11 @@ test: deps lint
 	  echo "full test log: $(TEST_LOG)"; \
 	  $(MAKE) --no-print-directory kafka-down; \
 	  exit $$status
+
+# Debian's Chromium, for the dashboard's browser test (consumer/admin).
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { S=$$([ "$$(id -u)" = 0 ] || echo sudo); $$S apt-get update -qq && $$S apt-get install -y -qq chromium; }
 
 # The tests with franz-go's in-process kfake instead of a real broker (fast, not proof).
 test-unit:

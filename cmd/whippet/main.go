@@ -2,6 +2,7 @@
 //
 //	whippet kafka up|down|status          run a local Apache Kafka from Maven jars
 //	whippet dlq list|show|replay|purge    inspect, replay and purge dead-letter queues
+//	whippet admin -url URL ...            drive a service's admin API (consumers, blocked, skip, dlq, ...)
 //
 // Each subcommand has its own flags; run `whippet <command> -h`.
 package main
@@ -28,6 +29,7 @@ type command struct {
 var commands = []command{
 	{name: "kafka", summary: "run a local Apache Kafka from Maven Central jars (up|down|status)", run: runKafka},
 	{name: "dlq", summary: "list, show, replay and purge dead-letter records (list|show|replay|purge)", run: runDLQ},
+	{name: "admin", summary: "drive a service's admin API: consumers, blocked, skip, skip-all, block, pause, resume, actions, dlq", run: runAdmin},
 }
 
 // errUsage marks errors caused by bad arguments (exit code 2).

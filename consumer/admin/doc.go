@@ -1,0 +1,73 @@
+// Package admin is the operator's view of whippet consumers: an http.Handler
+// a service mounts on its own mux, with a JSON API and a dashboard page
+// (embedded HTML, CSS and JavaScript: no build step, no CDN, no internet
+// needed) that show what each consumer is doing and let an on-call engineer
+// act without a redeploy.
+//
+//	h, err := admin.New(
+//		admin.Consumer("renewals", c, "renewal-service", "renewals"),
+//		admin.DLQ(dlqClient),
+//		admin.Authorize(func(r *http.Request, a admin.Action) (string, error) {
+//			user, ok := sso.User(r) // the service's own authentication
+//			if !ok || (a.Name != admin.ActionView && !user.OnCall) {
+//				return "", errors.New("on-call engineers only")
+//			}
+//			return user.Name, nil
+//		}),
+//		admin.Logger(logger),
+//	)
+//	mux.Handle("/whippet/", http.StripPrefix("/whippet", h))
+//
+// # What it shows and does
+//
+// For every registered consumer: its group and topics, the partitions
+// assigned to this instance with their next offset, lag, buffered (in
+// flight) records, paused and backpressure state, and the records that block
+// a partition (key, offset, error, attempts, next attempt). Actions: skip the
+// blocking record, skip all failing records of a partition until block again,
+// pause and resume a partition or the whole consumer. With DLQ, the
+// dead-letter topics of the consumers: browse (filtered, paged), view one
+// record, replay selected records, the records a filter selects or all, and
+// purge all or before a time (dry runs first on the page).
+//
+// # Authorization and the action log
+//
+// Without Authorize the handler is read-only: reads are served, actions get
+// 403. With it, the hook sees every API request (reads as ActionView) and
+// names who makes it; every action, done, failed or refused, is logged to
+// the Logger with that name, and the last 200 are served at GET /api/actions
+// and shown on the page. Dead-letter records carry business payloads: mount
+// the handler behind the service's authentication, or refuse ActionView in
+// the hook to whom should not read them. Actions are POST requests, and
+// cross-origin browser POSTs are refused (http.CrossOriginProtection), so a
+// page on another site cannot act with an operator's cookies.
+//
+// # Routes
+//
+// Under the mount prefix:
+//
+//	GET  /                                    the dashboard page
+//	GET  /static/...                          its assets
+//	GET  /api/info                            title, read-only, who is asking
+//	GET  /api/consumers                       every consumer with partitions and blocked records
+//	GET  /api/consumers/{name}                one consumer
+//	GET  /api/consumers/{name}/partitions     its assigned partitions
+//	GET  /api/consumers/{name}/blocked        its blocked records
+//	POST /api/consumers/{name}/pause|resume   the whole consumer
+//	POST /api/consumers/{name}/partitions/{topic}/{partition}/skip|skip-all|block|pause|resume
+//	GET  /api/actions                         the action log, newest first
+//	GET  /api/dlq                             the dead-letter topics and their record counts
+//	GET  /api/dlq/{topic}?key=&error=&reason=&partition=&since=&until=&limit=&cursor=
+//	GET  /api/dlq/{topic}/{partition}/{offset} one record, whole
+//	POST /api/dlq/{topic}/replay              body: ReplayRequest
+//	POST /api/dlq/{topic}/purge               body: PurgeRequest
+//
+// Answers are JSON (the types of this package); errors are an ErrorResponse
+// with 400 (naming the bad parameter), 403, 404, 405, 409 (skipping a
+// partition that is not blocked, or whose blocking record is a failing
+// forward, which cannot be skipped), 502 (Kafka failed) or 504 (Timeout).
+// The `whippet admin` command drives the same API from a terminal.
+//
+// The handler sees only this process's consumers: in a group spread over
+// several instances, each instance serves the partitions assigned to it.
+package admin

@@ -1,0 +1,227 @@
+package admin
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/whippet-go/whippet/consumer"
+	"github.com/whippet-go/whippet/dlq"
+	"github.com/whippet-go/whippet/internal/check"
+)
+
+// ErrInvalidConfig is matched (with errors.Is) by every error New returns for
+// a bad option. The concrete errors are *ConfigError values naming the option
+// and the rule it breaks, joined.
+var ErrInvalidConfig = errors.New("admin: invalid config")
+
+// ConfigError reports one invalid option. Its message reads
+// "admin: <Field>: <Rule>", for example
+// `admin: Consumer[0].Name: must not be empty`.
+type ConfigError = check.Error
+
+// Option configures a Handler. Options are applied in order and validated as
+// a whole by New.
+type Option func(*config)
+
+// AuthorizeFunc decides whether the request r may do a. It returns who is
+// asking (a user name, a service account: whatever identifies the operator in
+// the action log), or an error to refuse: the request then gets 403 with the
+// error's message. It is called for every API request, reads included
+// (Action.Name is ActionView), so one hook can also keep dead-letter payloads
+// away from who should not see them; a hook that only guards actions returns
+// ("", nil) for ActionView. It must be safe for concurrent use.
+type AuthorizeFunc func(r *http.Request, a Action) (who string, err error)
+
+// Action is what an API request wants to do, as AuthorizeFunc sees it.
+type Action struct {
+	// Name is one of the Action* constants.
+	Name string
+	// Consumer is the registered consumer's name, for the consumer and
+	// partition actions; "" otherwise.
+	Consumer string
+	// Topic is the partition's topic for partition actions, the dead-letter
+	// topic for the DLQ actions; "" otherwise.
+	Topic string
+	// Partition is the partition of a partition action; -1 otherwise.
+	Partition int32
+}
+
+// The action names an AuthorizeFunc sees and the action log records.
+const (
+	// ActionView is every read: the consumers, the dead-letter records, the
+	// action log.
+	ActionView = "view"
+	// ActionSkip dead-letters the record that blocks a partition
+	// (consumer.Consumer.Skip).
+	ActionSkip = "skip"
+	// ActionSkipAll dead-letters every failing record of a partition until
+	// ActionBlock (consumer.Consumer.SkipAll).
+	ActionSkipAll = "skip-all"
+	// ActionBlock undoes ActionSkipAll (consumer.Consumer.Block).
+	ActionBlock = "block"
+	// ActionPause pauses one partition (consumer.Consumer.PausePartition).
+	ActionPause = "pause"
+	// ActionResume resumes one partition (consumer.Consumer.ResumePartition).
+	ActionResume = "resume"
+	// ActionPauseConsumer pauses a whole consumer (consumer.Consumer.Pause).
+	ActionPauseConsumer = "pause-consumer"
+	// ActionResumeConsumer resumes a whole consumer (consumer.Consumer.Resume).
+	ActionResumeConsumer = "resume-consumer"
+	// ActionReplay replays dead-letter records (dlq.Client.Replay), dry runs
+	// included.
+	ActionReplay = "dlq-replay"
+	// ActionPurge purges a dead-letter topic (dlq.Client.Purge), dry runs
+	// included.
+	ActionPurge = "dlq-purge"
+)
+
+type config struct {
+	consumers []registration
+	dlq       *dlq.Client
+	dlqSet    bool
+	dlqTopics []string
+	authorize AuthorizeFunc
+	logger    *zap.Logger
+	gatherer  prometheus.Gatherer
+	timeout   time.Duration
+	prefix    string
+	title     string
+	refresh   time.Duration
+}
+
+type registration struct {
+	name   string
+	c      *consumer.Consumer
+	group  string
+	topics []string
+}
+
+func defaultConfig() config {
+	return config{logger: zap.NewNop(), timeout: 30 * time.Second, title: "whippet", refresh: 2 * time.Second}
+}
+
+// Consumer registers a consumer under name, which the API and the page use to
+// address it (letters, digits, '.', '_' and '-'). group and topics must be the
+// ones the consumer was created with (consumer.Group, consumer.Topics): the
+// consumer does not expose its configuration, and the handler needs them to
+// name the consumer's group and find its dead-letter topics
+// ("<topic>-<group>-dlq"). Give it once per consumer; at least one is
+// required. There is no default.
+func Consumer(name string, c *consumer.Consumer, group string, topics ...string) Option {
+	return func(cfg *config) {
+		cfg.consumers = append(cfg.consumers, registration{name: name, c: c, group: group, topics: topics})
+	}
+}
+
+// DLQ enables the dead-letter views and actions (browse, replay, purge)
+// through c, for the dead-letter topics of the registered consumers and those
+// given to DLQTopics; other topics are refused, so the API cannot be used to
+// read arbitrary topics. c stays the caller's: the handler never closes it.
+// Default: none, and the DLQ routes answer 404.
+func DLQ(c *dlq.Client) Option {
+	return func(cfg *config) { cfg.dlq, cfg.dlqSet = c, true }
+}
+
+// DLQTopics adds dead-letter topics to browse besides the registered
+// consumers' ("<topic>-<group>-dlq"), e.g. those of consumers running in
+// other processes. Needs DLQ. Default: none.
+func DLQTopics(topics ...string) Option {
+	return func(cfg *config) { cfg.dlqTopics = append(cfg.dlqTopics, topics...) }
+}
+
+// Authorize sets the hook that authorizes every API request and names who
+// makes it (see AuthorizeFunc). Without it the handler is read-only: every
+// read is allowed and every action is refused with 403. Default: nil
+// (read-only).
+func Authorize(fn AuthorizeFunc) Option { return func(cfg *config) { cfg.authorize = fn } }
+
+// Logger sets the logger of the action log: every action, allowed or refused,
+// is logged with who asked for it (Info for actions done, Warn for refused
+// or failed ones). Default: a no-op logger.
+func Logger(l *zap.Logger) Option { return func(cfg *config) { cfg.logger = l } }
+
+// Metrics lets the handler read the consumers' Prometheus metrics from g
+// (typically the registry given to consumer.Registerer) to show how many
+// handlers each consumer is running (whippet_consumer_in_flight), which the
+// consumer does not expose otherwise. Default: nil, in-flight not shown.
+func Metrics(g prometheus.Gatherer) Option { return func(cfg *config) { cfg.gatherer = g } }
+
+// Timeout bounds the Kafka work of one request (listing, replaying or
+// purging dead letters). Default: 30s.
+func Timeout(d time.Duration) Option { return func(cfg *config) { cfg.timeout = d } }
+
+// Prefix is the path the handler is mounted under when it is mounted without
+// http.StripPrefix, e.g. "/whippet" for mux.Handle("/whippet/", h); the
+// handler then strips it itself. With http.StripPrefix, leave it out.
+// Default: "" (the handler serves from "/").
+func Prefix(p string) Option { return func(cfg *config) { cfg.prefix = p } }
+
+// Title names the service on the dashboard page and in the browser tab.
+// Default: "whippet".
+func Title(s string) Option { return func(cfg *config) { cfg.title = s } }
+
+// Refresh sets how often the dashboard page refreshes the consumers' state
+// (the dead-letter counts are refreshed at most every 5s, the records when
+// they change). Default: 2s; minimum 500ms.
+func Refresh(d time.Duration) Option { return func(cfg *config) { cfg.refresh = d } }
+
+func (c *config) validate() error {
+	errs := check.NewErrors("admin", ErrInvalidConfig)
+	if len(c.consumers) == 0 {
+		errs.Add("Consumer", "at least one consumer is required")
+	}
+	seen := map[string]bool{}
+	for i, r := range c.consumers {
+		field := "Consumer[" + strconv.Itoa(i) + "]"
+		if rule := check.TopicRule(r.name); rule != "" {
+			errs.Add(field+".Name", "%s", rule)
+		} else if seen[r.name] {
+			errs.Add(field+".Name", "%q is registered twice", r.name)
+		}
+		seen[r.name] = true
+		if r.c == nil {
+			errs.Add(field+".Consumer", "must not be nil")
+		}
+		if r.group == "" {
+			errs.Add(field+".Group", "must not be empty (the consumer's consumer.Group)")
+		}
+		if len(r.topics) == 0 {
+			errs.Add(field+".Topics", "at least one topic is required (the consumer's consumer.Topics)")
+		}
+		for _, t := range r.topics {
+			if rule := check.TopicRule(t); rule != "" {
+				errs.Add(field+".Topics", "%q: %s", t, rule)
+			}
+		}
+	}
+	if c.dlqSet && c.dlq == nil {
+		errs.Add("DLQ", "must not be nil (leave the option out for no dead-letter views)")
+	}
+	if len(c.dlqTopics) > 0 && c.dlq == nil {
+		errs.Add("DLQTopics", "needs DLQ")
+	}
+	for _, t := range c.dlqTopics {
+		if rule := check.TopicRule(t); rule != "" {
+			errs.Add("DLQTopics", "%q: %s", t, rule)
+		}
+	}
+	if c.logger == nil {
+		errs.Add("Logger", "must not be nil (leave the option out for no logging)")
+	}
+	if c.timeout <= 0 {
+		errs.Add("Timeout", "must be > 0, got %v", c.timeout)
+	}
+	if c.prefix != "" && (!strings.HasPrefix(c.prefix, "/") || strings.HasSuffix(c.prefix, "/")) {
+		errs.Add("Prefix", "must start with '/' and not end with one, like \"/whippet\", got %q", c.prefix)
+	}
+	if c.refresh < 500*time.Millisecond {
+		errs.Add("Refresh", "must be at least 500ms, got %v", c.refresh)
+	}
+	return errs.Err()
+}
