@@ -14,20 +14,16 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"log"
-	"os"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
 	"github.com/whippet-go/whippet/consumer"
+	"github.com/whippet-go/whippet/examples/internal/demo"
 	"github.com/whippet-go/whippet/producer"
 	"github.com/whippet-go/whippet/retry"
 )
@@ -47,17 +43,11 @@ const (
 	partitions = 3
 )
 
-func main() {
-	brokersFlag := flag.String("brokers", "", "comma-separated Kafka brokers; empty starts an embedded kfake cluster")
-	flag.Parse()
-	if err := run(*brokersFlag); err != nil {
-		log.Fatal(err)
-	}
-}
+func main() { demo.Main(run) }
 
 func run(brokersFlag string) error {
 	ctx := context.Background()
-	brokers, stopCluster, err := cluster(brokersFlag)
+	brokers, stopCluster, err := demo.Cluster(brokersFlag, partitions, topic)
 	if err != nil {
 		return err
 	}
@@ -165,18 +155,4 @@ func run(brokersFlag string) error {
 		return fmt.Errorf("committed %d, want %d", committed, users*perUser)
 	}
 	return nil
-}
-
-// cluster returns the brokers to use, starting an embedded kfake cluster when
-// none are given.
-func cluster(brokers string) ([]string, func(), error) {
-	if brokers != "" {
-		return strings.Split(brokers, ","), func() {}, nil
-	}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topic))
-	if err != nil {
-		return nil, nil, err
-	}
-	fmt.Fprintln(os.Stderr, "embedded kfake cluster at", c.ListenAddrs())
-	return c.ListenAddrs(), c.Close, nil
 }

@@ -11,18 +11,15 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"log"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/whippet-go/whippet/consumer"
+	"github.com/whippet-go/whippet/examples/internal/demo"
 	"github.com/whippet-go/whippet/producer"
 	"github.com/whippet-go/whippet/retry"
 )
@@ -41,25 +38,15 @@ const (
 	partitions = 3
 )
 
-func main() {
-	brokers := flag.String("brokers", "", "comma-separated Kafka brokers; empty starts an embedded kfake cluster")
-	flag.Parse()
-	if err := run(*brokers); err != nil {
-		log.Fatal(err)
-	}
-}
+func main() { demo.Main(run) }
 
 func run(brokersFlag string) error {
 	ctx := context.Background()
-	brokers := strings.Split(brokersFlag, ",")
-	if brokersFlag == "" {
-		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topic))
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		brokers = c.ListenAddrs()
+	brokers, stopCluster, err := demo.Cluster(brokersFlag, partitions, topic)
+	if err != nil {
+		return err
 	}
+	defer stopCluster()
 
 	p, err := producer.New(producer.Brokers(brokers...))
 	if err != nil {
