@@ -183,8 +183,10 @@ func TestCrossProcessAndCompaction(t *testing.T) {
 	// Compaction as fast as the broker allows once segments roll: any dirt
 	// is worth cleaning, tombstones are kept 100ms. Segments do not roll
 	// (by time) until segment.ms is lowered below, so that the raw read
-	// before compaction sees every record written.
+	// before compaction sees every record written: set an hour here, since
+	// a test broker may roll every 500ms by default (log.roll.ms).
 	s := openStore(t, kc, topic, kvstore.Partitions(partitions),
+		kvstore.TopicConfig("segment.ms", "3600000"),
 		kvstore.TopicConfig("min.cleanable.dirty.ratio", "0.01"),
 		kvstore.TopicConfig("delete.retention.ms", "100"), kvstore.TopicConfig("min.compaction.lag.ms", "0"))
 
