@@ -17,6 +17,7 @@ demo:
 	$(GO) run ./examples/renewals
 	$(GO) run ./examples/notifier
 	$(GO) run ./examples/kvstore
+	$(GO) run ./examples/checkout
 
 deps:
 	$(GO) mod download

@@ -266,3 +266,95 @@ func rounded(xs []float64) []int {
 	}
 	return out
 }
+
+// benchTransform transforms topic in into out, one output per input emitted
+// with consumer.Emit, at-least-once or transactionally, and returns the
+// records/s from the first handler call until every input offset is
+// committed: both modes pay their commits (at-least-once every 100ms, a
+// transaction every TransactionBatch, 1000 records or 100ms by default).
+func benchTransform(b *testing.B, kc *testkit.Cluster, in, out string, n int64, transactional bool) float64 {
+	mode := "alo"
+	if transactional {
+		mode = "txn"
+	}
+	group := fmt.Sprintf("%s-%s-%d", in, mode, time.Now().UnixNano())
+	var first atomic.Int64
+	h := consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+		if first.Load() == 0 {
+			first.CompareAndSwap(0, int64(time.Since(benchStart)))
+		}
+		return consumer.Emit(ctx, &kgo.Record{Topic: out, Key: r.Key, Value: r.Value})
+	})
+	opts := []consumer.Option{consumer.Brokers(kc.Brokers...), consumer.Group(group), consumer.Topics(in)}
+	if transactional {
+		opts = append(opts, consumer.Transactional(group))
+	} else {
+		opts = append(opts, consumer.CommitInterval(100*time.Millisecond))
+	}
+	c, err := consumer.New(h, opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- c.Run(context.Background()) }()
+	adm := kc.Admin(b)
+	var last time.Duration
+	for deadline := time.Now().Add(5 * time.Minute); ; {
+		offs, err := adm.FetchOffsets(context.Background(), group)
+		var done int64
+		if err == nil {
+			offs.Each(func(o kadm.OffsetResponse) {
+				if o.Topic == in && o.Err == nil {
+					done += o.At
+				}
+			})
+		}
+		if done == n {
+			last = time.Since(benchStart)
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%s: committed %d of %d", mode, done, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.Close()
+	if err := <-errc; err != nil {
+		b.Fatal(err)
+	}
+	return float64(n) / (last - time.Duration(first.Load())).Seconds()
+}
+
+// BenchmarkTransform: the same 200,000 records of 100 bytes over 4
+// partitions transformed into an output topic (one output per input, with
+// consumer.Emit) at-least-once and transactionally, alternating, three
+// rounds each; it reports the medians and their ratio.
+func BenchmarkTransform(b *testing.B) {
+	kc := testkit.Shared(b)
+	const n, parts, rounds = 200_000, 4, 3
+	in := kc.NewTopic(b, parts, nil)
+	cl := kc.Client(b, kgo.ProducerLinger(5*time.Millisecond))
+	value := make([]byte, 100)
+	for i := 0; i < n; i++ {
+		cl.Produce(context.Background(), &kgo.Record{Topic: in, Key: fmt.Appendf(nil, "order-%d", i), Value: value}, nil)
+	}
+	if err := cl.Flush(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		var alo, txn []float64
+		for range rounds {
+			alo = append(alo, benchTransform(b, kc, in, kc.NewTopic(b, parts, nil), n, false))
+			txn = append(txn, benchTransform(b, kc, in, kc.NewTopic(b, parts, nil), n, true))
+		}
+		slices.Sort(alo)
+		slices.Sort(txn)
+		am, tm := alo[rounds/2], txn[rounds/2]
+		b.ReportMetric(am, "at-least-once-rec/s")
+		b.ReportMetric(tm, "transactional-rec/s")
+		b.ReportMetric(tm/am, "ratio")
+		fmt.Printf("transform %d x 100 B over %d partitions, one output each: at-least-once %.0f rec/s, transactional %.0f rec/s, ratio %.3f (medians of %d; at-least-once %v, transactional %v)\n",
+			n, parts, am, tm, tm/am, rounds, rounded(alo), rounded(txn))
+	}
+}

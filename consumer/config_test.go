@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/whippet-go/whippet/retry"
 )
 
 var nopHandler = HandlerFunc(func(context.Context, *kgo.Record) error { return nil })
@@ -42,6 +44,16 @@ func TestConfigValidation(t *testing.T) {
 		{"nil logger", nopHandler, []Option{Logger(nil)}, "Logger", "must not be nil"},
 		{"empty client id", nopHandler, []Option{ClientID("")}, "ClientID", "must not be empty"},
 		{"nil middleware", nopHandler, []Option{WithMiddleware(nil)}, "WithMiddleware", "middleware 0 is nil"},
+		{"empty transactional id", nopHandler, []Option{Transactional("")}, "Transactional", "the transactional id must not be empty"},
+		{"transactional key-parallel", nopHandler, []Option{Transactional("t-0"), KeyParallel(4)}, "KeyParallel", "cannot be combined with Transactional"},
+		{"zero batch records", nopHandler, []Option{Transactional("t-0"), TransactionBatch(0, time.Second)}, "TransactionBatch", "maxRecords must be > 0, got 0"},
+		{"zero batch interval", nopHandler, []Option{Transactional("t-0"), TransactionBatch(10, 0)}, "TransactionBatch", "maxInterval must be > 0"},
+		{"batch interval over half the timeout", nopHandler, []Option{Transactional("t-0"), TransactionBatch(10, 30*time.Second)}, "TransactionBatch", "must be at most half the TransactionTimeout (40s)"},
+		{"transaction timeout too long", nopHandler, []Option{Transactional("t-0"), TransactionTimeout(time.Hour)}, "TransactionTimeout", "must be between 1s and 15m"},
+		{"endless blocking retries in a transaction", nopHandler, []Option{Transactional("t-0"), Retry(retry.BlockingBackoff(retry.Exponential{
+			Initial: time.Second, Max: time.Minute, Multiplier: 2, Retries: retry.Forever}))}, "Retry", "blocking retries wait inside the open transaction, so they must end"},
+		{"blocking retries longer than the transaction", nopHandler, []Option{Transactional("t-0"), Retry(retry.Blocking(10*time.Second, 15*time.Second))}, "Retry", "wait up to 25s inside the open transaction"},
+		{"blocking retries of one topic in a transaction", nopHandler, []Option{Transactional("t-0"), RetryFor("t", retry.Blocking(time.Minute))}, "RetryFor", "t: blocking retries wait up to 1m0s"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -64,6 +76,20 @@ func TestConfigValidation(t *testing.T) {
 				t.Errorf("error %q does not name field %q with %q", err, tc.field, tc.message)
 			}
 		})
+	}
+}
+
+func TestTransactionalConfigAccepted(t *testing.T) {
+	for _, opts := range [][]Option{
+		{Transactional("checkout-0")},
+		{Transactional("checkout-0"), TransactionBatch(100, 50*time.Millisecond), TransactionTimeout(time.Minute)},
+		{Transactional("checkout-0"), Retry(retry.BlockingThenNonBlocking(retry.Blocking(time.Second, 5*time.Second), retry.NonBlocking(time.Hour)))},
+	} {
+		c, err := New(nopHandler, append([]Option{Brokers("127.0.0.1:1"), Group("g"), Topics("t")}, opts...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
 	}
 }
 

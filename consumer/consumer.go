@@ -24,6 +24,15 @@
 //     and a failing forward is retried with the partition stopped: nothing is
 //     ever skipped. Blocked lists what holds a partition up; Skip, SkipAll and
 //     Block let an operator unblock it.
+//   - Outputs. A handler produces records with Emit. They are produced only
+//     if the handler returns nil (a failed attempt's are dropped), and the
+//     input record is finished only when Kafka has acknowledged all of them.
+//   - Exactly once. With Transactional, the outputs, the forwards to retry and
+//     dead-letter topics and the input offsets of a batch of records commit
+//     in one Kafka transaction (franz-go's GroupTransactSession): a handler
+//     returning ErrAbort, a failed produce, a rebalance or a crash aborts it,
+//     and its records are handled again; read_committed readers see each
+//     output once. A fenced instance stops with ErrFenced.
 //
 // The consumer is built on franz-go: it uses BlockRebalanceOnPoll so that a
 // rebalance never runs while fetched records are being dispatched, and
@@ -93,9 +102,10 @@ type Consumer struct {
 	m       *metrics
 	sem     chan struct{} // handler slots in key-parallel mode; nil otherwise
 
-	handlerCtx context.Context  // parent of every partition's handler context
-	stages     map[string]stage // the retry topics this consumer subscribes to
-	fwd        *kgo.Client      // forwards to retry and dead-letter topics
+	handlerCtx context.Context          // parent of every partition's handler context
+	stages     map[string]stage         // the retry topics this consumer subscribes to
+	fwd        *kgo.Client              // forwards to retry and dead-letter topics
+	txn        atomic.Pointer[txnBatch] // transactional mode: the transaction under way
 
 	started   atomic.Bool
 	closeOnce sync.Once
@@ -156,7 +166,9 @@ func New(h Handler, opts ...Option) (*Consumer, error) {
 // by DrainTimeout), commits, leaves the group and returns nil. Handlers keep
 // running through the cancellation of ctx: their own context is canceled only
 // when the drain times out. Run returns an error only if the consumer could not
-// start, or was closed before it started (ErrClosed).
+// start, or was closed before it started (ErrClosed), or, in transactional
+// mode, when its transactional producer failed for good: fenced by another
+// instance (ErrFenced) or not authorized.
 func (c *Consumer) Run(ctx context.Context) error {
 	if !c.started.CompareAndSwap(false, true) {
 		return ErrAlreadyRunning
@@ -180,6 +192,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
 	c.handlerCtx = handlerCtx
+	if c.cfg.txnSet {
+		return c.runTransactional(runCtx)
+	}
 
 	// The forwarder produces to retry and dead-letter topics: idempotent,
 	// acks=all, so that a forward acknowledged is a forward stored once.
@@ -233,6 +248,18 @@ func (c *Consumer) Close() {
 }
 
 func (c *Consumer) clientOptions() []kgo.Opt {
+	return append(c.baseClientOptions(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.AutoCommitMarks(),
+		kgo.AutoCommitInterval(c.cfg.commitInterval),
+		kgo.OnPartitionsAssigned(c.onAssigned),
+		kgo.OnPartitionsRevoked(c.onRevoked),
+		kgo.OnPartitionsLost(c.onLost),
+	)
+}
+
+// baseClientOptions are the client options of both modes.
+func (c *Consumer) baseClientOptions() []kgo.Opt {
 	reset := kgo.NewOffset().AtStart()
 	if c.cfg.startOffset == Latest {
 		reset = kgo.NewOffset().AtEnd()
@@ -245,18 +272,21 @@ func (c *Consumer) clientOptions() []kgo.Opt {
 		// a long-polling fetch of the same broker.
 		kgo.FetchMaxWait(500 * time.Millisecond),
 	}
+	if c.cfg.txnSet {
+		// franz-go's default is 20ms: a transaction begun right after the
+		// last one ended often waits that long for the broker to finish
+		// writing the markers.
+		opts = append(opts, kgo.ConcurrentTransactionsBackoff(5*time.Millisecond))
+	}
 	opts = append(opts, c.cfg.clientOpts...)
+	if c.cfg.readCommitted {
+		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	}
 	opts = append(opts,
 		kgo.SeedBrokers(c.cfg.brokers...),
 		kgo.ConsumerGroup(c.cfg.group),
 		kgo.ConsumeTopics(slices.Concat(c.cfg.topics, c.retryTopics(), c.cfg.patterns)...),
 		kgo.ConsumeResetOffset(reset),
-		kgo.BlockRebalanceOnPoll(),
-		kgo.AutoCommitMarks(),
-		kgo.AutoCommitInterval(c.cfg.commitInterval),
-		kgo.OnPartitionsAssigned(c.onAssigned),
-		kgo.OnPartitionsRevoked(c.onRevoked),
-		kgo.OnPartitionsLost(c.onLost),
 	)
 	if len(c.cfg.patterns) > 0 {
 		opts = append(opts, kgo.ConsumeRegex())

@@ -89,3 +89,59 @@ func ExampleChain() {
 	// handle r1
 	// after r1 <nil>
 }
+
+// Exactly once: each payment's checkout event and the payment's offset
+// commit in one transaction; read_committed readers see each event once.
+func ExampleTransactional() {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "payments", "checkouts"))
+	if err != nil {
+		panic(err)
+	}
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+	producer, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		panic(err)
+	}
+	defer producer.Close()
+	for _, order := range []string{"o-1", "o-2"} {
+		producer.ProduceSync(context.Background(), &kgo.Record{Topic: "payments", Key: []byte(order), Value: []byte("paid")})
+	}
+
+	c, err := consumer.New(consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {
+		// Produced in the transaction that commits rec's offset, if the
+		// handler returns nil; dropped if it fails.
+		return consumer.Emit(ctx, &kgo.Record{Topic: "checkouts", Key: rec.Key, Value: []byte("checked out")})
+	}),
+		consumer.Brokers(brokers...),
+		consumer.Group("checkout-service"),
+		consumer.Topics("payments"),
+		consumer.Transactional("checkout-service-0"), // unique per instance, stable across restarts
+	)
+	if err != nil {
+		panic(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- c.Run(ctx) }()
+
+	reader, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics("checkouts"),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		panic(err)
+	}
+	defer reader.Close()
+	for n := 0; n < 2; {
+		reader.PollFetches(context.Background()).EachRecord(func(r *kgo.Record) {
+			fmt.Printf("%s: %s\n", r.Key, r.Value)
+			n++
+		})
+	}
+	stop()
+	if err := <-done; err != nil {
+		panic(err)
+	}
+	// Output:
+	// o-1: checked out
+	// o-2: checked out
+}

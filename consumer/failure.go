@@ -3,8 +3,11 @@ package consumer
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -25,22 +28,30 @@ type stage struct {
 type result int
 
 const (
-	handled    result = iota // the handler succeeded
+	handled    result = iota // the handler succeeded (transactional: outputs in the transaction)
 	failed                   // failed, and accounted for without a forward
 	forwarding               // being forwarded; finished when Kafka acknowledges it
+	emitting                 // handled; finished when Kafka acknowledges its outputs
 	stopped                  // the partition stopped before the record was finished
+	parked                   // transactional: not due yet; the transaction ends before it
 )
 
 // process runs rec through the handler and the retry policy: blocking
 // retries in place, then a forward to the next retry topic or to the
-// dead-letter topic. Records of retry topics wait for their due time first.
-func (p *partition) process(rec *kgo.Record, clock *laneClock) result {
-	ctx := p.ctx // first attempts carry no retry.Info: no allocation per record
+// dead-letter topic. Records of retry topics wait for their due time first
+// (in transactional mode they are parked instead: see txnWork).
+func (p *partition) process(h *handling, rec *kgo.Record, clock *laneClock) result {
+	var ctx context.Context = h // first attempts carry no retry.Info: no allocation per record
 	var info retry.Info
 	if p.stage >= 0 {
 		info, _ = retry.InfoFor(rec)
 		if !info.Due.IsZero() {
-			if !p.waitDue(info.Due) {
+			if h.txn != nil {
+				if time.Until(info.Due) > 0 {
+					p.parkUntil(info.Due)
+					return parked
+				}
+			} else if !p.waitDue(info.Due) {
 				return stopped
 			}
 			p.c.m.lateness.WithLabelValues(p.source).Observe(time.Since(info.Due).Seconds())
@@ -48,10 +59,14 @@ func (p *partition) process(rec *kgo.Record, clock *laneClock) result {
 		}
 		ctx = retry.WithInfo(ctx, info)
 	}
-	err := callSafely(ctx, p.c.handler, rec)
+	outs, err := p.attempt(ctx, h, rec)
 	clock.lap()
 	if err == nil {
-		return handled
+		return p.succeeded(h, rec, outs)
+	}
+	if h.txn != nil && errors.Is(err, ErrAbort) {
+		h.txn.fail(fmt.Errorf("the handler of %s[%d] offset %d asked to abort: %w", rec.Topic, rec.Partition, rec.Offset, err))
+		return stopped
 	}
 	if p.stage < 0 {
 		info, _ = retry.InfoFor(rec)
@@ -61,7 +76,7 @@ func (p *partition) process(rec *kgo.Record, clock *laneClock) result {
 
 	if reason == "" && p.stage < 0 && p.policy.BlockingBackoff() != nil {
 		var res result
-		res, reason = p.retryBlocking(rec, &info, clock)
+		res, reason = p.retryBlocking(h, rec, &info, clock)
 		if res != failed {
 			return res
 		}
@@ -81,8 +96,35 @@ func (p *partition) process(rec *kgo.Record, clock *laneClock) result {
 		info.Due = time.Time{}
 		info.Reason = reason
 	}
-	p.forward(rec, &kgo.Record{Topic: target, Key: rec.Key, Value: rec.Value, Headers: info.Headers(rec.Headers)}, reason)
+	out := &kgo.Record{Topic: target, Key: rec.Key, Value: rec.Value, Headers: info.Headers(rec.Headers)}
+	if h.txn != nil {
+		if !h.txn.produce(out) {
+			return stopped
+		}
+		if reason != "" {
+			p.c.m.dlq.WithLabelValues(p.source, string(reason)).Inc()
+		}
+		return handled
+	}
+	p.forward(rec, []*kgo.Record{out}, reason)
 	return forwarding
+}
+
+// succeeded finishes a record whose handler returned nil with outputs:
+// produced in the transaction, or produced and acknowledged before the
+// record is finished.
+func (p *partition) succeeded(h *handling, rec *kgo.Record, outs []*kgo.Record) result {
+	switch {
+	case len(outs) == 0:
+		return handled
+	case h.txn != nil:
+		if !h.txn.produce(outs...) {
+			return stopped
+		}
+		return handled
+	}
+	p.forward(rec, outs, "")
+	return emitting
 }
 
 // noteFailure records a failed attempt in info and reports it.
@@ -107,10 +149,11 @@ func attemptLabel(n int) string {
 }
 
 // retryBlocking retries rec in place after each wait of the blocking backoff.
-// It returns handled when a retry succeeds, stopped when the partition stops
-// during a wait, and otherwise failed with the reason to dead-letter rec (""
-// when the backoff is exhausted and the non-blocking stage comes next).
-func (p *partition) retryBlocking(rec *kgo.Record, info *retry.Info, clock *laneClock) (result, retry.Reason) {
+// It returns the result of a retry that succeeds, stopped when the partition
+// stops during a wait (or, transactional, the handler asks to abort), and
+// otherwise failed with the reason to dead-letter rec ("" when the backoff
+// is exhausted and the non-blocking stage comes next).
+func (p *partition) retryBlocking(h *handling, rec *kgo.Record, info *retry.Info, clock *laneClock) (result, retry.Reason) {
 	b := p.policy.BlockingBackoff()
 	br := &blockedRecord{rec: rec, skip: make(chan struct{}), since: time.Now()}
 	p.addBlocked(br)
@@ -136,12 +179,16 @@ func (p *partition) retryBlocking(rec *kgo.Record, info *retry.Info, clock *lane
 		}
 		info.Attempt++
 		p.c.m.retries.WithLabelValues(p.source, attemptLabel(info.Attempt)).Inc()
-		ctx := retry.WithInfo(p.ctx, *info)
+		ctx := retry.WithInfo(h, *info)
 		clock.reset()
-		err := callSafely(ctx, p.c.handler, rec)
+		outs, err := p.attempt(ctx, h, rec)
 		clock.lap()
 		if err == nil {
-			return handled, ""
+			return p.succeeded(h, rec, outs), ""
+		}
+		if h.txn != nil && errors.Is(err, ErrAbort) {
+			h.txn.fail(fmt.Errorf("the handler of %s[%d] offset %d asked to abort: %w", rec.Topic, rec.Partition, rec.Offset, err))
+			return stopped, ""
 		}
 		p.noteFailure(ctx, rec, info, err)
 		if reason := p.policy.Classify(err); reason != "" {
@@ -173,31 +220,39 @@ func (p *partition) waitDue(due time.Time) bool {
 	return true
 }
 
-// forward produces out, the next life of rec, and finishes rec once Kafka
-// acknowledges it. A failed forward is retried, with the partition stopped,
-// until it succeeds or the partition is revoked: rec is never skipped.
-func (p *partition) forward(rec, out *kgo.Record, reason retry.Reason) {
+// forward produces outs (the next life of rec in a retry or dead-letter
+// topic, or the outputs its handler emitted) and finishes rec once Kafka
+// acknowledges all of them. A failed produce is retried, with the partition
+// stopped, until it succeeds or the partition is revoked: rec is never
+// skipped, and an output acknowledged is never produced again.
+func (p *partition) forward(rec *kgo.Record, outs []*kgo.Record, reason retry.Reason) {
 	p.mu.Lock()
 	if !p.keyed {
 		p.pending = append(p.pending, rec)
 	}
 	p.mu.Unlock()
 	p.wg.Add(1) // a drain waits for forwards under way
-	f := &forwardState{rec: rec, out: out, reason: reason}
-	p.c.fwd.Produce(p.ctx, out, func(_ *kgo.Record, err error) { p.forwarded(f, err) })
+	f := &forwardState{rec: rec, reason: reason, left: len(outs)}
+	for _, out := range outs {
+		p.c.fwd.Produce(p.ctx, out, func(out *kgo.Record, err error) { p.forwarded(f, out, err) })
+	}
 }
 
-// forwardState is one forward and its retries.
+// forwardState is one forward (or one record's outputs) and its retries.
 type forwardState struct {
-	rec, out *kgo.Record
-	reason   retry.Reason
-	failures int
-	blocked  *blockedRecord // set while the forward fails
+	rec    *kgo.Record
+	reason retry.Reason
+
+	mu        sync.Mutex
+	left      int  // records not acknowledged (nor abandoned) yet
+	abandoned bool // the partition was revoked: rec stays unfinished
+	failures  int
+	blocked   *blockedRecord // set once a produce fails
 }
 
-func (p *partition) forwarded(f *forwardState, err error) {
+func (p *partition) forwarded(f *forwardState, out *kgo.Record, err error) {
 	if err == nil {
-		p.forwardDone(f)
+		p.settle(f, false)
 		return
 	}
 	p.mu.Lock()
@@ -205,28 +260,38 @@ func (p *partition) forwarded(f *forwardState, err error) {
 	p.mu.Unlock()
 	if stopped || errors.Is(err, context.Canceled) {
 		p.c.log.Warn("forward abandoned: the partition was revoked; the record is not committed and will be handled again",
-			zap.String("topic", f.rec.Topic), zap.Int32("partition", f.rec.Partition), zap.Int64("offset", f.rec.Offset), zap.Error(err))
-		p.forwardEnd(f)
+			zap.String("topic", f.rec.Topic), zap.Int32("partition", f.rec.Partition), zap.Int64("offset", f.rec.Offset),
+			zap.String("to", out.Topic), zap.Error(err))
+		p.settle(f, true)
 		return
 	}
+	f.mu.Lock()
 	f.failures++
+	failures, first := f.failures, f.blocked == nil
+	if first {
+		f.blocked = &blockedRecord{rec: f.rec, since: time.Now(), forwarding: true}
+	}
+	b := f.blocked
+	f.mu.Unlock()
 	p.c.m.forwardFailures.WithLabelValues(p.source).Inc()
 	p.c.log.Error("forward failed; the partition stops until it succeeds",
 		zap.String("topic", f.rec.Topic), zap.Int32("partition", f.rec.Partition), zap.Int64("offset", f.rec.Offset),
-		zap.String("to", f.out.Topic), zap.Int("failures", f.failures), zap.Error(err))
-	if f.blocked == nil {
-		f.blocked = &blockedRecord{rec: f.rec, since: time.Now(), forwarding: true}
-		p.addBlocked(f.blocked)
+		zap.String("to", out.Topic), zap.Int("failures", failures), zap.Error(err))
+	if first {
+		p.addBlocked(b)
 		p.mu.Lock()
 		if p.fwdFailing++; p.fwdFailing == 1 {
 			p.setPausedLocked(p.paused | pausedForward)
 		}
 		p.mu.Unlock()
 	}
-	wait := min(100*time.Millisecond<<min(f.failures-1, 7), 10*time.Second)
-	p.updateBlocked(f.blocked, "forward to "+f.out.Topic+" failed: "+err.Error(), f.failures, time.Now().Add(wait))
+	// Jittered, so that records failing together because the broker refused
+	// their batch as a whole (one of them too large) are retried apart.
+	wait := min(100*time.Millisecond<<min(failures-1, 7), 10*time.Second)
+	wait -= time.Duration(rand.Int64N(int64(wait) / 2))
+	p.updateBlocked(b, "forward to "+out.Topic+" failed: "+err.Error(), failures, time.Now().Add(wait))
 	if errors.Is(err, kerr.UnknownTopicOrPartition) {
-		if err := p.c.createTopics(p.ctx, p.source, f.out.Topic); err != nil {
+		if err := p.c.createTopics(p.ctx, p.source, out.Topic); err != nil {
 			p.c.log.Error("creating the forward's topic failed", zap.Error(err))
 		}
 	}
@@ -235,11 +300,28 @@ func (p *partition) forwarded(f *forwardState, err error) {
 		defer t.Stop()
 		select {
 		case <-t.C:
-			p.c.fwd.Produce(p.ctx, f.out, func(_ *kgo.Record, err error) { p.forwarded(f, err) })
+			p.c.fwd.Produce(p.ctx, out, func(out *kgo.Record, err error) { p.forwarded(f, out, err) })
 		case <-p.stopCh:
-			p.forwarded(f, context.Canceled)
+			p.forwarded(f, out, context.Canceled)
 		}
 	}()
+}
+
+// settle accounts for one record of a forward that Kafka acknowledged (or
+// that was abandoned); the last one finishes the forward.
+func (p *partition) settle(f *forwardState, abandon bool) {
+	f.mu.Lock()
+	f.left--
+	f.abandoned = f.abandoned || abandon
+	last, abandoned := f.left == 0, f.abandoned
+	f.mu.Unlock()
+	if !last {
+		return
+	}
+	if !abandoned {
+		p.forwardDone(f)
+	}
+	p.forwardEnd(f)
 }
 
 // forwardDone finishes the forwarded record.
@@ -262,7 +344,6 @@ func (p *partition) forwardDone(f *forwardState) {
 	} else {
 		p.finish(1, f.rec)
 	}
-	p.forwardEnd(f)
 }
 
 // forwardEnd undoes what a failing forward set, and ends the forward.

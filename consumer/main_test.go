@@ -14,6 +14,9 @@ func TestMain(m *testing.M) {
 	case "retry":
 		runRetryChild()
 		return
+	case "txn":
+		runTxnChild()
+		return
 	default:
 		runChild()
 		return

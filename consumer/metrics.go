@@ -23,6 +23,8 @@ type metrics struct {
 	forwardFailures *prometheus.CounterVec
 	blocked         prometheus.Gauge
 	lateness        *prometheus.HistogramVec
+	txnCommitted    prometheus.Counter
+	txnAborted      prometheus.Counter
 	registered      []prometheus.Collector
 	reg             prometheus.Registerer
 	unregOnce       sync.Once
@@ -75,13 +77,21 @@ func newMetrics(group string, reg prometheus.Registerer) (*metrics, error) {
 			Help:    "How long after its due time a retry record was handled.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9), // 1ms .. 65s
 		}, []string{"topic"}),
+		txnCommitted: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "transactions_committed_total", ConstLabels: labels,
+			Help: "Transactions committed (transactional mode).",
+		}),
+		txnAborted: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "transactions_aborted_total", ConstLabels: labels,
+			Help: "Transactions aborted (transactional mode): ErrAbort, a failed produce, a rebalance; their records are handled again.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	m.reg = reg
 	for _, c := range []prometheus.Collector{m.handled, m.failed, m.latency, m.lag, m.inFlight, m.paused,
-		m.retries, m.dlq, m.forwardFailures, m.blocked, m.lateness} {
+		m.retries, m.dlq, m.forwardFailures, m.blocked, m.lateness, m.txnCommitted, m.txnAborted} {
 		if err := reg.Register(c); err != nil {
 			m.unregister()
 			var are prometheus.AlreadyRegisteredError

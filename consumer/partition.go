@@ -66,17 +66,20 @@ type partition struct {
 	closed  bool          // drained: late completions must not mark offsets
 	next    int64         // first offset not yet finished (-1 until known)
 	hwm     int64         // last high watermark seen
-	// pending are the records being forwarded, in offset order (strict
-	// partition order only): the commit stays below the first of them.
+	// pending are the records being forwarded, or whose outputs are being
+	// produced, in offset order (strict partition order only): the commit
+	// stays below the first of them.
 	pending    []*kgo.Record
 	blocked    map[*blockedRecord]struct{} // records blocking the partition now
 	fwdFailing int                         // forwards failing now
+	parkTimer  *time.Timer                 // transactional: resumes a partition parked until a due time
 }
 
 // lane handles the records of one key (or of the whole partition) in order.
 type lane struct {
 	key  string
 	recs []*kgo.Record
+	h    handling // context and outbox of the lane's handler calls
 }
 
 func newPartition(c *Consumer, cl *kgo.Client, topic string, id int32) *partition {
@@ -136,6 +139,7 @@ func (p *partition) lane(key string) *lane {
 	l := p.lanes[key]
 	if l == nil {
 		l = &lane{key: key}
+		l.h.Context = p.ctx
 		p.lanes[key] = l
 		p.wg.Add(1)
 		go p.runLane(l)
@@ -221,8 +225,8 @@ func (p *partition) handleBatch(l *lane, batch []*kgo.Record) {
 				return // dropped: not committed, handled again by the next owner
 			}
 		}
-		res := p.process(rec, &clock)
-		if res == handled {
+		res := p.process(&l.h, rec, &clock)
+		if res == handled || res == emitting {
 			ok++
 		}
 		if p.keyed {
@@ -232,7 +236,7 @@ func (p *partition) handleBatch(l *lane, batch []*kgo.Record) {
 				return
 			case handled, failed:
 				p.finish(1, rec)
-			} // forwarding: finished by the acknowledgement
+			} // forwarding, emitting: finished by the acknowledgements
 			if clock.lat.n >= markEvery {
 				flush()
 			}
@@ -367,6 +371,9 @@ func (p *partition) close() {
 		p.markLocked()
 	}
 	p.closed = true
+	if p.parkTimer != nil {
+		p.parkTimer.Stop()
+	}
 	p.setPausedLocked(0)
 	p.mu.Unlock()
 	p.c.m.dropPartition(p.topic, p.id)

@@ -107,3 +107,26 @@ func ExampleTyped() {
 	// o-1 30 <nil>
 	// producer: decode: JSON into producer_test.Order: invalid character 'o' in literal null (expecting 'u')
 }
+
+// Several events atomically: read_committed readers see both or neither.
+func ExampleTransactional_Transact() {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders", "reservations"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer cluster.Close()
+	tp, err := producer.NewTransactional("order-service-0", producer.Brokers(cluster.ListenAddrs()...))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer tp.Close()
+	err = tp.Transact(context.Background(), func(tx *producer.Tx) error {
+		if err := tx.Produce(&kgo.Record{Topic: "orders", Key: []byte("o-1"), Value: []byte("created")}); err != nil {
+			return err
+		}
+		return tx.Produce(&kgo.Record{Topic: "reservations", Key: []byte("o-1"), Value: []byte("2 items")})
+	})
+	fmt.Println("committed:", err == nil)
+	// Output:
+	// committed: true
+}

@@ -1,0 +1,136 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+var (
+	// ErrNotInHandler is returned by Emit when ctx is not the context of a
+	// consumer handler call under way: a context from elsewhere, or the
+	// handler already returned.
+	ErrNotInHandler = errors.New("consumer: Emit outside a handler call")
+	// ErrInvalidOutput is returned by Emit for a nil record or a record
+	// without a Topic.
+	ErrInvalidOutput = errors.New("consumer: invalid output record")
+)
+
+// Emit adds rec to the outputs of the handler call whose context is ctx. The
+// outputs of a call are produced only if the handler returns nil; those of a
+// failed call are dropped, so a record retried never emits twice.
+//
+// At-least-once (the default): the input record counts as finished, and its
+// offset may be committed, only when Kafka has acknowledged every one of its
+// outputs; an output that fails is produced again with the partition
+// stopped, never dropped. Outputs are produced by the consumer's idempotent
+// producer (acks=all), so the retries of a produce never duplicate it, but a
+// crash between the outputs and the commit produces them again when the
+// input is handled again.
+//
+// Transactional (see Transactional): the outputs are produced in the
+// transaction that commits the input's offset, so readers with the
+// read_committed isolation level see each of them exactly once.
+//
+// rec.Topic is required; rec.Partition is chosen by the producer's
+// partitioner (by key hash). Emit may be called from goroutines the handler
+// starts, but only until the handler returns: later calls return
+// ErrNotInHandler. Emit does not produce anything by itself.
+func Emit(ctx context.Context, rec *kgo.Record) error {
+	o, _ := ctx.Value(outboxKey{}).(*outbox)
+	if o == nil {
+		return ErrNotInHandler
+	}
+	if rec == nil {
+		return fmt.Errorf("%w: nil record", ErrInvalidOutput)
+	}
+	if rec.Topic == "" {
+		return fmt.Errorf("%w: no Topic", ErrInvalidOutput)
+	}
+	return o.add(rec)
+}
+
+type outboxKey struct{}
+
+// handling is the context of the handler calls of one lane (or, in
+// transactional mode, of one partition's records in a transaction): the
+// partition's context plus the outbox of the call under way. It is allocated
+// once per lane, not per record, and implements Value itself so that Emit
+// finds the outbox without a context.WithValue per call.
+type handling struct {
+	context.Context
+	out outbox
+	txn *txnBatch // transactional mode: the transaction of the records
+}
+
+// Value returns the outbox for Emit and defers every other key to the
+// partition's context.
+func (h *handling) Value(key any) any {
+	if key == (outboxKey{}) {
+		return &h.out
+	}
+	return h.Context.Value(key)
+}
+
+// outbox collects what a handler call emits. The lane calls open before the
+// handler and close after it; a call of Emit racing with the handler's
+// return either lands in the call's outputs or returns ErrNotInHandler.
+//
+// The empty case costs two atomic stores and two loads: close takes the lock
+// only if an Emit ran or is running. Emit increments emitting before it reads
+// active, and close clears active before it reads emitting; so an Emit that
+// close does not see (emitting 0, stored 0) reads active after it was
+// cleared, and fails.
+type outbox struct {
+	active   atomic.Bool
+	emitting atomic.Int32 // Emit calls under way
+	stored   atomic.Int32 // len(recs), for close's lock-free check
+	mu       sync.Mutex
+	recs     []*kgo.Record
+}
+
+func (o *outbox) add(rec *kgo.Record) error {
+	o.emitting.Add(1)
+	defer o.emitting.Add(-1)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.active.Load() {
+		return ErrNotInHandler
+	}
+	o.recs = append(o.recs, rec)
+	o.stored.Store(int32(len(o.recs)))
+	return nil
+}
+
+func (o *outbox) open() { o.active.Store(true) }
+
+// close ends the call and returns its outputs: nil if it failed (ok false)
+// or emitted nothing.
+func (o *outbox) close(ok bool) []*kgo.Record {
+	o.active.Store(false)
+	if o.emitting.Load() == 0 && o.stored.Load() == 0 {
+		return nil
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	recs := o.recs
+	o.recs = nil
+	o.stored.Store(0)
+	if !ok {
+		return nil
+	}
+	return recs
+}
+
+// attempt calls the handler once for rec, with ctx (h itself, or h wrapped
+// with retry information), and returns its error and, if it succeeded, its
+// outputs.
+func (p *partition) attempt(ctx context.Context, h *handling, rec *kgo.Record) ([]*kgo.Record, error) {
+	h.out.open()
+	err := callSafely(ctx, p.c.handler, rec)
+	return h.out.close(err == nil), err
+}
