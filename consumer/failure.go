@@ -158,6 +158,9 @@ func (p *partition) retryBlocking(h *handling, rec *kgo.Record, info *retry.Info
 	br := &blockedRecord{rec: rec, skip: make(chan struct{}), since: time.Now()}
 	p.addBlocked(br)
 	defer p.removeBlocked(br)
+	if h.txn == nil {
+		p.markBeforeWait()
+	}
 	for n := 1; ; n++ {
 		if p.skipAll.Load() {
 			return failed, retry.ReasonSkipped
@@ -167,15 +170,25 @@ func (p *partition) retryBlocking(h *handling, rec *kgo.Record, info *retry.Info
 			return failed, ""
 		}
 		p.updateBlocked(br, info.LastError, info.Attempt, time.Now().Add(d))
+		if p.keyed {
+			<-p.c.sem // a record waiting to be retried holds no handler slot
+		}
 		t := time.NewTimer(d)
+		var outcome result = handled // the wait ended: retry
+		var reason retry.Reason
 		select {
 		case <-t.C:
 		case <-br.skip:
-			t.Stop()
-			return failed, retry.ReasonSkipped
+			outcome, reason = failed, retry.ReasonSkipped
 		case <-p.stopCh:
-			t.Stop()
-			return stopped, ""
+			outcome = stopped
+		}
+		t.Stop()
+		if p.keyed {
+			p.c.sem <- struct{}{} // the caller releases it; every holder is in a handler that returns
+		}
+		if outcome != handled {
+			return outcome, reason
 		}
 		info.Attempt++
 		p.c.m.retries.WithLabelValues(p.source, attemptLabel(info.Attempt)).Inc()
@@ -197,6 +210,19 @@ func (p *partition) retryBlocking(h *handling, rec *kgo.Record, info *retry.Info
 	}
 }
 
+// markBeforeWait marks, in strict partition order, what the lane finished
+// before a record that is about to wait (for a blocking retry or a due time):
+// marks are otherwise batched, and the commit and Partitions' NextOffset would
+// lag behind finished records for as long as the partition waits.
+func (p *partition) markBeforeWait() {
+	if p.keyed {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.markLocked()
+}
+
 // waitDue waits until due with the partition's fetching paused; it returns
 // false, at once, if the partition stops first.
 func (p *partition) waitDue(due time.Time) bool {
@@ -204,6 +230,7 @@ func (p *partition) waitDue(due time.Time) bool {
 	if d <= 0 {
 		return true
 	}
+	p.markBeforeWait()
 	p.mu.Lock()
 	p.setPausedLocked(p.paused | pausedDue)
 	p.mu.Unlock()

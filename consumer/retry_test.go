@@ -224,9 +224,19 @@ func TestBlockingRetryHoldsOnlyItsPartitionAndOperatorSkip(t *testing.T) {
 	if len(perPartition[1]) != 20 || !slices.Equal(perPartition[0], []int64{0, 1, 2, 3, 4}) {
 		t.Fatalf("while blocked: partition 0 handled %v, partition 1 %d records", perPartition[0], len(perPartition[1]))
 	}
-	if got := committed(t, kc.Admin(t), group, topic); got[0] > 5 {
-		t.Fatalf("committed %v while offset 5 blocks partition 0", got)
-	}
+	// What came before the blocking record is committed and reported; the
+	// blocking record is not.
+	testkit.Eventually(t, 10*time.Second, func() error {
+		if got := committed(t, kc.Admin(t), group, topic); got[0] != 5 {
+			return fmt.Errorf("committed %v while offset 5 blocks partition 0, want 5", got)
+		}
+		for _, ps := range c.Partitions() {
+			if ps.Partition == 0 && ps.NextOffset != 5 {
+				return fmt.Errorf("partition 0 reports next offset %d, want 5", ps.NextOffset)
+			}
+		}
+		return nil
+	})
 	if err := c.Skip(topic, 1); !errors.Is(err, consumer.ErrNotBlocked) {
 		t.Fatalf("Skip of an unblocked partition: %v, want ErrNotBlocked", err)
 	}
@@ -571,4 +581,32 @@ func TestDeadLetterReplayIsHandledAgain(t *testing.T) {
 			t.Fatalf("replayed %v, want bad-0 and bad-5 from the dead-letter topic", replayed)
 		}
 	}
+}
+
+func TestKeyParallelBlockedKeysHoldNoHandlerSlot(t *testing.T) {
+	kc := testkit.Shared(t)
+	topic := kc.NewTopic(t, 1, nil)
+	group := topic
+	// Two slots, two keys that always fail and wait an hour between attempts:
+	// the other keys must still be handled.
+	keys := []string{"stuck-a", "stuck-b", "k1", "k2", "k3", "k4", "k5", "k6"}
+	produceSpread(t, kc, topic, 1, 40, func(i int) string { return keys[i%len(keys)] })
+	var h handled
+	c := newConsumer(t, kc, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+		if strings.HasPrefix(string(r.Key), "stuck") {
+			return errors.New("stuck")
+		}
+		h.add("c", r)
+		return nil
+	}), group, consumer.Topics(topic), consumer.KeyParallel(2), consumer.Retry(retry.Blocking(time.Hour)))
+	run(t, c)
+	testkit.Eventually(t, 30*time.Second, func() error {
+		if d := h.distinct(); d != 30 {
+			return fmt.Errorf("handled %d of the 30 records of unblocked keys (blocked: %d)", d, len(c.Blocked()))
+		}
+		if b := c.Blocked(); len(b) != 2 {
+			return fmt.Errorf("blocked %+v, want the first records of stuck-a and stuck-b", b)
+		}
+		return nil
+	})
 }
