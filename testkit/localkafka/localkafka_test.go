@@ -482,9 +482,6 @@ func TestIntegrationSingleNode(t *testing.T) {
 // cores, so it runs only with KAFKA_NODES_TEST=3 (or -run naming it, with
 // KAFKA_NODES_TEST set).
 func TestIntegrationThreeNodes(t *testing.T) {
-	if os.Getenv("KAFKA_NODES_TEST") != "3" {
-		t.Skip("set KAFKA_NODES_TEST=3 to run the 3-node cluster test")
-	}
 	cfg, err := ConfigFromEnv()
 	if err != nil {
 		t.Fatal(err)
