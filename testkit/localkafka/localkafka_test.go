@@ -478,9 +478,7 @@ func TestIntegrationSingleNode(t *testing.T) {
 	assertDown(t, c, pids)
 }
 
-// TestIntegrationThreeNodes starts a 3-node cluster. It takes ~15-25s on 2
-// cores, so it runs only with KAFKA_NODES_TEST=3 (or -run naming it, with
-// KAFKA_NODES_TEST set).
+// TestIntegrationThreeNodes starts a 3-node cluster (about 30s on 2 cores).
 func TestIntegrationThreeNodes(t *testing.T) {
 	cfg, err := ConfigFromEnv()
 	if err != nil {
