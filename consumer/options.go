@@ -3,7 +3,6 @@ package consumer
 import (
 	"context"
 	"errors"
-	"net"
 	"regexp"
 	"slices"
 	"strconv"
@@ -327,16 +326,7 @@ func (c *config) validate(h Handler) error {
 	if h == nil {
 		bad("Handler", "must not be nil")
 	}
-	if len(c.brokers) == 0 {
-		bad("Brokers", "at least one seed broker is required")
-	}
-	for _, b := range c.brokers {
-		if _, port, err := net.SplitHostPort(b); err != nil {
-			bad("Brokers", "%q is not host:port: %v", b, err)
-		} else if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 {
-			bad("Brokers", "%q has an invalid port", b)
-		}
-	}
+	errs.Brokers("Brokers", c.brokers)
 	if c.group == "" {
 		bad("Group", "must not be empty")
 	}

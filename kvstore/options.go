@@ -3,8 +3,6 @@ package kvstore
 import (
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -159,16 +157,7 @@ func (c *config) validate(topic string, keysNil, valuesNil bool) error {
 	if valuesNil {
 		bad("values", "the value codec must not be nil (for example producer.JSON[T]())")
 	}
-	if len(c.brokers) == 0 {
-		bad("Brokers", "at least one seed broker is required")
-	}
-	for _, b := range c.brokers {
-		if _, port, err := net.SplitHostPort(b); err != nil {
-			bad("Brokers", "%q is not host:port: %v", b, err)
-		} else if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 {
-			bad("Brokers", "%q has an invalid port", b)
-		}
-	}
+	errs.Brokers("Brokers", c.brokers)
 	if c.name == "" {
 		c.name = topic
 	} else if !utf8.ValidString(c.name) {

@@ -6,6 +6,8 @@ package check
 import (
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 )
 
 // Error reports one invalid configuration value. Each public package exposes
@@ -87,4 +89,19 @@ func TopicRule(name string) string {
 		}
 	}
 	return ""
+}
+
+// Brokers records the violations of a seed broker list: at least one broker,
+// each "host:port" with a port from 1 to 65535.
+func (v *Errors) Brokers(field string, brokers []string) {
+	if len(brokers) == 0 {
+		v.Add(field, "at least one seed broker is required")
+	}
+	for _, b := range brokers {
+		if _, port, err := net.SplitHostPort(b); err != nil {
+			v.Add(field, "%q is not host:port: %v", b, err)
+		} else if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 {
+			v.Add(field, "%q has an invalid port", b)
+		}
+	}
 }

@@ -51,3 +51,18 @@ func TestTopicRule(t *testing.T) {
 		}
 	}
 }
+
+func TestBrokers(t *testing.T) {
+	v := check.NewErrors("mine", errMine)
+	v.Brokers("Brokers", []string{"127.0.0.1:9092", "localhost", "h:0", "h:x"})
+	want := "mine: Brokers: \"localhost\" is not host:port: address localhost: missing port in address\n" +
+		"mine: Brokers: \"h:0\" has an invalid port\nmine: Brokers: \"h:x\" has an invalid port"
+	if err := v.Err(); err == nil || err.Error() != want {
+		t.Fatalf("Brokers errors:\n%v\nwant:\n%s", err, want)
+	}
+	v = check.NewErrors("mine", errMine)
+	v.Brokers("Seeds", nil)
+	if err := v.Err(); err == nil || err.Error() != "mine: Seeds: at least one seed broker is required" {
+		t.Fatalf("no brokers: %v", err)
+	}
+}
