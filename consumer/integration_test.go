@@ -673,6 +673,21 @@ func TestRebalanceHandsOverWithoutLossOrDoubleHandling(t *testing.T) {
 
 const childEnv = "WHIPPET_TEST_CHILD"
 
+// startChild starts this test binary again as a consumer process of the given
+// mode (see TestMain), for a test to SIGKILL: the child reads its brokers,
+// group and topic, and whatever env adds, from the environment.
+func startChild(t *testing.T, kc *testkit.Cluster, mode, group, topic string, env ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(append(os.Environ(), childEnv+"="+mode, "WHIPPET_TEST_BROKERS="+strings.Join(kc.Brokers, ","),
+		"WHIPPET_TEST_GROUP="+group, "WHIPPET_TEST_TOPIC="+topic), env...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd
+}
+
 // runChild is a consumer process for TestAtLeastOnceAcrossKill: it appends
 // "partition offset" for every handled record to the file $WHIPPET_TEST_OUT.
 func runChild() {
@@ -708,16 +723,7 @@ func TestAtLeastOnceAcrossKill(t *testing.T) {
 	topic := kc.NewTopic(t, parts, nil)
 	produceSpread(t, kc, topic, parts, n, nil)
 	out := filepath.Join(t.TempDir(), "handled.txt")
-	start := func() *exec.Cmd {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), childEnv+"=1", "WHIPPET_TEST_OUT="+out,
-			"WHIPPET_TEST_BROKERS="+strings.Join(kc.Brokers, ","), "WHIPPET_TEST_GROUP="+topic, "WHIPPET_TEST_TOPIC="+topic)
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return cmd
-	}
+	start := func() *exec.Cmd { return startChild(t, kc, "1", topic, topic, "WHIPPET_TEST_OUT="+out) }
 	read := func() (lines int, distinct map[string]bool) {
 		distinct = map[string]bool{}
 		f, err := os.Open(out)

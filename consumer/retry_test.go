@@ -464,16 +464,7 @@ func TestRetryWaitSurvivesKill(t *testing.T) {
 	topic := kc.NewTopic(t, 1, nil)
 	group := topic
 	out := filepath.Join(t.TempDir(), "attempts.txt")
-	start := func() *exec.Cmd {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), childEnv+"=retry", "WHIPPET_TEST_OUT="+out,
-			"WHIPPET_TEST_BROKERS="+strings.Join(kc.Brokers, ","), "WHIPPET_TEST_GROUP="+group, "WHIPPET_TEST_TOPIC="+topic)
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return cmd
-	}
+	start := func() *exec.Cmd { return startChild(t, kc, "retry", group, topic, "WHIPPET_TEST_OUT="+out) }
 	lines := func() []string {
 		b, _ := os.ReadFile(out)
 		var ls []string
