@@ -18,6 +18,7 @@ demo:
 	$(GO) run ./examples/notifier
 	$(GO) run ./examples/kvstore
 	$(GO) run ./examples/checkout
+	$(GO) run ./examples/imports
 
 deps:
 	$(GO) mod download

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -13,8 +14,9 @@ import (
 // net/http's Handler: behaviour such as retries is added by wrapping a Handler
 // (see Middleware), not by flags threaded through the consumer.
 //
-// Handle is called with a context that is canceled when the record's partition
-// is revoked and did not drain within the drain timeout, or when the consumer is
+// Handle is called with a context that belongs to the current assignment of
+// the record's partition (see Assignment): it is canceled when the partition is
+// revoked and did not drain within the drain timeout, or when the consumer is
 // shut down and the drain timeout has passed. A nil error means the record is
 // handled and its offset may be committed.
 type Handler interface {
@@ -72,4 +74,20 @@ func callSafely(ctx context.Context, h Handler, rec *kgo.Record) (err error) {
 		}
 	}()
 	return h.Handle(ctx, rec)
+}
+
+type assignmentKey struct{}
+
+// assignments numbers partition assignments, process-wide.
+var assignments atomic.Uint64
+
+// Assignment returns the number of the partition assignment a handler's
+// context belongs to: each time a partition is assigned to a consumer of this
+// process, its records are handled with a new number. A handler that keeps
+// state per partition can compare it to know when it must rebuild that state,
+// since another member may have owned the partition in between. ok is false
+// for a context that does not come from a consumer handler call.
+func Assignment(ctx context.Context) (n uint64, ok bool) {
+	n, ok = ctx.Value(assignmentKey{}).(uint64)
+	return n, ok
 }

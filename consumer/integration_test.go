@@ -818,3 +818,50 @@ func TestDrainTimeoutCancelsStuckHandlerAndDoesNotCommitIt(t *testing.T) {
 		t.Fatalf("committed %v, want offset 5: the unfinished record must be handled again", got)
 	}
 }
+
+func TestAssignmentNumbersEachAssignment(t *testing.T) {
+	kc := testkit.Shared(t)
+	topic := kc.NewTopic(t, 1, nil)
+	produceSpread(t, kc, topic, 1, 5, nil)
+	if _, ok := consumer.Assignment(context.Background()); ok {
+		t.Fatal("a plain context has no assignment")
+	}
+	var mu sync.Mutex
+	seen := map[uint64]int{}
+	h := consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+		n, ok := consumer.Assignment(ctx)
+		if !ok {
+			return errors.New("no assignment in the handler's context")
+		}
+		mu.Lock()
+		seen[n]++
+		mu.Unlock()
+		return nil
+	})
+	for round := 1; round <= 2; round++ {
+		c := newConsumer(t, kc, h, fmt.Sprintf("%s-%d", topic, round), consumer.Topics(topic))
+		errc := make(chan error, 1)
+		go func() { errc <- c.Run(context.Background()) }()
+		testkit.Eventually(t, 30*time.Second, func() error {
+			mu.Lock()
+			defer mu.Unlock()
+			total := 0
+			for _, n := range seen {
+				total += n
+			}
+			if total != 5*round {
+				return fmt.Errorf("handled %d", total)
+			}
+			return nil
+		})
+		c.Close()
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 2 {
+		t.Fatalf("assignments seen %v: want two, one per assignment, each with its 5 records", seen)
+	}
+}

@@ -1,0 +1,206 @@
+// Package aggregator tells, exactly once, when a batch of tasks is done:
+// many workers report finished tasks (at least once each, from any number of
+// instances), and when the last task of a batch is reported one completion
+// event is produced to "<name>-completed", in the Kafka transaction that
+// records the last task.
+//
+// It is built on package atomicstore: each batch is one key whose value (a
+// Progress: total, a bitmap of the tasks done, their count, a completed
+// flag) is updated only by the atomic store's processor, one command at a
+// time per key. So concurrent reports never race, a task reported twice
+// counts once (its bit is already set), and the completion event, emitted
+// by the update that completes the batch, is committed together with the
+// new value and the command's offset: crashes and rebalances of the
+// processor neither lose it nor produce it twice (for read_committed
+// readers). Workers' crashes are harmless: they report again.
+//
+// Tasks are numbered 0 to total-1. Done may arrive before Start (the total
+// is then not known yet and the batch cannot complete before Start).
+package aggregator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/whippet-go/whippet/atomicstore"
+	"github.com/whippet-go/whippet/kvstore"
+	"github.com/whippet-go/whippet/producer"
+)
+
+// Operation names of the aggregator's update functions.
+const (
+	opStart = "aggregator.start"
+	opDone  = "aggregator.done"
+)
+
+// ErrBadTask is wrapped by Done's error for a task number outside
+// [0, total) and by Start's for a non-positive total or one that differs from
+// the total the batch was started with.
+var ErrBadTask = errors.New("aggregator: invalid task or total")
+
+// Progress is the state of one batch.
+type Progress struct {
+	// Total is the number of tasks; 0 until Start.
+	Total int `json:"total"`
+	// Done is how many distinct tasks were reported.
+	Done int `json:"done"`
+	// Completed is true once every task was reported; the completion
+	// event was produced in the same transaction.
+	Completed bool `json:"completed"`
+	// Bits has bit i set when task i was reported.
+	Bits []byte `json:"bits,omitempty"`
+}
+
+// Has reports whether task was reported.
+func (p Progress) Has(task int) bool {
+	return task >= 0 && task/8 < len(p.Bits) && p.Bits[task/8]&(1<<(task%8)) != 0
+}
+
+// Completion is the value of a completion event (JSON), keyed by batch id.
+type Completion struct {
+	// Batch is the batch id.
+	Batch string `json:"batch"`
+	// Total is the number of tasks of the batch.
+	Total int `json:"total"`
+}
+
+// EventsTopic returns the topic of the completion events of the aggregator
+// named name.
+func EventsTopic(name string) string { return name + "-completed" }
+
+// Aggregator is the client side: workers report with Done, the job's
+// owner calls Start, anyone reads Progress. It is safe for concurrent use.
+type Aggregator struct {
+	s *atomicstore.Store[string, Progress]
+}
+
+// Open opens the aggregator named name (its atomic store is named name too),
+// creating its topics if missing; see atomicstore.Open for the options.
+func Open(ctx context.Context, name string, opts ...atomicstore.Option) (*Aggregator, error) {
+	s, err := atomicstore.Open(ctx, name, producer.String(), producer.JSON[Progress](), opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &Aggregator{s: s}, nil
+}
+
+// Start sets the number of tasks of batch and returns its progress. Calling
+// it again with the same total is harmless.
+func (a *Aggregator) Start(ctx context.Context, batch string, total int) (Progress, error) {
+	if total <= 0 {
+		return Progress{}, fmt.Errorf("%w: total %d", ErrBadTask, total)
+	}
+	return a.s.Update(ctx, batch, atomicstore.Call(opStart, strconv.AppendInt(nil, int64(total), 10)))
+}
+
+// Done reports that task of batch is finished and returns the batch's
+// progress after it. Reporting a task again changes nothing.
+func (a *Aggregator) Done(ctx context.Context, batch string, task int) (Progress, error) {
+	if task < 0 {
+		return Progress{}, fmt.Errorf("%w: task %d", ErrBadTask, task)
+	}
+	return a.s.Update(ctx, batch, atomicstore.Call(opDone, strconv.AppendInt(nil, int64(task), 10)))
+}
+
+// Report is Done without waiting for the result: it returns once Kafka
+// acknowledged the report.
+func (a *Aggregator) Report(ctx context.Context, batch string, task int) error {
+	if task < 0 {
+		return fmt.Errorf("%w: task %d", ErrBadTask, task)
+	}
+	_, err := a.s.Send(ctx, batch, atomicstore.Call(opDone, strconv.AppendInt(nil, int64(task), 10)))
+	return err
+}
+
+// Progress returns batch's progress in the local replica (no network I/O).
+func (a *Aggregator) Progress(batch string) (Progress, bool) { return a.s.Get(batch) }
+
+// WaitReady waits until the local replica loaded the store topic.
+func (a *Aggregator) WaitReady(ctx context.Context) error { return a.s.WaitReady(ctx) }
+
+// OnComplete calls fn, on a goroutine of its own, for every batch this
+// client sees completing from now on (until ctx ends or Close). It follows
+// the replica: a client down when a batch completes does not see it, so
+// use the events topic (read_committed) when every completion must be
+// handled exactly once.
+func (a *Aggregator) OnComplete(ctx context.Context, fn func(batch string, p Progress)) error {
+	return a.s.Replica().Subscribe(ctx, func(c kvstore.Change[string, Progress]) {
+		if c.New.Completed && !(c.Existed && c.Old.Completed) {
+			fn(c.Key, c.New)
+		}
+	}, kvstore.SkipExisting())
+}
+
+// Close releases the client.
+func (a *Aggregator) Close() error { return a.s.Close() }
+
+// Processor applies the reports and produces the completion events. Run one
+// or more instances, each with its own atomicstore.TransactionalID.
+type Processor struct {
+	p *atomicstore.Processor[string, Progress]
+}
+
+// NewProcessor returns the processor of the aggregator named name; see
+// atomicstore.NewProcessor for the options (TransactionalID is required).
+func NewProcessor(name string, opts ...atomicstore.Option) (*Processor, error) {
+	events := EventsTopic(name)
+	p, err := atomicstore.NewProcessor(name, producer.String(), producer.JSON[Progress](),
+		append(opts, atomicstore.OutputTopics(events))...)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Register(opStart, func(ctx context.Context, batch string, cur Progress, _ bool, arg []byte) (Progress, error) {
+		total, err := strconv.Atoi(string(arg))
+		if err != nil || total <= 0 || (cur.Total != 0 && cur.Total != total) {
+			return cur, fmt.Errorf("%w: total %s for batch %q (started with %d)", ErrBadTask, arg, batch, cur.Total)
+		}
+		for i := total; i < 8*len(cur.Bits); i++ {
+			if cur.Has(i) {
+				return cur, fmt.Errorf("%w: total %d, but task %d was reported", ErrBadTask, total, i)
+			}
+		}
+		cur.Total = total
+		return complete(ctx, events, batch, cur)
+	}); err != nil {
+		return nil, err
+	}
+	if err := p.Register(opDone, func(ctx context.Context, batch string, cur Progress, _ bool, arg []byte) (Progress, error) {
+		task, err := strconv.Atoi(string(arg))
+		if err != nil || task < 0 || (cur.Total > 0 && task >= cur.Total) {
+			return cur, fmt.Errorf("%w: task %s of batch %q (total %d)", ErrBadTask, arg, batch, cur.Total)
+		}
+		if cur.Has(task) {
+			return cur, nil // reported again: counts once
+		}
+		if task/8 >= len(cur.Bits) {
+			cur.Bits = append(cur.Bits, make([]byte, task/8+1-len(cur.Bits))...)
+		}
+		cur.Bits[task/8] |= 1 << (task % 8)
+		cur.Done++
+		return complete(ctx, events, batch, cur)
+	}); err != nil {
+		return nil, err
+	}
+	return &Processor{p: p}, nil
+}
+
+// complete marks cur completed and emits the event when the last task is in.
+func complete(ctx context.Context, events, batch string, cur Progress) (Progress, error) {
+	if cur.Completed || cur.Total == 0 || cur.Done < cur.Total {
+		return cur, nil
+	}
+	cur.Completed = true
+	v, err := json.Marshal(Completion{Batch: batch, Total: cur.Total})
+	if err != nil {
+		return cur, err
+	}
+	return cur, atomicstore.Emit(ctx, &kgo.Record{Topic: events, Key: []byte(batch), Value: v})
+}
+
+// Run runs the processor until ctx is canceled; see atomicstore.Processor.Run.
+func (p *Processor) Run(ctx context.Context) error { return p.p.Run(ctx) }

@@ -1,0 +1,168 @@
+package atomicstore
+
+import (
+	"errors"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/whippet-go/whippet/internal/check"
+)
+
+// ErrInvalidConfig is matched (with errors.Is) by every configuration error
+// Open and NewProcessor return. Each violation is a *ConfigError naming the
+// option and the rule it breaks; they are reported before any network I/O.
+var ErrInvalidConfig = errors.New("atomicstore: invalid configuration")
+
+// ConfigError reports one invalid option or argument. Its message reads
+// "atomicstore: <Field>: <Rule>".
+type ConfigError = check.Error
+
+// Defaults.
+const (
+	// DefaultPartitions is the partition count of the two topics when they
+	// are created.
+	DefaultPartitions = 6
+	// DefaultUpdateTimeout bounds how long Update waits for its result.
+	DefaultUpdateTimeout = 30 * time.Second
+	// DefaultLoadTimeout bounds one rebuild of a store partition by the
+	// processor, including the wait for open transactions on it to end.
+	DefaultLoadTimeout = 15 * time.Second
+)
+
+// Option configures a Store (Open) or a Processor (NewProcessor). Every
+// option documents its default; options that concern only one side say so.
+type Option func(*config)
+
+type config struct {
+	brokers       []string
+	partitions    int32
+	replication   int16
+	updateTimeout time.Duration
+	loadTimeout   time.Duration
+	txnID         string
+	logger        *zap.Logger
+	clientOpts    []kgo.Opt
+	batchRecords  int
+	batchInterval time.Duration
+	outputs       []string
+}
+
+func defaultConfig() config {
+	return config{
+		partitions:    DefaultPartitions,
+		replication:   -1,
+		updateTimeout: DefaultUpdateTimeout,
+		loadTimeout:   DefaultLoadTimeout,
+		logger:        zap.NewNop(),
+	}
+}
+
+// Brokers sets the seed brokers ("host:port"). Required; no default.
+func Brokers(brokers ...string) Option {
+	return func(c *config) { c.brokers = append(c.brokers, brokers...) }
+}
+
+// Partitions sets the partition count of "<name>-commands" and
+// "<name>-store" when they are created (both get the same count). Existing
+// topics keep theirs, but must have the same count as each other.
+// Default: DefaultPartitions (6).
+func Partitions(n int32) Option { return func(c *config) { c.partitions = n } }
+
+// ReplicationFactor sets the replication factor of the topics when they are
+// created. Default: -1 (the broker's default.replication.factor).
+func ReplicationFactor(n int16) Option { return func(c *config) { c.replication = n } }
+
+// UpdateTimeout bounds how long Store.Update waits for the processor's
+// result (the context may end it sooner). Store only.
+// Default: DefaultUpdateTimeout (30s).
+func UpdateTimeout(d time.Duration) Option { return func(c *config) { c.updateTimeout = d } }
+
+// TransactionalID sets the processor's Kafka transactional id: unique per
+// running processor instance and stable across its restarts (see
+// consumer.Transactional). Processor only; required there.
+func TransactionalID(id string) Option { return func(c *config) { c.txnID = id } }
+
+// LoadTimeout bounds how long the processor spends rebuilding one store
+// partition (waiting for open transactions on it to end, then reading it);
+// past it, the transaction aborts and the rebuild is tried again. Keep it
+// below the transaction timeout. Processor only.
+// Default: DefaultLoadTimeout (15s).
+func LoadTimeout(d time.Duration) Option { return func(c *config) { c.loadTimeout = d } }
+
+// TransactionBatch passes consumer.TransactionBatch to the processor's
+// consumer. Processor only. Default: the consumer's (10,000 records, 100ms).
+func TransactionBatch(maxRecords int, maxInterval time.Duration) Option {
+	return func(c *config) { c.batchRecords, c.batchInterval = maxRecords, maxInterval }
+}
+
+// OutputTopics names topics that update functions Emit to; the processor's
+// Run creates those missing, with Partitions and ReplicationFactor.
+// Processor only. Default: none.
+func OutputTopics(topics ...string) Option {
+	return func(c *config) { c.outputs = append(c.outputs, topics...) }
+}
+
+// Logger sets the structured logger. Default: no logs.
+func Logger(l *zap.Logger) Option { return func(c *config) { c.logger = l } }
+
+// ClientOptions passes extra options to the underlying franz-go clients
+// (TLS, SASL, timeouts). Do not change the partitioner: commands and store
+// records must be partitioned by Kafka's default key hash. Default: none.
+func ClientOptions(opts ...kgo.Opt) Option {
+	return func(c *config) { c.clientOpts = append(c.clientOpts, opts...) }
+}
+
+func (c *config) validate(name string, keysNil, valuesNil, processor bool) error {
+	errs := check.NewErrors("atomicstore", ErrInvalidConfig)
+	bad := errs.Add
+	if rule := check.TopicRule(name + "-commands"); name == "" || rule != "" {
+		if name == "" {
+			rule = "must not be empty"
+		}
+		bad("name", "%s", rule)
+	}
+	if keysNil {
+		bad("keys", "the key codec must not be nil (for example producer.String())")
+	}
+	if valuesNil {
+		bad("values", "the value codec must not be nil (for example atomicstore.Int64())")
+	}
+	if len(c.brokers) == 0 {
+		bad("Brokers", "at least one seed broker is required")
+	}
+	for _, b := range c.brokers {
+		if _, port, err := net.SplitHostPort(b); err != nil {
+			bad("Brokers", "%q is not host:port: %v", b, err)
+		} else if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 {
+			bad("Brokers", "%q has an invalid port", b)
+		}
+	}
+	if c.partitions < 1 {
+		bad("Partitions", "must be at least 1, got %d", c.partitions)
+	}
+	if c.replication == 0 || c.replication < -1 {
+		bad("ReplicationFactor", "must be -1 (broker default) or at least 1, got %d", c.replication)
+	}
+	if c.updateTimeout <= 0 {
+		bad("UpdateTimeout", "must be positive, got %v", c.updateTimeout)
+	}
+	if c.loadTimeout <= 0 {
+		bad("LoadTimeout", "must be positive, got %v", c.loadTimeout)
+	}
+	if c.logger == nil {
+		bad("Logger", "must not be nil")
+	}
+	for _, t := range c.outputs {
+		if rule := check.TopicRule(t); rule != "" {
+			bad("OutputTopics", "%q: %s", t, rule)
+		}
+	}
+	if processor && c.txnID == "" {
+		bad("TransactionalID", "is required: unique per processor instance, stable across its restarts")
+	}
+	return errs.Err()
+}

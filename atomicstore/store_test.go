@@ -1,0 +1,149 @@
+package atomicstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/whippet-go/whippet/atomicstore"
+	"github.com/whippet-go/whippet/producer"
+	"github.com/whippet-go/whippet/testkit"
+)
+
+func startProcessor[V any](t *testing.T, kc *testkit.Cluster, name, txnID string, values producer.Codec[V], setup func(*atomicstore.Processor[string, V]), opts ...atomicstore.Option) {
+	t.Helper()
+	p, err := atomicstore.NewProcessor(name, producer.String(), values, append([]atomicstore.Option{
+		atomicstore.Brokers(kc.Brokers...), atomicstore.TransactionalID(txnID), atomicstore.Partitions(3),
+		atomicstore.TransactionBatch(1000, 20*time.Millisecond)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if setup != nil {
+		setup(p)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("processor: %v", err)
+		}
+	})
+}
+
+func openStore[V any](t *testing.T, kc *testkit.Cluster, name string, values producer.Codec[V]) *atomicstore.Store[string, V] {
+	t.Helper()
+	s, err := atomicstore.Open(context.Background(), name, producer.String(), values,
+		atomicstore.Brokers(kc.Brokers...), atomicstore.Partitions(3), atomicstore.UpdateTimeout(60*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	if err := s.WaitReady(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestCounterOperations(t *testing.T) {
+	kc := testkit.Shared(t)
+	name := testkit.TopicName(t.Name())
+	startProcessor(t, kc, name, name+"-p1", atomicstore.Int64(), nil)
+	s := openStore(t, kc, name, atomicstore.Int64())
+	ctx := context.Background()
+
+	const workers, adds = 8, 50
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for range adds {
+				if _, err := s.Update(ctx, "c"+strconv.Itoa(w%2), atomicstore.Add(1)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, k := range []string{"c0", "c1"} {
+		v, err := s.Update(ctx, k, atomicstore.Add(0))
+		if err != nil || v != workers/2*adds {
+			t.Fatalf("%s = %d, %v; want %d", k, v, err, workers/2*adds)
+		}
+	}
+	if v, err := s.Update(ctx, "c0", atomicstore.Set[int64](7)); err != nil || v != 7 {
+		t.Fatalf("Set: %d, %v", v, err)
+	}
+	if v, err := s.Update(ctx, "c0", atomicstore.CompareAndSet[int64](7, 9)); err != nil || v != 9 {
+		t.Fatalf("CAS: %d, %v", v, err)
+	}
+	v, err := s.Update(ctx, "c0", atomicstore.CompareAndSet[int64](7, 11))
+	if !errors.Is(err, atomicstore.ErrRejected) || !errors.Is(err, atomicstore.ErrCASMismatch) || v != 9 {
+		t.Fatalf("CAS mismatch: %d, %v", v, err)
+	}
+	if _, err := s.Update(ctx, "c0", atomicstore.Call("nope", nil)); !errors.Is(err, atomicstore.ErrRejected) {
+		t.Fatalf("unknown op: %v", err)
+	}
+	testkit.Eventually(t, 10*time.Second, func() error {
+		if v, ok := s.Get("c0"); !ok || v != 9 {
+			return fmt.Errorf("Get(c0) = %d, %v", v, ok)
+		}
+		return nil
+	})
+}
+
+type tags struct {
+	Seen []string `json:"seen"`
+}
+
+func TestUserFunctionAndEmit(t *testing.T) {
+	kc := testkit.Shared(t)
+	name := testkit.TopicName(t.Name())
+	events := name + "-events"
+	kc.CreateTopic(t, events, 1, nil)
+	startProcessor(t, kc, name, name+"-p1", producer.JSON[tags](), func(p *atomicstore.Processor[string, tags]) {
+		if err := p.Register("tag", func(ctx context.Context, key string, cur tags, exists bool, arg []byte) (tags, error) {
+			for _, s := range cur.Seen {
+				if s == string(arg) {
+					return cur, nil
+				}
+			}
+			if string(arg) == "bad" {
+				return cur, errors.New("bad tag")
+			}
+			cur.Seen = append(cur.Seen, string(arg))
+			if len(cur.Seen) == 3 {
+				if err := atomicstore.Emit(ctx, &kgo.Record{Topic: events, Key: []byte(key), Value: []byte("full")}); err != nil {
+					return cur, err
+				}
+			}
+			return cur, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	s := openStore(t, kc, name, producer.JSON[tags]())
+	ctx := context.Background()
+	for _, a := range []string{"a", "b", "a", "bad", "c", "c"} {
+		v, err := s.Update(ctx, "k", atomicstore.Call("tag", []byte(a)))
+		if (a == "bad") != errors.Is(err, atomicstore.ErrRejected) {
+			t.Fatalf("tag %s: %v, %v", a, v, err)
+		}
+	}
+	v, _ := s.Update(ctx, "k", atomicstore.Call("tag", []byte("a")))
+	if fmt.Sprint(v.Seen) != "[a b c]" {
+		t.Fatalf("got %v", v.Seen)
+	}
+	recs := kc.ConsumeUntil(ctx, t, events, func(all []*kgo.Record) bool { return len(all) >= 1 })
+	time.Sleep(time.Second)
+	if len(recs) != 1 || string(recs[0].Value) != "full" {
+		t.Fatalf("events: %d", len(recs))
+	}
+}
