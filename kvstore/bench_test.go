@@ -50,10 +50,11 @@ func fillTopic(b *testing.B, kc *testkit.Cluster, partitions int32, n int) strin
 	return topic
 }
 
-// loadFranz reads topic from the start until every partition reached the
-// end offset listed at start, with a plain franz-go direct consumer that
-// only counts records, and returns the records/s from client creation on.
-func loadFranz(b *testing.B, kc *testkit.Cluster, topic string) (float64, time.Duration) {
+// consumeToEnd reads topic from the start with a plain franz-go direct
+// consumer until every partition reached the end offset listed at start,
+// handing each fetched partition's records to each, and returns the
+// records/s from client creation on and the time it took.
+func consumeToEnd(b *testing.B, kc *testkit.Cluster, topic, who string, each func([]*kgo.Record)) (float64, time.Duration) {
 	start := time.Now()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(kc.Brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
@@ -76,10 +77,11 @@ func loadFranz(b *testing.B, kc *testkit.Cluster, topic string) (float64, time.D
 	for len(left) > 0 {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			b.Fatal("franz-go: timed out")
+			b.Fatal(who + ": timed out")
 		}
 		fs.EachPartition(func(p kgo.FetchTopicPartition) {
 			n += int64(len(p.Records))
+			each(p.Records)
 			if len(p.Records) > 0 && p.Records[len(p.Records)-1].Offset >= left[p.Partition] {
 				delete(left, p.Partition)
 			}
@@ -89,52 +91,27 @@ func loadFranz(b *testing.B, kc *testkit.Cluster, topic string) (float64, time.D
 	return float64(n) / d.Seconds(), d
 }
 
-// loadFranzMap is loadFranz for a hand-written franz-go loader that also
-// keeps what it reads: it decodes each key and value into a string and
-// stores them in a plain map[string]string (deleting on tombstones). It
-// returns the records/s and the map.
+// loadFranz is a plain franz-go consume that only counts records.
+func loadFranz(b *testing.B, kc *testkit.Cluster, topic string) (float64, time.Duration) {
+	return consumeToEnd(b, kc, topic, "franz-go", func([]*kgo.Record) {})
+}
+
+// loadFranzMap is a hand-written franz-go loader that also keeps what it
+// reads: it decodes each key and value into a string and stores them in a
+// plain map[string]string (deleting on tombstones). It returns the records/s
+// and the map.
 func loadFranzMap(b *testing.B, kc *testkit.Cluster, topic string) (float64, time.Duration, map[string]string) {
-	start := time.Now()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(kc.Brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
-	if err != nil {
-		b.Fatal(err)
-	}
-	left := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			left[o.Partition] = o.Offset - 1
+	m := map[string]string{}
+	rate, d := consumeToEnd(b, kc, topic, "franz-go+map", func(recs []*kgo.Record) {
+		for _, r := range recs {
+			if r.Value == nil {
+				delete(m, string(r.Key))
+			} else {
+				m[string(r.Key)] = string(r.Value)
+			}
 		}
 	})
-	var n int64
-	m := map[string]string{}
-	for len(left) > 0 {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			b.Fatal("franz-go+map: timed out")
-		}
-		fs.EachPartition(func(p kgo.FetchTopicPartition) {
-			n += int64(len(p.Records))
-			for _, r := range p.Records {
-				if r.Value == nil {
-					delete(m, string(r.Key))
-				} else {
-					m[string(r.Key)] = string(r.Value)
-				}
-			}
-			if len(p.Records) > 0 && p.Records[len(p.Records)-1].Offset >= left[p.Partition] {
-				delete(left, p.Partition)
-			}
-		})
-	}
-	d := time.Since(start)
-	return float64(n) / d.Seconds(), d, m
+	return rate, d, m
 }
 
 // loadStore opens a store on topic and waits until it is ready; it returns
