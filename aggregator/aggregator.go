@@ -39,9 +39,17 @@ const (
 )
 
 // ErrBadTask is wrapped by Done's error for a task number outside
-// [0, total) and by Start's for a non-positive total or one that differs from
-// the total the batch was started with.
+// [0, total) (or [0, MaxTasks) before Start) and by Start's for a total
+// outside [1, MaxTasks] or one that differs from the total the batch was
+// started with.
 var ErrBadTask = errors.New("aggregator: invalid task or total")
+
+// MaxTasks bounds the tasks of one batch. A batch's progress keeps one bit
+// per task in one record of the store topic: a million tasks make a
+// 128 KiB bitmap (about 175 KB of JSON), well below Kafka's default
+// max.message.bytes (1 MiB), and a task number cannot make the processor
+// allocate more than that.
+const MaxTasks = 1 << 20
 
 // Progress is the state of one batch.
 type Progress struct {
@@ -92,8 +100,8 @@ func Open(ctx context.Context, name string, opts ...atomicstore.Option) (*Aggreg
 // Start sets the number of tasks of batch and returns its progress. Calling
 // it again with the same total is harmless.
 func (a *Aggregator) Start(ctx context.Context, batch string, total int) (Progress, error) {
-	if total <= 0 {
-		return Progress{}, fmt.Errorf("%w: total %d", ErrBadTask, total)
+	if total <= 0 || total > MaxTasks {
+		return Progress{}, fmt.Errorf("%w: total %d, want 1 to %d", ErrBadTask, total, MaxTasks)
 	}
 	return a.s.Update(ctx, batch, atomicstore.Call(opStart, strconv.AppendInt(nil, int64(total), 10)))
 }
@@ -101,8 +109,8 @@ func (a *Aggregator) Start(ctx context.Context, batch string, total int) (Progre
 // Done reports that task of batch is finished and returns the batch's
 // progress after it. Reporting a task again changes nothing.
 func (a *Aggregator) Done(ctx context.Context, batch string, task int) (Progress, error) {
-	if task < 0 {
-		return Progress{}, fmt.Errorf("%w: task %d", ErrBadTask, task)
+	if task < 0 || task >= MaxTasks {
+		return Progress{}, fmt.Errorf("%w: task %d, want 0 to %d", ErrBadTask, task, MaxTasks-1)
 	}
 	return a.s.Update(ctx, batch, atomicstore.Call(opDone, strconv.AppendInt(nil, int64(task), 10)))
 }
@@ -110,8 +118,8 @@ func (a *Aggregator) Done(ctx context.Context, batch string, task int) (Progress
 // Report is Done without waiting for the result: it returns once Kafka
 // acknowledged the report.
 func (a *Aggregator) Report(ctx context.Context, batch string, task int) error {
-	if task < 0 {
-		return fmt.Errorf("%w: task %d", ErrBadTask, task)
+	if task < 0 || task >= MaxTasks {
+		return fmt.Errorf("%w: task %d, want 0 to %d", ErrBadTask, task, MaxTasks-1)
 	}
 	_, err := a.s.Send(ctx, batch, atomicstore.Call(opDone, strconv.AppendInt(nil, int64(task), 10)))
 	return err
@@ -155,38 +163,58 @@ func NewProcessor(name string, opts ...atomicstore.Option) (*Processor, error) {
 		return nil, err
 	}
 	if err := p.Register(opStart, func(ctx context.Context, batch string, cur Progress, _ bool, arg []byte) (Progress, error) {
-		total, err := strconv.Atoi(string(arg))
-		if err != nil || total <= 0 || (cur.Total != 0 && cur.Total != total) {
-			return cur, fmt.Errorf("%w: total %s for batch %q (started with %d)", ErrBadTask, arg, batch, cur.Total)
+		cur, err := start(batch, cur, arg)
+		if err != nil {
+			return cur, err
 		}
-		for i := total; i < 8*len(cur.Bits); i++ {
-			if cur.Has(i) {
-				return cur, fmt.Errorf("%w: total %d, but task %d was reported", ErrBadTask, total, i)
-			}
-		}
-		cur.Total = total
 		return complete(ctx, events, batch, cur)
 	}); err != nil {
 		return nil, err
 	}
 	if err := p.Register(opDone, func(ctx context.Context, batch string, cur Progress, _ bool, arg []byte) (Progress, error) {
-		task, err := strconv.Atoi(string(arg))
-		if err != nil || task < 0 || (cur.Total > 0 && task >= cur.Total) {
-			return cur, fmt.Errorf("%w: task %s of batch %q (total %d)", ErrBadTask, arg, batch, cur.Total)
+		cur, err := done(batch, cur, arg)
+		if err != nil {
+			return cur, err
 		}
-		if cur.Has(task) {
-			return cur, nil // reported again: counts once
-		}
-		if task/8 >= len(cur.Bits) {
-			cur.Bits = append(cur.Bits, make([]byte, task/8+1-len(cur.Bits))...)
-		}
-		cur.Bits[task/8] |= 1 << (task % 8)
-		cur.Done++
 		return complete(ctx, events, batch, cur)
 	}); err != nil {
 		return nil, err
 	}
 	return &Processor{p: p}, nil
+}
+
+// start applies a Start command (arg: the total, decimal) to cur. The
+// command's bytes come from the commands topic, so they are checked as
+// untrusted input.
+func start(batch string, cur Progress, arg []byte) (Progress, error) {
+	total, err := strconv.Atoi(string(arg))
+	if err != nil || total <= 0 || total > MaxTasks || (cur.Total != 0 && cur.Total != total) {
+		return cur, fmt.Errorf("%w: total %q for batch %q (want 1 to %d; started with %d)", ErrBadTask, arg, batch, MaxTasks, cur.Total)
+	}
+	for i := total; i < 8*len(cur.Bits); i++ {
+		if cur.Has(i) {
+			return cur, fmt.Errorf("%w: total %d, but task %d was reported", ErrBadTask, total, i)
+		}
+	}
+	cur.Total = total
+	return cur, nil
+}
+
+// done applies a Done command (arg: the task, decimal) to cur.
+func done(batch string, cur Progress, arg []byte) (Progress, error) {
+	task, err := strconv.Atoi(string(arg))
+	if err != nil || task < 0 || task >= MaxTasks || (cur.Total > 0 && task >= cur.Total) {
+		return cur, fmt.Errorf("%w: task %q of batch %q (want 0 to %d; total %d)", ErrBadTask, arg, batch, MaxTasks-1, cur.Total)
+	}
+	if cur.Has(task) {
+		return cur, nil // reported again: counts once
+	}
+	if task/8 >= len(cur.Bits) {
+		cur.Bits = append(cur.Bits, make([]byte, task/8+1-len(cur.Bits))...)
+	}
+	cur.Bits[task/8] |= 1 << (task % 8)
+	cur.Done++
+	return cur, nil
 }
 
 // complete marks cur completed and emits the event when the last task is in.

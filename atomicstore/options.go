@@ -2,14 +2,13 @@ package atomicstore
 
 import (
 	"errors"
-	"net"
-	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
 	"github.com/whippet-go/whippet/internal/check"
+	"github.com/whippet-go/whippet/retry"
 )
 
 // ErrInvalidConfig is matched (with errors.Is) by every configuration error
@@ -48,6 +47,7 @@ type config struct {
 	clientOpts    []kgo.Opt
 	batchRecords  int
 	batchInterval time.Duration
+	batchSet      bool
 	outputs       []string
 }
 
@@ -96,7 +96,7 @@ func LoadTimeout(d time.Duration) Option { return func(c *config) { c.loadTimeou
 // TransactionBatch passes consumer.TransactionBatch to the processor's
 // consumer. Processor only. Default: the consumer's (10,000 records, 100ms).
 func TransactionBatch(maxRecords int, maxInterval time.Duration) Option {
-	return func(c *config) { c.batchRecords, c.batchInterval = maxRecords, maxInterval }
+	return func(c *config) { c.batchRecords, c.batchInterval, c.batchSet = maxRecords, maxInterval, true }
 }
 
 // OutputTopics names topics that update functions Emit to; the processor's
@@ -131,15 +131,21 @@ func (c *config) validate(name string, keysNil, valuesNil, processor bool) error
 	if valuesNil {
 		bad("values", "the value codec must not be nil (for example atomicstore.Int64())")
 	}
-	if len(c.brokers) == 0 {
-		bad("Brokers", "at least one seed broker is required")
-	}
-	for _, b := range c.brokers {
-		if _, port, err := net.SplitHostPort(b); err != nil {
-			bad("Brokers", "%q is not host:port: %v", b, err)
-		} else if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 {
-			bad("Brokers", "%q has an invalid port", b)
+	if processor && name != "" && check.TopicRule(name+"-commands") == "" {
+		// The processor's consumer dead-letters refused commands to
+		// "<name>-commands-<name>-processor-dlq".
+		if dlq := retry.DLQTopicName(CommandsTopic(name), name+"-processor"); check.TopicRule(dlq) != "" {
+			bad("name", "must be at most 112 characters: the processor's dead-letter topic %q would be too long (%d characters, at most 249)", dlq, len(dlq))
 		}
+	}
+	errs.Brokers("Brokers", c.brokers)
+	for i, o := range c.clientOpts {
+		if o == nil {
+			bad("ClientOptions", "option %d is nil", i)
+		}
+	}
+	if c.batchSet && (c.batchRecords <= 0 || c.batchInterval <= 0) {
+		bad("TransactionBatch", "maxRecords and maxInterval must be > 0, got %d and %v", c.batchRecords, c.batchInterval)
 	}
 	if c.partitions < 1 {
 		bad("Partitions", "must be at least 1, got %d", c.partitions)

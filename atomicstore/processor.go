@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -175,6 +176,10 @@ func (p *Processor[K, V]) apply(ctx context.Context, op string, rec *kgo.Record,
 		if !exists || string(old) != string(cur) {
 			return nil, ErrCASMismatch
 		}
+		// As for Set: never store a value that readers cannot decode.
+		if _, err := p.values.Decode(v); err != nil {
+			return nil, fmt.Errorf("compare-and-set: %w", err)
+		}
 		return v, nil
 	}
 	var curV V
@@ -194,6 +199,9 @@ func (p *Processor[K, V]) apply(ctx context.Context, op string, rec *kgo.Record,
 		c, ok := any(curV).(int64)
 		if !ok {
 			return nil, fmt.Errorf("add: the store's values are %T, not int64", curV)
+		}
+		if (n > 0 && c > math.MaxInt64-n) || (n < 0 && c < math.MinInt64-n) {
+			return nil, fmt.Errorf("add: %d + %d overflows int64", c, n)
 		}
 		next = any(c + n).(V)
 	default:

@@ -1,6 +1,7 @@
 package atomicstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -63,7 +64,9 @@ func (w *watch) OnFetchRecordUnbuffered(r *kgo.Record, polled bool) {
 	if ch == nil {
 		return
 	}
-	res := result{value: r.Value}
+	// A copy: the replica recycles fetched records (kgo.Record.Recycle)
+	// once applied, and Update decodes the value on another goroutine.
+	res := result{value: bytes.Clone(r.Value)}
 	if msg, ok := header(r, HeaderError); ok {
 		res.failed, res.errMsg = true, msg
 	}

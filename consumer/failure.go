@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
+	"github.com/whippet-go/whippet/internal/toolarge"
 	"github.com/whippet-go/whippet/retry"
 )
 
@@ -282,6 +283,7 @@ func (p *partition) forwarded(f *forwardState, out *kgo.Record, err error) {
 		p.settle(f, false)
 		return
 	}
+	err = toolarge.Explain(p.c.fwd, "kgo.ProducerBatchMaxBytes (ClientOptions)", out, err)
 	p.mu.Lock()
 	stopped := p.stopped
 	p.mu.Unlock()

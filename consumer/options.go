@@ -370,6 +370,12 @@ func (c *config) validate(h Handler) error {
 	if c.clientID == "" {
 		bad("ClientID", "must not be empty")
 	}
+	for i, o := range c.clientOpts {
+		if o == nil {
+			bad("ClientOptions", "option %d is nil", i)
+		}
+	}
+	c.validateForwardTopics(bad)
 	if err := c.retry.Validate(); err != nil {
 		bad("Retry", "%v", err)
 	}
@@ -401,6 +407,36 @@ func (c *config) validate(h Handler) error {
 		c.validateTransactional(bad)
 	}
 	return errs.Err()
+}
+
+// validateForwardTopics checks that the retry and dead-letter topics the
+// consumer creates and forwards to ("<topic>-<group>-retry-<n>",
+// "<topic>-<group>-dlq") have valid names, which the group's characters and
+// the length of both names decide; with TopicRegex, only the group's
+// characters can be checked.
+func (c *config) validateForwardTopics(bad func(field, rule string, args ...any)) {
+	if c.group == "" {
+		return
+	}
+	topics := c.topics
+	if len(topics) == 0 {
+		topics = []string{"t"}
+	}
+	for _, t := range topics {
+		if check.TopicRule(t) != "" {
+			continue // reported on Topics
+		}
+		names := []string{retry.DLQTopicName(t, c.group)}
+		if n := len(c.policyFor(t).NonBlockingIntervals()); n > 0 {
+			names = append(names, retry.TopicName(t, c.group, n-1))
+		}
+		for _, name := range names {
+			if rule := check.TopicRule(name); rule != "" {
+				bad("Group", "%q makes the retry or dead-letter topic %q an invalid topic name (%s): use letters, digits, '.', '_' and '-', and keep topic and group short", c.group, name, rule)
+				return
+			}
+		}
+	}
 }
 
 // validateTransactional checks the options of transactional mode.

@@ -12,6 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap"
+
+	"github.com/whippet-go/whippet/internal/toolarge"
 )
 
 var (
@@ -343,7 +345,7 @@ func (b *txnBatch) produce(recs ...*kgo.Record) bool {
 
 func (b *txnBatch) produced(r *kgo.Record, err error) {
 	if err != nil {
-		b.fail(fmt.Errorf("producing to %s: %w", r.Topic, err))
+		b.fail(fmt.Errorf("producing to %s: %w", r.Topic, toolarge.Explain(b.cl, "kgo.ProducerBatchMaxBytes (ClientOptions)", r, err)))
 	}
 }
 

@@ -3,6 +3,7 @@ package dlq
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -167,6 +168,9 @@ func ParsePosition(s string) (Position, error) {
 	if err != nil || o < 0 {
 		return Position{}, fmt.Errorf("dlq: position %q: bad offset", s)
 	}
+	if rule := check.TopicRule(s[:j]); rule != "" {
+		return Position{}, fmt.Errorf("dlq: position %q: topic %s", s, rule)
+	}
 	return Position{Topic: s[:j], Partition: int32(p), Offset: o}, nil
 }
 
@@ -196,7 +200,8 @@ func ReplayMarkOf(rec *kgo.Record) (mark ReplayMark, ok bool) {
 				mark.At = time.UnixMilli(n)
 			}
 		case HeaderReplayCount:
-			if n, err := strconv.Atoi(v); err == nil && n > 0 {
+			// Bounded, so that Replay counting on cannot overflow.
+			if n, err := strconv.Atoi(v); err == nil && n > 0 && n < math.MaxInt32 {
 				mark.Count = n
 			}
 		}

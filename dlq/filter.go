@@ -117,6 +117,9 @@ func parseCursor(s string) (map[int32]int64, error) {
 		if !ok || perr != nil || oerr != nil || p < 0 || o < 0 {
 			return nil, fmt.Errorf("malformed cursor %q: want the Next of a previous page", s)
 		}
+		if _, dup := next[int32(p)]; dup {
+			return nil, fmt.Errorf("malformed cursor %q: partition %d appears twice; want the Next of a previous page", s, p)
+		}
 		next[int32(p)] = o
 	}
 	return next, nil

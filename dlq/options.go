@@ -114,6 +114,8 @@ func (c *config) validate(fromClient bool) error {
 		for i, b := range c.brokers {
 			if b == "" || strings.ContainsAny(b, " \t\r\n") {
 				errs.Add(fmt.Sprintf("Brokers[%d]", i), "must be a non-empty host[:port] without spaces, got %q", b)
+			} else if rule := check.SeedPortRule(b); rule != "" {
+				errs.Add(fmt.Sprintf("Brokers[%d]", i), "%s, got %q", rule, b)
 			}
 		}
 		if n := len(c.clientID); n == 0 || n > 256 {

@@ -163,9 +163,10 @@ func Linger(d time.Duration) Option {
 
 // MaxBatchBytes sets the maximum uncompressed size of one record batch
 // (kgo.ProducerBatchMaxBytes), between 512 bytes and 1 GiB; a larger record
-// fails with kerr.MessageTooLarge. Keep it at or below the topic's
-// max.message.bytes. The default is DefaultMaxBatchBytes (1,000,012). Not
-// allowed with NewFromClient.
+// fails with a *RecordTooLargeError (matching ErrRecordTooLarge and
+// kerr.MessageTooLarge). Keep it at or below the topic's max.message.bytes.
+// The default is DefaultMaxBatchBytes (1,000,012). Not allowed with
+// NewFromClient.
 func MaxBatchBytes(n int32) Option {
 	return func(c *config) {
 		c.set["MaxBatchBytes"] = true
@@ -196,6 +197,8 @@ func (c *config) validate(fromClient bool) error {
 		for i, b := range c.brokers {
 			if b == "" || strings.ContainsAny(b, " \t\r\n") {
 				bad(fmt.Sprintf("Brokers[%d]", i), fmt.Sprintf("must be a non-empty host[:port] without spaces, got %q", b))
+			} else if rule := check.SeedPortRule(b); rule != "" {
+				errs.Add(fmt.Sprintf("Brokers[%d]", i), "%s, got %q", rule, b)
 			}
 		}
 		if n := len(c.clientID); n == 0 || n > 256 {

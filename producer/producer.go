@@ -329,7 +329,7 @@ func (p *Producer) complete(topic string, start time.Time, err error, r *kgo.Rec
 		if p.aborting.Load() && errors.Is(err, kgo.ErrClientClosed) {
 			err = fmt.Errorf("%w: produce to topic %q: %w", ErrClosed, topic, err)
 		} else {
-			err = fmt.Errorf("producer: produce to topic %q: %w", topic, err)
+			err = fmt.Errorf("producer: produce to topic %q: %w", topic, p.tooLarge(r, err))
 		}
 		fn(failed(topic), err)
 		return

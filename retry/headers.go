@@ -2,8 +2,10 @@ package retry
 
 import (
 	"context"
+	"math"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -102,12 +104,14 @@ func InfoFor(rec *kgo.Record) (info Info, ok bool) {
 		OriginalTimestamp: rec.Timestamp,
 	}
 	var ghSubmit, ghBackoff int64
+	var ghTopic string
 	ghAttempt := -1
 	for _, h := range rec.Headers {
 		v := string(h.Value)
 		switch h.Key {
 		case HeaderAttempt:
-			if n, err := strconv.Atoi(v); err == nil && n > 0 {
+			// Bounded, so that counting further attempts cannot overflow.
+			if n, err := strconv.Atoi(v); err == nil && n > 0 && n <= maxAttempt {
 				info.Attempt, ok = n, true
 			}
 		case HeaderDue:
@@ -139,25 +143,32 @@ func InfoFor(rec *kgo.Record) (info Info, ok bool) {
 		case GreyhoundBackOffTimeMs:
 			ghBackoff, _ = strconv.ParseInt(v, 10, 64)
 		case GreyhoundOriginalTopic:
-			if !ok {
-				info.OriginalTopic = v
-			}
+			ghTopic = v
 		case GreyhoundRetryAttempt:
-			if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+			if n, err := strconv.Atoi(v); err == nil && n >= 0 && n <= maxAttempt-2 {
 				ghAttempt = n
 			}
 		}
 	}
 	if !ok && ghAttempt >= 0 {
 		// Greyhound's first retry is attempt 0; ours counts handlings from 1.
+		// Its headers count only when whippet's are absent, wherever they
+		// are among the headers.
 		ok = true
 		info.Attempt = ghAttempt + 2
-		if ghSubmit > 0 {
+		if ghTopic != "" {
+			info.OriginalTopic = ghTopic
+		}
+		if ghSubmit > 0 && ghBackoff >= 0 && ghSubmit <= math.MaxInt64-ghBackoff {
 			info.Due = time.UnixMilli(ghSubmit + ghBackoff)
 		}
 	}
 	return info, ok
 }
+
+// maxAttempt bounds the attempt numbers read from headers: far more
+// attempts than any policy makes, and far from overflowing when counted on.
+const maxAttempt = math.MaxInt32
 
 // Headers returns the original headers without the retry headers (see
 // IsRetryHeader), followed by the headers that encode info. Greyhound's
@@ -190,7 +201,16 @@ func (info Info) Headers(original []kgo.RecordHeader) []kgo.RecordHeader {
 	if info.LastError != "" {
 		msg := info.LastError
 		if len(msg) > MaxErrorLength {
-			msg = msg[:MaxErrorLength]
+			// Cut at a rune boundary, so that valid UTF-8 stays valid;
+			// bytes that are not UTF-8 are cut where they are.
+			n := MaxErrorLength
+			for i := n; i > n-utf8.UTFMax; i-- {
+				if utf8.RuneStart(msg[i]) {
+					n = i
+					break
+				}
+			}
+			msg = msg[:n]
 		}
 		add(HeaderError, msg)
 	}

@@ -91,11 +91,16 @@ func (e Exponential) Delay(n int) (time.Duration, bool) {
 	for i := 1; i < n && d < float64(e.Max); i++ {
 		d *= e.Multiplier
 	}
-	d = min(d, float64(e.Max))
-	if e.Jitter > 0 {
-		d -= d * e.Jitter * rand.Float64()
+	// Capped in Duration terms: float64(Max) may round above the largest
+	// Duration, and converting that back would overflow.
+	w := e.Max
+	if d < float64(e.Max) {
+		w = time.Duration(d)
 	}
-	return time.Duration(d), true
+	if e.Jitter > 0 {
+		w -= time.Duration(float64(w) * e.Jitter * rand.Float64())
+	}
+	return w, true
 }
 
 func (e Exponential) validate() error {
@@ -104,9 +109,9 @@ func (e Exponential) validate() error {
 		return fmt.Errorf("Exponential.Initial must be > 0, got %v", e.Initial)
 	case e.Max < e.Initial:
 		return fmt.Errorf("Exponential.Max must be ≥ Initial (%v), got %v", e.Initial, e.Max)
-	case e.Multiplier < 1:
+	case !(e.Multiplier >= 1): // NaN too
 		return fmt.Errorf("Exponential.Multiplier must be ≥ 1, got %v", e.Multiplier)
-	case e.Jitter < 0 || e.Jitter >= 1:
+	case !(e.Jitter >= 0 && e.Jitter < 1): // NaN too
 		return fmt.Errorf("Exponential.Jitter must be in [0, 1), got %v", e.Jitter)
 	case e.Retries == 0 || e.Retries < Forever:
 		return fmt.Errorf("Exponential.Retries must be > 0 or Forever, got %d", e.Retries)

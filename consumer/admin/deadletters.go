@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -109,6 +110,10 @@ func parseWhen(param, s string, now time.Time) (time.Time, error) {
 	if n, ok := strings.CutSuffix(s, "d"); ok {
 		var days int
 		days, err = strconv.Atoi(n)
+		if err == nil && days > int(math.MaxInt64/(24*time.Hour)) {
+			// More than time.Duration holds: it would wrap around.
+			return time.Time{}, badParam(param, "%q is more days ago than can be told (at most %d)", s, math.MaxInt64/(24*time.Hour))
+		}
 		d = time.Duration(days) * 24 * time.Hour
 	} else {
 		d, err = time.ParseDuration(s)
@@ -130,6 +135,10 @@ func parseReason(param, s string) (retry.Reason, error) {
 func (h *Handler) filterOf(r *http.Request) (dlq.Filter, error) {
 	q := r.URL.Query()
 	for k := range q {
+		if k == "" {
+			// "?=x" or "?&=": nothing to name but the query itself.
+			return dlq.Filter{}, badParam("query", "%q has a parameter without a name; want key, error, reason, partition, since, until, limit or cursor", r.URL.RawQuery)
+		}
 		if !slices.Contains([]string{"key", "error", "reason", "partition", "since", "until", "limit", "cursor"}, k) {
 			return dlq.Filter{}, badParam(k, "unknown parameter; want key, error, reason, partition, since, until, limit or cursor")
 		}

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
+	"unicode"
 )
 
 // Error reports one invalid configuration value. Each public package exposes
@@ -92,16 +94,39 @@ func TopicRule(name string) string {
 }
 
 // Brokers records the violations of a seed broker list: at least one broker,
-// each "host:port" with a port from 1 to 65535.
+// each "host:port" with a non-empty host (no spaces) and a port from 1 to
+// 65535.
 func (v *Errors) Brokers(field string, brokers []string) {
 	if len(brokers) == 0 {
 		v.Add(field, "at least one seed broker is required")
 	}
 	for _, b := range brokers {
-		if _, port, err := net.SplitHostPort(b); err != nil {
+		host, port, err := net.SplitHostPort(b)
+		switch {
+		case err != nil:
 			v.Add(field, "%q is not host:port: %v", b, err)
-		} else if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 {
-			v.Add(field, "%q has an invalid port", b)
+		case host == "" || strings.IndexFunc(host, unicode.IsSpace) >= 0 || strings.IndexFunc(host, unicode.IsControl) >= 0:
+			v.Add(field, "%q has no host, or a host with spaces or control characters", b)
+		default:
+			if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 {
+				v.Add(field, "%q has an invalid port", b)
+			}
 		}
 	}
+}
+
+// SeedPortRule returns the rule a seed broker "host[:port]" breaks with its
+// port, or "" if it has none (franz-go then uses 9092) or a valid one: a
+// port that franz-go would reject, or that no broker listens on, is
+// reported on the Brokers option rather than as a rejected client
+// configuration.
+func SeedPortRule(seed string) string {
+	_, port, err := net.SplitHostPort(seed)
+	if err != nil {
+		return "" // no port, or an IPv6 literal without one
+	}
+	if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 {
+		return "the port must be a number from 1 to 65535"
+	}
+	return ""
 }

@@ -1,0 +1,189 @@
+package consumer_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/whippet-go/whippet/consumer"
+	"github.com/whippet-go/whippet/retry"
+)
+
+// listenerBroker is a loopback address that counts the connections made to
+// it: a configuration error must be reported before any network I/O, so a
+// test with a bad option expects none.
+type listenerBroker struct {
+	addr  string
+	conns atomic.Int32
+}
+
+func newListenerBroker(t *testing.T) *listenerBroker {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &listenerBroker{addr: ln.Addr().String()}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			b.conns.Add(1)
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return b
+}
+
+// configErrors returns the *ConfigError leaves of a (joined) error, and
+// fails the test if any leaf is something else (a network error, say).
+func configErrors(t *testing.T, err error) []*consumer.ConfigError {
+	t.Helper()
+	var out []*consumer.ConfigError
+	var walk func(error)
+	walk = func(e error) {
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, c := range j.Unwrap() {
+				walk(c)
+			}
+			return
+		}
+		var ce *consumer.ConfigError
+		if !errors.As(e, &ce) {
+			t.Errorf("%v is not a *consumer.ConfigError", e)
+			return
+		}
+		out = append(out, ce)
+	}
+	walk(err)
+	return out
+}
+
+var okHandler = consumer.HandlerFunc(func(context.Context, *kgo.Record) error { return nil })
+
+// TestEveryConfigErrorNamesItsField feeds each option an invalid value and
+// checks that New reports it, before any network I/O, as a *ConfigError
+// matching ErrInvalidConfig whose Field is the option and whose message
+// says what is wrong with the value given.
+func TestEveryConfigErrorNamesItsField(t *testing.T) {
+	broker := newListenerBroker(t)
+	long := strings.Repeat("g", 240)
+	exp := func(mut func(*retry.Exponential)) retry.Policy {
+		e := retry.Exponential{Initial: time.Second, Max: time.Minute, Multiplier: 2, Retries: 3}
+		mut(&e)
+		return retry.BlockingBackoff(e)
+	}
+	cases := []struct {
+		name  string
+		h     consumer.Handler
+		opts  []consumer.Option
+		field string
+		want  string
+	}{
+		{"nil handler", nil, nil, "Handler", "must not be nil"},
+		{"no brokers", okHandler, []consumer.Option{consumer.Brokers()}, "Brokers", "at least one seed broker is required"},
+		{"broker without port", okHandler, []consumer.Option{consumer.Brokers("kafka")}, "Brokers", `"kafka" is not host:port`},
+		{"broker port 0", okHandler, []consumer.Option{consumer.Brokers("kafka:0")}, "Brokers", `"kafka:0" has an invalid port`},
+		{"broker port too large", okHandler, []consumer.Option{consumer.Brokers("kafka:65536")}, "Brokers", `"kafka:65536" has an invalid port`},
+		{"broker without host", okHandler, []consumer.Option{consumer.Brokers(":9092")}, "Brokers", `":9092" has no host`},
+		{"empty group", okHandler, []consumer.Option{consumer.Group("")}, "Group", "must not be empty"},
+		{"group making invalid topic names", okHandler, []consumer.Option{consumer.Group("billing service")}, "Group",
+			`"billing service" makes the retry or dead-letter topic "orders-billing service-dlq" an invalid topic name`},
+		{"group making too long topic names", okHandler, []consumer.Option{consumer.Group(long)}, "Group", "must be at most 249 characters"},
+		{"no topics", okHandler, []consumer.Option{consumer.Topics()}, "Topics", "at least one topic"},
+		{"invalid topic", okHandler, []consumer.Option{consumer.Topics("orders", "or ders")}, "Topics", `"or ders": must contain only`},
+		{"topics and regex", okHandler, []consumer.Option{consumer.Topics("orders"), consumer.TopicRegex("^o")}, "Topics", "cannot be combined with TopicRegex"},
+		{"bad regex", okHandler, []consumer.Option{consumer.TopicRegex("(")}, "TopicRegex", `"(" does not compile`},
+		{"reset offset", okHandler, []consumer.Option{consumer.ResetOffset(consumer.StartOffset(9))}, "ResetOffset", "must be Earliest or Latest, got StartOffset(9)"},
+		{"partition buffer", okHandler, []consumer.Option{consumer.PartitionBuffer(0)}, "PartitionBuffer", "must be > 0, got 0"},
+		{"key concurrency", okHandler, []consumer.Option{consumer.KeyParallel(0)}, "KeyParallel", "concurrency must be > 0, got 0"},
+		{"backpressure wait", okHandler, []consumer.Option{consumer.BackpressureWait(-time.Second)}, "BackpressureWait", "must be > 0, got -1s"},
+		{"drain timeout", okHandler, []consumer.Option{consumer.DrainTimeout(0)}, "DrainTimeout", "must be > 0, got 0s"},
+		{"commit interval", okHandler, []consumer.Option{consumer.CommitInterval(time.Millisecond)}, "CommitInterval", "must be at least 100ms (franz-go's minimum), got 1ms"},
+		{"nil logger", okHandler, []consumer.Option{consumer.Logger(nil)}, "Logger", "must not be nil"},
+		{"empty client id", okHandler, []consumer.Option{consumer.ClientID("")}, "ClientID", "must not be empty"},
+		{"nil client option", okHandler, []consumer.Option{consumer.ClientOptions(kgo.FetchMaxWait(time.Second), nil)}, "ClientOptions", "option 1 is nil"},
+		{"nil middleware", okHandler, []consumer.Option{consumer.WithMiddleware(nil)}, "WithMiddleware", "middleware 0 is nil"},
+		{"retry topic partitions", okHandler, []consumer.Option{consumer.RetryTopics(-1, -1, nil)}, "RetryTopics", "partitions must be ≥ 0 (0: as the source topic), got -1"},
+		{"retry topic replication", okHandler, []consumer.Option{consumer.RetryTopics(0, 0, nil)}, "RetryTopics", "replication must be > 0 or -1 (the broker default), got 0"},
+		{"retry for another topic", okHandler, []consumer.Option{consumer.RetryFor("payments", retry.Blocking(time.Second))}, "RetryFor", `"payments" is not one of the subscribed Topics`},
+		{"retry for with regex", okHandler, []consumer.Option{consumer.Topics(), consumer.TopicRegex("^o"), consumer.RetryFor("orders", retry.NoRetry())}, "RetryFor", "orders: cannot be combined with TopicRegex"},
+		{"non-blocking with regex", okHandler, []consumer.Option{consumer.Topics(), consumer.TopicRegex("^o"), consumer.Retry(retry.NonBlocking(time.Second))}, "Retry", "non-blocking retries need the topics named with Topics"},
+		// Retry policies: the error names the policy's field.
+		{"blocking without intervals", okHandler, []consumer.Option{consumer.Retry(retry.Blocking())}, "Retry", "Blocking needs at least one interval"},
+		{"negative blocking interval", okHandler, []consumer.Option{consumer.Retry(retry.Blocking(time.Second, -time.Second))}, "Retry", "Blocking interval 1 must be ≥ 0, got -1s"},
+		{"negative non-blocking interval", okHandler, []consumer.Option{consumer.Retry(retry.NonBlocking(-time.Minute))}, "Retry", "NonBlocking interval 0 must be ≥ 0, got -1m0s"},
+		{"nil predicate", okHandler, []consumer.Option{consumer.Retry(retry.NoRetry().NonRetriableIf(nil))}, "Retry", "NonRetriableIf predicate 0 is nil"},
+		{"exponential initial", okHandler, []consumer.Option{consumer.Retry(exp(func(e *retry.Exponential) { e.Initial = 0 }))}, "Retry", "Exponential.Initial must be > 0, got 0s"},
+		{"exponential max", okHandler, []consumer.Option{consumer.Retry(exp(func(e *retry.Exponential) { e.Max = time.Millisecond }))}, "Retry", "Exponential.Max must be ≥ Initial (1s), got 1ms"},
+		{"exponential multiplier", okHandler, []consumer.Option{consumer.Retry(exp(func(e *retry.Exponential) { e.Multiplier = 0.5 }))}, "Retry", "Exponential.Multiplier must be ≥ 1, got 0.5"},
+		{"exponential jitter", okHandler, []consumer.Option{consumer.Retry(exp(func(e *retry.Exponential) { e.Jitter = 1 }))}, "Retry", "Exponential.Jitter must be in [0, 1), got 1"},
+		{"exponential retries", okHandler, []consumer.Option{consumer.Retry(exp(func(e *retry.Exponential) { e.Retries = 0 }))}, "Retry", "Exponential.Retries must be > 0 or Forever, got 0"},
+		{"bad policy of one topic", okHandler, []consumer.Option{consumer.RetryFor("orders", retry.NonBlocking(-1))}, "RetryFor", "orders: NonBlocking interval 0 must be ≥ 0"},
+		// Transactional mode.
+		{"empty transactional id", okHandler, []consumer.Option{consumer.Transactional("")}, "Transactional", "the transactional id must not be empty"},
+		{"transactional key-parallel", okHandler, []consumer.Option{consumer.Transactional("x-0"), consumer.KeyParallel(2)}, "KeyParallel", "cannot be combined with Transactional"},
+		{"transaction records", okHandler, []consumer.Option{consumer.Transactional("x-0"), consumer.TransactionBatch(-1, time.Second)}, "TransactionBatch", "maxRecords must be > 0, got -1"},
+		{"transaction interval", okHandler, []consumer.Option{consumer.Transactional("x-0"), consumer.TransactionBatch(1, 0)}, "TransactionBatch", "maxInterval must be > 0, got 0s"},
+		{"transaction timeout", okHandler, []consumer.Option{consumer.Transactional("x-0"), consumer.TransactionTimeout(time.Millisecond)}, "TransactionTimeout", "must be between 1s and 15m"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := append([]consumer.Option{consumer.Brokers(broker.addr), consumer.Group("g"), consumer.Topics("orders")}, tc.opts...)
+			switch tc.field {
+			case "Brokers":
+				opts = append([]consumer.Option{consumer.Group("g"), consumer.Topics("orders")}, tc.opts...)
+			case "Group":
+				opts = append([]consumer.Option{consumer.Brokers(broker.addr), consumer.Topics("orders")}, tc.opts...)
+			case "Topics":
+				opts = append([]consumer.Option{consumer.Brokers(broker.addr), consumer.Group("g")}, tc.opts...)
+			}
+			c, err := consumer.New(tc.h, opts...)
+			if err == nil {
+				c.Close()
+				t.Fatalf("New accepted %s", tc.name)
+			}
+			if !errors.Is(err, consumer.ErrInvalidConfig) {
+				t.Errorf("%v does not match ErrInvalidConfig", err)
+			}
+			found := false
+			for _, ce := range configErrors(t, err) {
+				if ce.Pkg != "consumer" {
+					t.Errorf("%v: package %q", ce, ce.Pkg)
+				}
+				if ce.Field == tc.field && strings.Contains(ce.Error(), "consumer: "+tc.field+": ") && strings.Contains(ce.Error(), tc.want) {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("error does not name %s with %q:\n%v", tc.field, tc.want, err)
+			}
+		})
+	}
+	if n := broker.conns.Load(); n != 0 {
+		t.Fatalf("%d connections to the broker: configs must be validated before any network I/O", n)
+	}
+	// Control: a client that does talk to the address is counted.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(broker.addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = cl.Ping(ctx)
+	cl.Close()
+	if broker.conns.Load() == 0 {
+		t.Fatal("the listener did not see a client that connected: it proves nothing")
+	}
+}
