@@ -166,7 +166,10 @@ func New(h Handler, opts ...Option) (*Consumer, error) {
 // by DrainTimeout), commits, leaves the group and returns nil. Handlers keep
 // running through the cancellation of ctx: their own context is canceled only
 // when the drain times out. Run returns an error only if the consumer could not
-// start, or was closed before it started (ErrClosed), or, in transactional
+// start (among others when Kafka refuses the connection: a wrong password or
+// an untrusted certificate gives franz-go's error, e.g. one matching
+// kerr.SaslAuthenticationFailed, within a request round trip), or was closed
+// before it started (ErrClosed), or, in transactional
 // mode, when its transactional producer failed for good: fenced by another
 // instance (ErrFenced) or not authorized.
 func (c *Consumer) Run(ctx context.Context) error {
@@ -276,7 +279,13 @@ func (c *Consumer) baseClientOptions() []kgo.Opt {
 		// franz-go's default is 20ms: a transaction begun right after the
 		// last one ended often waits that long for the broker to finish
 		// writing the markers.
-		opts = append(opts, kgo.ConcurrentTransactionsBackoff(5*time.Millisecond))
+		opts = append(opts, kgo.ConcurrentTransactionsBackoff(5*time.Millisecond),
+			// Kafka 4 (transactions v2, KIP-890) answers a produce that comes
+			// while the last transaction's markers are still being written
+			// with CONCURRENT_TRANSACTIONS, and franz-go retries it only
+			// after a metadata refresh, no sooner than this (default 5s):
+			// on 3 brokers most transactions took 5-10s (internal/chaos).
+			kgo.MetadataMinAge(250*time.Millisecond))
 	}
 	opts = append(opts, c.cfg.clientOpts...)
 	if c.cfg.readCommitted {

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"go.uber.org/zap"
 
+	"github.com/whippet-go/whippet/internal/secure"
 	"github.com/whippet-go/whippet/retry"
 )
 
@@ -28,6 +29,14 @@ func (c *Consumer) retryTopics() []string {
 // never waits for a topic. With TopicRegex the topics are not known yet: a
 // dead-letter topic is then created by the first forward that needs it.
 func (c *Consumer) ensureTopics(ctx context.Context) error {
+	if len(c.cfg.topics) == 0 {
+		// TopicRegex only: nothing below talks to Kafka, so check here that
+		// it lets us in; otherwise a wrong password or certificate would
+		// leave Run polling in silence.
+		if err := c.fwd.Ping(ctx); secure.IsAuthError(err) {
+			return fmt.Errorf("consumer: connecting to Kafka: %w", err)
+		}
+	}
 	for _, topic := range c.cfg.topics {
 		names := []string{retry.DLQTopicName(topic, c.cfg.group)}
 		for n := range c.cfg.policyFor(topic).NonBlockingIntervals() {

@@ -13,6 +13,8 @@ import (
 	"github.com/twmb/franz-go/plugin/kprom"
 	"github.com/twmb/franz-go/plugin/kzap"
 	"go.uber.org/zap"
+
+	"github.com/whippet-go/whippet/internal/secure"
 )
 
 var (
@@ -63,6 +65,7 @@ type Producer struct {
 	metrics *metrics
 	kprom   prometheus.Collector // registered on kReg; nil without Registerer
 	kReg    prometheus.Registerer
+	auth    *secure.Watch // connection failures due to SASL/TLS; nil with NewFromClient
 
 	mu       sync.RWMutex // guards closed against pending.add
 	closed   bool
@@ -105,13 +108,20 @@ func New(opts ...Option) (*Producer, error) {
 		kprm = kprom.NewMetrics(metricsNamespace, kprom.Subsystem("kgo"), kprom.Registry(nil))
 		kopts = append(kopts, kgo.WithHooks(kprm))
 	}
+	log := cfg.logger
+	auth := secure.NewWatch(func(err *secure.AuthError) {
+		log.Error("Kafka refused the connection: check the TLS and SASL settings (ClientOptions); records wait and are retried", zap.Error(err))
+	})
+	kopts = append(kopts, kgo.WithHooks(auth))
 	kopts = append(kopts, cfg.clientOpts...)
 
 	cl, err := kgo.NewClient(kopts...)
 	if err != nil {
 		return nil, &ConfigError{Pkg: "producer", Sentinel: ErrInvalidConfig, Field: "ClientOptions", Rule: "franz-go rejected the client configuration", Err: err}
 	}
+	auth.SetClient(cl)
 	p := newProducer(cl, true, &cfg)
+	p.auth = auth
 	if kprm != nil {
 		if err := reg.Register(kprm); err != nil {
 			cl.Close()
@@ -198,6 +208,14 @@ func (p *Producer) Client() *kgo.Client { return p.cl }
 // Flush and Close still account for it, and its final outcome is counted in
 // the metrics and logged (Info when written, Warn when failed).
 //
+// If a connection to Kafka fails authentication or TLS set-up while the
+// record waits (a wrong password, an untrusted certificate), Produce does
+// not wait for ctx: it cancels the record's context and returns an error
+// naming the broker and the SASL mechanism (never a credential) that
+// matches franz-go's error, e.g. kerr.SaslAuthenticationFailed. If franz-go
+// had already sent the record and keeps it, the error also matches
+// ErrUnconfirmed. (Producers made by NewFromClient wait for ctx.)
+//
 // Produce must not be called from a ProduceAsync callback.
 func (p *Producer) Produce(ctx context.Context, r *kgo.Record) (Result, error) {
 	if ctx == nil {
@@ -210,23 +228,51 @@ func (p *Producer) Produce(ctx context.Context, r *kgo.Record) (Result, error) {
 	const waiting, answered, abandoned = 0, 1, 2
 	var state atomic.Int32
 	ch := make(chan outcome, 1)
-	p.ProduceAsync(ctx, r, func(res Result, err error) {
+	rctx, cancel, authFailed := ctx, context.CancelCauseFunc(nil), (<-chan struct{})(nil)
+	if p.auth != nil {
+		authFailed = p.auth.Next() // before producing: the attempts this record triggers count
+		rctx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
+	}
+	p.ProduceAsync(rctx, r, func(res Result, err error) {
 		if state.CompareAndSwap(waiting, answered) {
 			ch <- outcome{res, err}
 		} else {
 			p.logLate(res, err)
 		}
 	})
-	select {
-	case o := <-ch:
-		return o.res, o.err
-	case <-ctx.Done():
-		if state.CompareAndSwap(waiting, abandoned) {
-			topic := topicOf(r)
-			return failed(topic), unconfirmed(ctx, topic)
+	var authErr error
+	for {
+		select {
+		case o := <-ch:
+			if authErr != nil && o.err != nil && ctx.Err() == nil && errors.Is(o.err, context.Canceled) {
+				o.err = fmt.Errorf("producer: produce to topic %q: %w", o.res.Topic, authErr) // failed unsent
+			}
+			return o.res, o.err
+		case <-authFailed:
+			authFailed = p.auth.Next()
+			err := p.auth.Err()
+			if err == nil { // a connection succeeded meanwhile
+				continue
+			}
+			if authErr == nil { // fail the record if it was not sent yet
+				authErr = err
+				cancel(err)
+				continue
+			}
+			// Failed again and franz-go kept the record: it may be in flight.
+			if state.CompareAndSwap(waiting, abandoned) {
+				topic := topicOf(r)
+				return failed(topic), fmt.Errorf("%w: produce to topic %q: %w", ErrUnconfirmed, topic, authErr)
+			}
+		case <-ctx.Done():
+			if state.CompareAndSwap(waiting, abandoned) {
+				topic := topicOf(r)
+				return failed(topic), unconfirmed(ctx, topic)
+			}
+			o := <-ch // answered at the same time
+			return o.res, o.err
 		}
-		o := <-ch // answered at the same time
-		return o.res, o.err
 	}
 }
 

@@ -48,6 +48,9 @@ Flags, before or after the command:
   -token TOKEN      send "Authorization: Bearer TOKEN" [$WHIPPET_ADMIN_TOKEN]
   -json             print the API's JSON answer
   -timeout D        give up after D (default 1m)
+  -tls-ca FILE      for https: trust the CA certificates in this PEM file [$WHIPPET_ADMIN_TLS_CA]
+  -tls-cert FILE -tls-key FILE
+                    for https: present this client certificate [$WHIPPET_ADMIN_TLS_CERT, $WHIPPET_ADMIN_TLS_KEY]
 
 -topic may be left out when the service has one dead-letter topic. Times are
 RFC 3339 or a duration ago (90m, 2h, 7d). To work on dead-letter topics
@@ -104,6 +107,8 @@ type adminFlags struct {
 	positions                                                 positionsFlag
 	all, dryRun, yes                                          bool
 	keySet                                                    bool
+	// https
+	caFile, certFile, keyFile string
 }
 
 func (o *adminFlags) common(fs *flag.FlagSet) {
@@ -113,6 +118,9 @@ func (o *adminFlags) common(fs *flag.FlagSet) {
 	fs.StringVar(&o.token, "token", o.token, `send "Authorization: Bearer TOKEN" [WHIPPET_ADMIN_TOKEN]`)
 	fs.BoolVar(&o.jsonOut, "json", o.jsonOut, "print the API's JSON answer")
 	fs.DurationVar(&o.timeout, "timeout", o.timeout, "give up after this long")
+	fs.StringVar(&o.caFile, "tls-ca", o.caFile, "for https: PEM file of the CA certificates to trust [WHIPPET_ADMIN_TLS_CA]")
+	fs.StringVar(&o.certFile, "tls-cert", o.certFile, "for https: PEM file of the client certificate [WHIPPET_ADMIN_TLS_CERT]")
+	fs.StringVar(&o.keyFile, "tls-key", o.keyFile, "for https: PEM file of the client certificate's key [WHIPPET_ADMIN_TLS_KEY]")
 }
 
 // parseInterleaved parses flags that may come before or after positional
@@ -136,7 +144,8 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 }
 
 func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o := adminFlags{url: os.Getenv("WHIPPET_ADMIN_URL"), token: os.Getenv("WHIPPET_ADMIN_TOKEN"), timeout: time.Minute, partition: -1}
+	o := adminFlags{url: os.Getenv("WHIPPET_ADMIN_URL"), token: os.Getenv("WHIPPET_ADMIN_TOKEN"), timeout: time.Minute, partition: -1,
+		caFile: os.Getenv("WHIPPET_ADMIN_TLS_CA"), certFile: os.Getenv("WHIPPET_ADMIN_TLS_CERT"), keyFile: os.Getenv("WHIPPET_ADMIN_TLS_KEY")}
 	top := flag.NewFlagSet("whippet admin", flag.ContinueOnError)
 	top.SetOutput(stderr)
 	top.Usage = func() { fmt.Fprint(stderr, adminUsage) }
@@ -227,6 +236,11 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer cancel()
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	defer tr.CloseIdleConnections()
+	if o.caFile != "" || o.certFile != "" || o.keyFile != "" {
+		if tr.TLSClientConfig, err = tlsConfig(o.caFile, o.certFile, o.keyFile, ""); err != nil {
+			return err
+		}
+	}
 	a := &adminClient{base: base.String(), o: &o, stdout: stdout, stderr: stderr, http: &http.Client{Transport: tr}}
 	switch cmd {
 	case "info":

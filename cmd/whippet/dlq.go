@@ -34,11 +34,12 @@ const dlqUsage = `usage: whippet dlq <list|show|replay|purge> [flags]
           prefixes of partitions: purge cannot select by key, error or reason
 
 The dead-letter topic: -topic NAME, or -source TOPIC -group GROUP for
-"<topic>-<group>-dlq". Brokers: -brokers host:port,... (default $KAFKA_BROKERS).
+"<topic>-<group>-dlq". Brokers: -brokers host:port,... (default $KAFKA_BROKERS);
+TLS and SASL: see "Connection security" below.
 Times (-since, -until, -before) are RFC 3339 (2026-05-01T10:00:00Z) or a
 duration ago (90m, 2h, 7d), and compare with when records were dead-lettered.
 Exit status: 0 ok, 1 failure (or records skipped, or purge without -yes), 2 usage.
-`
+` + securityUsage
 
 // reasons are the values -reason accepts.
 var reasons = []retry.Reason{retry.ReasonExhausted, retry.ReasonNonRetriable, retry.ReasonDecode, retry.ReasonSkipped}
@@ -57,6 +58,8 @@ type dlqFlags struct {
 	before   string
 
 	keySet bool
+
+	security securityFlags
 }
 
 func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -81,6 +84,9 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			}
 		}
 	}
+	if err := rejectPasswordFlag(args[1:]); err != nil {
+		return err
+	}
 	fs := flag.NewFlagSet("whippet dlq "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -94,6 +100,7 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&o.source, "source", "", "the consumed topic whose dead-letter topic to use (with -group)")
 	fs.StringVar(&o.group, "group", "", "the consumer group whose dead-letter topic to use (with -source)")
 	fs.DurationVar(&o.timeout, "timeout", time.Minute, "give up after this long")
+	o.security.register(fs)
 	switch sub {
 	case "list", "replay":
 		fs.StringVar(&o.key, "key", "", "only records with exactly this key")
@@ -176,7 +183,11 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 	}
 
-	c, err := dlq.New(dlq.Brokers(brokers...))
+	secOpts, err := o.security.clientOpts()
+	if err != nil {
+		return err
+	}
+	c, err := dlq.New(dlq.Brokers(brokers...), dlq.ClientOptions(secOpts...))
 	if err != nil {
 		return fmt.Errorf("%w: %w", errUsage, trimmed{err})
 	}
@@ -197,7 +208,7 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("%w: %w", errUsage, trimmed{err})
 	}
 	if err != nil && !errors.Is(err, errQuiet) {
-		return trimmed{err}
+		return o.security.explain(trimmed{err})
 	}
 	return err
 }

@@ -22,7 +22,16 @@ const kafkaUsage = `usage: whippet kafka <up|down|status> [flags]
   status  show what runs in the state dir; exit 1 if nothing healthy runs
 
 Environment (flags win): KAFKA_VERSION, KAFKA_NODES, KAFKA_STATE_DIR,
-KAFKA_BASE_PORT, WHIPPET_KAFKA_CACHE, WHIPPET_KAFKA_JAVA_OPTS.
+KAFKA_BASE_PORT, KAFKA_SECURE, WHIPPET_KAFKA_CACHE, WHIPPET_KAFKA_JAVA_OPTS.
+
+With -secure, each node also listens at its port + 2 with SASL_SSL: TLS
+(a throwaway CA, <state-dir>/security/ca.pem) and SCRAM-SHA-512 with a user
+"whippet" whose random password is in <state-dir>/security/whippet.password.
+The env file then also has KAFKA_SECURE_BROKERS, KAFKA_CA_FILE,
+KAFKA_SASL_MECHANISM, KAFKA_SASL_USER and KAFKA_SASL_PASSWORD_FILE, e.g.
+  whippet dlq list -brokers $KAFKA_SECURE_BROKERS -tls-ca $KAFKA_CA_FILE \
+    -sasl-mechanism SCRAM-SHA-512 -sasl-user $KAFKA_SASL_USER \
+    -sasl-password-file $KAFKA_SASL_PASSWORD_FILE -topic T
 `
 
 func runKafka(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -61,12 +70,15 @@ func runKafka(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		nodes    *int
 		basePort *int
 		timeout  *time.Duration
+		secure   *bool
 	)
 	if sub == "up" {
 		version = fs.String("version", env.Version, "Apache Kafka version [KAFKA_VERSION]")
 		nodes = fs.Int("nodes", env.Nodes, "number of broker+controller nodes (1 or 3) [KAFKA_NODES]")
 		basePort = fs.Int("base-port", env.BasePort, "PLAINTEXT port of node 1; node i uses base+(i-1)*10 and +1 [KAFKA_BASE_PORT]")
 		timeout = fs.Duration("timeout", localkafka.DefaultStartTimeout, "how long to wait for the cluster to be ready (jar download not included)")
+		envSecure := os.Getenv("KAFKA_SECURE") == "true" || os.Getenv("KAFKA_SECURE") == "1"
+		secure = fs.Bool("secure", envSecure, "also listen with SASL_SSL (TLS + SCRAM-SHA-512) at each node's port + 2 [KAFKA_SECURE]")
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -87,6 +99,9 @@ func runKafka(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cfg := env
 		cfg.StateDir, cfg.Version, cfg.Nodes, cfg.BasePort, cfg.StartTimeout = dir, *version, *nodes, *basePort, *timeout
 		cfg.Stdout = stderr
+		if *secure {
+			cfg.Security = &localkafka.Security{}
+		}
 		return kafkaUp(ctx, cfg, stdout)
 	case "down":
 		return kafkaDown(ctx, dir, stdout)
@@ -113,6 +128,7 @@ func kafkaUp(ctx context.Context, cfg localkafka.Config, stdout io.Writer) error
 	}
 	fmt.Fprintf(stdout, "Apache Kafka %s %s at %s (%s, logs: %s)\n",
 		c.Version, state, strings.Join(c.Brokers, ","), plural(c.Nodes, "node"), strings.Join(c.LogPaths, " "))
+	printSecure(stdout, c)
 	if !c.Reused {
 		fmt.Fprintf(stdout, "ready in %s; env: %s; stop with: whippet kafka down -state-dir %s\n",
 			c.ReadyIn.Round(10*time.Millisecond), envPath, c.StateDir)
@@ -126,6 +142,18 @@ func writeEnvFile(path string, c *localkafka.Cluster) error {
 	content := fmt.Sprintf("# Written by `whippet kafka up`: source it (sh) or include it (make).\n"+
 		"KAFKA_BROKERS=%s\nKAFKA_VERSION=%s\nKAFKA_STATE_DIR=%s\n",
 		strings.Join(c.Brokers, ","), c.Version, c.StateDir)
+	if len(c.SecureBrokers) > 0 { // names, not secrets: the password stays in its owner-only file
+		users, err := c.SASLUsers()
+		if err != nil {
+			return err
+		}
+		pw, err := c.PasswordFile(users[0].Name)
+		if err != nil {
+			return err
+		}
+		content += fmt.Sprintf("KAFKA_SECURE_BROKERS=%s\nKAFKA_CA_FILE=%s\nKAFKA_SASL_MECHANISM=%s\nKAFKA_SASL_USER=%s\nKAFKA_SASL_PASSWORD_FILE=%s\n",
+			strings.Join(c.SecureBrokers, ","), c.CAFile, localkafka.SASLMechanism, users[0].Name, pw)
+	}
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		return fmt.Errorf("write env file: %w", err)
 	}
@@ -176,11 +204,28 @@ func kafkaStatus(ctx context.Context, dir string, stdout io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "  node %d: %-4s pid %-7d %s  log: %s\n", i+1, s, pids[i], c.Brokers[i], c.LogPaths[i])
 	}
+	printSecure(stdout, c)
 	if health != nil {
 		fmt.Fprintf(stdout, "  problem: %v\n", health)
 		return errQuiet
 	}
 	return nil
+}
+
+// printSecure prints where the secure listener is and who may log in (not
+// the password).
+func printSecure(w io.Writer, c *localkafka.Cluster) {
+	if len(c.SecureBrokers) == 0 {
+		return
+	}
+	var names []string
+	if users, err := c.SASLUsers(); err == nil {
+		for _, u := range users {
+			names = append(names, u.Name)
+		}
+	}
+	fmt.Fprintf(w, "SASL_SSL at %s: %s, user(s) %s, CA %s\n", strings.Join(c.SecureBrokers, ","),
+		localkafka.SASLMechanism, strings.Join(names, ","), c.CAFile)
 }
 
 func plural(n int, word string) string {

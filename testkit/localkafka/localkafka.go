@@ -13,7 +13,9 @@
 //
 // Node i (1-based) listens on 127.0.0.1 at BasePort+(i-1)*10 (PLAINTEXT) and
 // that port + 1 (CONTROLLER): with the default base port, node 1 is at
-// 19092/19093, node 2 at 19102/19103 and node 3 at 19112/19113.
+// 19092/19093, node 2 at 19102/19103 and node 3 at 19112/19113. With
+// Config.Security, each node also has a SASL_SSL listener (TLS and
+// SCRAM-SHA-512) at its PLAINTEXT port + 2; see Security.
 package localkafka
 
 import (
@@ -104,6 +106,10 @@ type Config struct {
 	StartTimeout time.Duration
 	// Stdout receives progress lines (download, start, ready); nil means quiet.
 	Stdout io.Writer
+	// Security, when not nil, adds a SASL_SSL listener (TLS with a throwaway
+	// CA, SCRAM-SHA-512 users) to every node at its PLAINTEXT port + 2; the
+	// other listeners are unchanged. Default nil: PLAINTEXT only.
+	Security *Security
 }
 
 // ConfigFromEnv returns a Config from the environment: KAFKA_VERSION,
@@ -153,7 +159,10 @@ func (c Config) withDefaults() (Config, error) {
 	if c.BasePort == 0 {
 		c.BasePort = DefaultBasePort
 	}
-	if c.BasePort < 1024 || c.controllerPort(c.Nodes) > 65535 {
+	if err := c.Security.validate(); err != nil {
+		return c, err
+	}
+	if c.BasePort < 1024 || c.securePort(c.Nodes) > 65535 {
 		return c, fmt.Errorf("%w: BasePort=%d with %d node(s) needs ports %d..%d", ErrBadConfig,
 			c.BasePort, c.Nodes, c.BasePort, c.controllerPort(c.Nodes))
 	}
@@ -208,6 +217,12 @@ type Cluster struct {
 	Reused bool
 	// ReadyIn is how long the cluster took from starting the JVMs to ready.
 	ReadyIn time.Duration
+	// SecureBrokers are the SASL_SSL addresses, one per node; nil without
+	// Config.Security. See SecureClientOpts.
+	SecureBrokers []string
+	// CAFile is the PEM file of the CA that signed the secure listener's
+	// certificate; "" without Config.Security.
+	CAFile string
 
 	mu sync.Mutex // guards st.Node[*].PID
 	st state
@@ -229,6 +244,7 @@ type state struct {
 	StartedAt        time.Time   `json:"started_at"`
 	ReadyInMillis    int64       `json:"ready_in_ms"`
 	Node             []nodeState `json:"node"`
+	Security         *secState   `json:"security,omitempty"`
 }
 
 type nodeState struct {
@@ -253,6 +269,7 @@ func (c *Cluster) sync() {
 	c.LogPaths = c.st.LogPaths
 	c.StateDir = c.st.StateDir
 	c.ReadyIn = time.Duration(c.st.ReadyInMillis) * time.Millisecond
+	c.syncSecurity()
 }
 
 // Load returns the cluster recorded in stateDir, whether or not its
@@ -343,7 +360,10 @@ func (c *Cluster) Check(ctx context.Context) error {
 			return fmt.Errorf("%w: node %d (pid %d) is not running; log: %s", ErrNotReady, i+1, c.PIDs()[i], c.st.Node[i].LogPath)
 		}
 	}
-	return probe(ctx, c.Brokers, len(c.st.Node))
+	if err := probe(ctx, c.Brokers, len(c.st.Node)); err != nil {
+		return err
+	}
+	return c.probeSecure(ctx)
 }
 
 // Up starts the cluster cfg describes in cfg.StateDir and waits until it is
@@ -394,8 +414,9 @@ func up(ctx context.Context, cfg Config, managed, inUse bool) (*Cluster, error) 
 						strings.Join(old.Brokers, ","), cfg.Version, cfg.Nodes, cfg.BasePort)
 				}
 				if !managed || !old.st.Managed { // never replace a cluster someone started with Up
-					return nil, fmt.Errorf("%w: %s runs Apache Kafka %s with %d node(s) at %s; wanted %s with %d node(s) at port %d: run Down first",
-						ErrBusy, cfg.StateDir, old.Version, old.Nodes, strings.Join(old.Brokers, ","), cfg.Version, cfg.Nodes, cfg.BasePort)
+					return nil, fmt.Errorf("%w: %s runs Apache Kafka %s with %d node(s) at %s%s; wanted %s with %d node(s) at port %d%s: run Down first",
+						ErrBusy, cfg.StateDir, old.Version, old.Nodes, strings.Join(old.Brokers, ","), old.securityNote(),
+						cfg.Version, cfg.Nodes, cfg.BasePort, cfg.securityNote())
 				}
 				cfg.progress("localkafka: replacing Apache Kafka %s (%d node(s)) in %s", old.Version, old.Nodes, cfg.StateDir)
 			} else {
@@ -424,7 +445,7 @@ func up(ctx context.Context, cfg Config, managed, inUse bool) (*Cluster, error) 
 
 func (c *Cluster) sameShape(cfg Config) bool {
 	return (c.st.RequestedVersion == cfg.Version || c.st.Version == cfg.Version) &&
-		c.st.Nodes == cfg.Nodes && c.st.BasePort == cfg.BasePort
+		c.st.Nodes == cfg.Nodes && c.st.BasePort == cfg.BasePort && c.sameSecurity(cfg)
 }
 
 func findJava() (string, error) {
@@ -468,7 +489,10 @@ func checkPorts(cfg Config) error {
 		for _, p := range []struct {
 			port int
 			what string
-		}{{cfg.brokerPort(i), "PLAINTEXT"}, {cfg.controllerPort(i), "CONTROLLER"}} {
+		}{{cfg.brokerPort(i), "PLAINTEXT"}, {cfg.controllerPort(i), "CONTROLLER"}, {cfg.securePort(i), SecureListenerName}} {
+			if p.what == SecureListenerName && cfg.Security == nil {
+				continue
+			}
 			addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(p.port))
 			l, err := net.Listen("tcp", addr)
 			if err != nil {
@@ -524,6 +548,11 @@ func start(ctx context.Context, cfg Config, managed bool) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	sec, scramArgs, err := setupSecurity(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.st.Security = sec
 	for i := 1; i <= cfg.Nodes; i++ {
 		n, err := prepareNode(cfg, i, major, cp, java)
 		if err != nil {
@@ -539,7 +568,7 @@ func start(ctx context.Context, cfg Config, managed bool) (*Cluster, error) {
 	errs := make([]error, cfg.Nodes)
 	var wg sync.WaitGroup
 	for i, n := range c.st.Node {
-		wg.Go(func() { errs[i] = formatNode(ctx, java, toolsLog, cp, c.st.ClusterID, n) })
+		wg.Go(func() { errs[i] = formatNode(ctx, java, toolsLog, cp, c.st.ClusterID, n, scramArgs) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -560,7 +589,15 @@ func start(ctx context.Context, cfg Config, managed bool) (*Cluster, error) {
 		return nil, err
 	}
 
-	if err := c.waitReady(ctx, cfg.StartTimeout); err != nil {
+	err = c.waitReady(ctx, cfg.StartTimeout)
+	if err == nil && sec != nil {
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		if serr := c.probeSecure(sctx); serr != nil {
+			err = c.notReady(serr, 0)
+		}
+		cancel()
+	}
+	if err != nil {
 		c.killAll()
 		_ = os.Remove(filepath.Join(cfg.StateDir, stateFileName))
 		return nil, err
@@ -657,10 +694,21 @@ func prepareNode(cfg Config, i, major int, cp Classpath, java string) (nodeState
 	return n, nil
 }
 
-func formatNode(ctx context.Context, java, toolsLog string, cp Classpath, clusterID string, n nodeState) error {
+// formatNode formats n's storage. secretArgs are more StorageTool format
+// arguments (the --add-scram users of the secure listener): they go through
+// an owner-only java @argfile, never on the command line.
+func formatNode(ctx context.Context, java, toolsLog string, cp Classpath, clusterID string, n nodeState, secretArgs []string) error {
 	// Static controller.quorum.voters: no --standalone/--initial-controllers (4.1+ rejects them).
-	cmd := exec.CommandContext(ctx, java, "-Xmx256m", logFlag(cp.Logging, toolsLog), "-cp", cp.Glob(),
-		"kafka.tools.StorageTool", "format", "-t", clusterID, "-c", n.Properties)
+	main := []string{"kafka.tools.StorageTool", "format", "-t", clusterID, "-c", n.Properties}
+	if len(secretArgs) > 0 {
+		argFile, err := writeArgFile(n.Dir, append(main, secretArgs...))
+		if err != nil {
+			return err
+		}
+		defer os.Remove(argFile)
+		main = []string{"@" + argFile}
+	}
+	cmd := exec.CommandContext(ctx, java, append([]string{"-Xmx256m", logFlag(cp.Logging, toolsLog), "-cp", cp.Glob()}, main...)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("localkafka: format storage of node %d (%s): %w\n%s", n.ID, strings.Join(cmd.Args, " "), err, tail(string(out), 30))
@@ -852,6 +900,7 @@ func downLocked(ctx context.Context, c *Cluster, progress func(string, ...any)) 
 		_ = os.Remove(filepath.Join(n.Dir, "kafka.pid"))
 	}
 	_ = os.RemoveAll(filepath.Join(c.st.StateDir, leasesDirName))
+	_ = os.RemoveAll(securityDir(c.st.StateDir)) // the broker key and the users' passwords
 	if err := os.Remove(filepath.Join(c.st.StateDir, stateFileName)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, fmt.Errorf("localkafka: %w", err))
 	}

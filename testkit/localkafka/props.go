@@ -92,7 +92,7 @@ func serverProperties(cfg Config, node int, dataDir string, major int) []kv {
 		kv{"broker.heartbeat.interval.ms", "500"},
 		kv{"broker.session.timeout.ms", "3000"},
 	)
-	return applyOverrides(p, cfg.Overrides)
+	return applyOverrides(withSecurity(cfg, node, p), cfg.Overrides)
 }
 
 // applyOverrides replaces keys present in p and appends the others (sorted).
