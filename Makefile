@@ -9,7 +9,7 @@ STATICCHECK_VERSION ?= v0.8.2
 KAFKA_STATE_DIR ?= $(CURDIR)/.kafka
 export KAFKA_STATE_DIR
 
-.PHONY: demo test test-unit lint kafka-up kafka-down bench-consumer bench-kvstore deps chromium
+.PHONY: demo test test-unit lint kafka-up kafka-down bench bench-consumer bench-kvstore fuzz deps chromium
 
 # The end-to-end examples on an embedded kfake cluster: Go only, no broker.
 demo:
@@ -78,3 +78,23 @@ bench-kvstore: deps
 	  $(GO) test -run '^$$' -bench Load -benchtime 1x -timeout 30m ./kvstore/ && \
 	  $(GO) test -run '^$$' -bench Get -timeout 30m ./kvstore/; status=$$?; \
 	  $(MAKE) --no-print-directory kafka-down; exit $$status
+
+# whippet against plain franz-go and the peers (Spring Kafka @RetryableTopic, Confluent
+# parallel-consumer, goka; Greyhound when Maven Central serves it) on real Kafka, in one run: one
+# table, written to bench/RESULTS.md. Needs Java 17+ and Maven for the JVM peers. Sizes and rounds:
+# `go run ./bench -h`, passed with BENCH_FLAGS.
+BENCH_FLAGS ?=
+bench: deps
+	$(MAKE) --no-print-directory kafka-up
+	set -a; source "$(KAFKA_STATE_DIR)/env"; set +a; \
+	  $(GO) run ./bench $(BENCH_FLAGS); status=$$?; \
+	  $(MAKE) --no-print-directory kafka-down; \
+	  exit $$status
+
+# Every fuzz target for FUZZTIME each (their seed corpora already run in `make test`).
+FUZZTIME ?= 30s
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; done

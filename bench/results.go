@@ -1,0 +1,233 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// writeResults writes the results page: the command, the machine, the
+// versions, the table, what each scenario measures, and the targets.
+func writeResults(o options, ps peers, scs []*scenario, rows []*row, table string, wall time.Duration, loadBefore, loadAfter string) error {
+	var b strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	w("# whippet benchmarks against franz-go and the peers\n\n")
+	w("Written by `bench/` (`make bench`) on %s; every figure below comes from that one run, on one broker.\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	w("## Command\n\n```\n%s\n```\n\n", command())
+	w("Wall time of the run (peer builds, data, every round): %v.\n\n", wall.Round(time.Second))
+	w("## Machine\n\n")
+	w("- %d CPUs: %s\n- RAM: %s\n- kernel: %s\n- the broker, the harness and the contender share the machine.\n",
+		runtime.NumCPU(), cpuModel(), memTotal(), strings.TrimSpace(readFile("/proc/sys/kernel/osrelease")))
+	w("- load average (1, 5, 15 min) when the run began: %s; when it ended: %s. Anything well above the CPU count\n"+
+		"  means other work shared the cores, and single rounds are noisy: compare the medians, and the rounds in the last column.\n\n",
+		loadBefore, loadAfter)
+	w("## Versions\n\n")
+	w("- Apache Kafka %s, one KRaft node on 127.0.0.1 (`whippet kafka up`)\n", orUnknown(os.Getenv("KAFKA_VERSION")))
+	w("- %s; franz-go %s; whippet at commit %s\n", runtime.Version(), goVersionOf("github.com/twmb/franz-go"), gitHead())
+	w("- %s\n", javaVersion())
+	for _, c := range []struct{ peer, contender string }{
+		{"spring-retry", "spring-kafka"}, {"parallel-consumer", "parallel-consumer"}, {"goka", "goka"}, {greyhoundName, greyhoundName},
+	} {
+		p := ps[c.peer]
+		status := "built from bench/peers/" + c.peer
+		if p.err != nil {
+			status = "not available: " + p.err.Error()
+		}
+		w("- %s: %s%s — %s\n", c.contender, p.version, kafkaClientsOf(c.peer), status)
+	}
+	w("\n## Results (medians of the rounds: S1 %d, S5 %d, S2–S4 %d each)\n\n", o.s1Rounds, o.s5Rounds, o.rounds)
+	w("`whippet ÷ this` is whippet's records/s divided by the contender's: above 1 means whippet is ahead. ")
+	w("Peak RSS is the contender process's high-water resident set (VmHWM in /proc/self/status, read by the contender just before it prints its result), the whole JVM included for the JVM peers. ")
+	w("The last column lists each round's records/s.\n\n")
+	w("%s\n", table)
+	w("## Targets\n\n%s\n", targets(rows))
+	w("## What each scenario measures\n\n")
+	for _, sc := range scs {
+		w("- **%s** — %s.\n  - records/s clock: %s.\n", sc.id, sc.title, sc.timing)
+		if sc.latency != "" {
+			w("  - p50/p99: %s.\n", sc.latency)
+		} else {
+			w("  - p50/p99: not applicable.\n")
+		}
+	}
+	w("\n%s", methodNotes)
+	w("\n## Extra counts per round\n\n")
+	for _, r := range rows {
+		for i, e := range r.extra {
+			if len(e) > 0 {
+				w("- %s %s round %d: %v\n", r.scenario, r.contender, i+1, e)
+			}
+		}
+		for _, f := range r.failures {
+			w("- %s %s failed round: %s\n", r.scenario, r.contender, f)
+		}
+	}
+	return os.WriteFile(o.results, []byte(b.String()), 0o644)
+}
+
+const methodNotes = `## Method and fairness
+
+- One harness (` + "`go run ./bench`" + `) creates a fresh topic per scenario and produces the data once with
+  franz-go; every contender reads the same records from the same broker. Each contender run uses a new
+  consumer group (and, in S5, a new output topic), so nobody reads from a warm committed position.
+- Every contender is its own process, started by the harness: whippet and plain franz-go are the harness
+  binary re-executed (` + "`bench contender ...`" + `), the JVM peers are small Maven projects under
+  ` + "`bench/peers/`" + ` run with ` + "`java -cp`" + ` and JVM defaults, goka is its own Go module there. Process start,
+  JVM start-up and the group join are outside every clock (the clocks start at the first record handled, or at
+  client creation in S4); the same rule holds for every contender.
+- Client settings are each library's defaults (Spring's @RetryableTopic machinery and parallel-consumer
+  untuned), except where the scenario needs a setting: earliest offset for
+  new groups; Spring's listener concurrency = partitions (4), as whippet runs one worker per partition;
+  retry topics with the source topic's 4 partitions for whippet and Spring; parallel-consumer with KEY ordering,
+  maxConcurrency = the scenario's concurrency and periodic asynchronous commits; goka's view with in-memory
+  storage (its default is LevelDB on disk), stopped after ` + "`-s4-goka-limit`" + ` (1 minute by default) with the rate of
+  what it loaded by then when it has not finished (the table says so), and sarama protocol version 3.5 (goka's default, 2.0, predates Kafka
+  4's oldest supported protocols). The JVM peers use the kafka-clients version their own POMs bring.
+- Rounds alternate who goes first; the table shows each contender's median round. Peak RSS is the median of
+  the rounds' peaks.
+- Greyhound (com.wix, Scala, on ZIO) could not take part: its artifacts are not served by the Maven
+  Central this machine reaches (HTTP 404 for com.wix:greyhound-core_2.12 and greyhound-java, 0.3.1 and other
+  versions), so no Greyhound program can be built; the harness checks again on every run and shows the reason
+  in the table.
+`
+
+// targets checks the issue's targets against the medians.
+func targets(rows []*row) string {
+	rate := map[string]map[string]float64{}
+	for _, r := range rows {
+		if len(r.rates) == 0 {
+			continue
+		}
+		if rate[r.scenario] == nil {
+			rate[r.scenario] = map[string]float64{}
+		}
+		rate[r.scenario][r.contender] = median(r.rates)
+	}
+	var b strings.Builder
+	for _, s := range []string{"S1", "S5"} {
+		w, f := rate[s]["whippet"], rate[s]["franz-go"]
+		if w == 0 || f == 0 {
+			continue
+		}
+		verdict := "met"
+		if w/f < 0.95 {
+			verdict = fmt.Sprintf("missed by %.1f%%", (0.95-w/f)*100)
+		}
+		fmt.Fprintf(&b, "- %s: whippet at %.3f× franz-go (target ≥ 0.95×): %s.\n", s, w/f, verdict)
+	}
+	for _, s := range []string{"S1", "S2", "S3", "S4"} {
+		w := rate[s]["whippet"]
+		if w == 0 {
+			continue
+		}
+		for _, r := range rows {
+			if r.scenario != s || r.contender == "whippet" || r.contender == "franz-go" {
+				continue
+			}
+			switch p := rate[s][r.contender]; {
+			case r.unavailable != "":
+				fmt.Fprintf(&b, "- %s vs %s: not measured (%s).\n", s, r.contender, r.unavailable)
+			case p == 0:
+				fmt.Fprintf(&b, "- %s vs %s: not measured (every round failed).\n", s, r.contender)
+			case w > p:
+				fmt.Fprintf(&b, "- %s vs %s: whippet ahead, %.2f×.\n", s, r.contender, w/p)
+			default:
+				fmt.Fprintf(&b, "- %s vs %s: whippet behind, %.2f×.\n", s, r.contender, w/p)
+			}
+		}
+	}
+	return b.String()
+}
+
+func command() string {
+	args := strings.Join(os.Args[1:], " ")
+	c := "go run ./bench " + args
+	if os.Getenv("MAKELEVEL") != "" {
+		c = "make bench   # runs: " + strings.TrimSpace(c)
+	}
+	return strings.TrimSpace(c)
+}
+
+func readFile(p string) string {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+func cpuModel() string {
+	for _, l := range strings.Split(readFile("/proc/cpuinfo"), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown CPU"
+}
+
+func memTotal() string {
+	for _, l := range strings.Split(readFile("/proc/meminfo"), "\n") {
+		if v, ok := strings.CutPrefix(l, "MemTotal:"); ok {
+			var kb int64
+			if _, err := fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &kb); err == nil {
+				return fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
+			}
+		}
+	}
+	return "unknown"
+}
+
+func gitHead() string {
+	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "unknown"
+	}
+	s := strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
+		s += " (with uncommitted changes)"
+	}
+	return s
+}
+
+func javaVersion() string {
+	out, err := exec.Command("java", "-version").CombinedOutput()
+	if err != nil {
+		return "java: not found"
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) > 1 {
+		return strings.TrimSpace(lines[0]) + ", " + strings.TrimSpace(lines[1])
+	}
+	return strings.TrimSpace(lines[0])
+}
+
+// kafkaClientsOf names the kafka-clients jar a Maven peer was built with.
+func kafkaClientsOf(name string) string {
+	m, _ := filepath.Glob(filepath.Join(buildDir, name, "lib", "kafka-clients-*.jar"))
+	if len(m) == 0 {
+		return ""
+	}
+	return ", with " + strings.TrimSuffix(filepath.Base(m[0]), ".jar")
+}
+
+// loadAvg is the 1, 5 and 15 minute load averages.
+func loadAvg() string {
+	f := strings.Fields(readFile("/proc/loadavg"))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], ", ")
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// values hands out 100-byte values of random letters, a new one per
+// record: with the records produced uncompressed, every fetch carries
+// 100 B per record, as with real payloads, instead of a compressed run of
+// identical bytes that makes the fetch nearly free. The seed is fixed, so
+// every run produces the same bytes.
+type values struct{ rng *rand.Rand }
+
+func newValues() *values { return &values{rng: rand.New(rand.NewPCG(1, 2))} }
+
+func (vs *values) next() []byte {
+	v := make([]byte, 100)
+	for i := range v {
+		v[i] = 'a' + byte(vs.rng.IntN(26))
+	}
+	return v
+}
+
+const greyhoundName = "greyhound"
+
+func unavailable(ps peers, name string) string {
+	if p := ps[name]; p.err != nil {
+		return p.err.Error()
+	}
+	return ""
+}
+
+// scenarioFor builds scenario id: its data, its live phase, its contenders.
+func scenarioFor(id string, o options, k *kafka, self string, ps peers) (*scenario, error) {
+	sc := &scenario{id: id, rounds: o.rounds}
+	switch id {
+	case "S1":
+		sc.rounds = o.s1Rounds
+	case "S5":
+		sc.rounds = o.s5Rounds
+	}
+	var topic, liveTopic string
+	// withLive gives each run of c a new live topic, so that no run reads
+	// another run's live records.
+	withLive := func(c contender, partitions int32) contender {
+		inner := c.cmd
+		if inner == nil {
+			return c
+		}
+		c.cmd = func(group string) (*exec.Cmd, error) {
+			var err error
+			if liveTopic, err = k.topic(context.Background(), strings.ToLower(id)+"-live", partitions, nil); err != nil {
+				return nil, err
+			}
+			cmd, err := inner(group)
+			if err != nil {
+				return nil, err
+			}
+			if cmd.Args[0] == "java" {
+				cmd.Args = slices.Insert(cmd.Args, len(cmd.Args)-1, "-Dbench.liveTopic="+liveTopic)
+			} else {
+				cmd.Args = append(cmd.Args, "-live-topic", liveTopic)
+			}
+			return cmd, nil
+		}
+		return c
+	}
+	goCmd := func(who string, extra ...string) contender {
+		return contender{name: who, cmd: func(group string) (*exec.Cmd, error) {
+			args := append([]string{"contender", "-scenario", id, "-who", who, "-brokers", k.brokers, "-topic", topic, "-group", group}, extra...)
+			return exec.Command(self, args...), nil
+		}}
+	}
+	greyhound := contender{name: greyhoundName, unavailable: unavailable(ps, greyhoundName)}
+	switch id {
+	case "S1":
+		sc.title = fmt.Sprintf("plain consume, no-op handler: %d backlog records of 100 B over 4 partitions", o.s1Records)
+		sc.timing = "first record handled → last backlog record handled"
+		sc.latency = fmt.Sprintf("end-to-end, handler call minus produce time, of %d live records produced at %d/s after the backlog", o.s1Live, o.s1LiveRate)
+		vs := newValues()
+		sc.setup = func(ctx context.Context) (err error) {
+			if topic, err = k.topic(ctx, "s1", 4, nil); err != nil {
+				return err
+			}
+			return k.produce(ctx, o.s1Records, func(int) *kgo.Record { return &kgo.Record{Topic: topic, Value: vs.next()} })
+		}
+		if o.s1Live > 0 {
+			sc.live = func(ctx context.Context) error {
+				return k.producePaced(ctx, o.s1Live, o.s1LiveRate, func(int) *kgo.Record { return &kgo.Record{Topic: liveTopic, Value: vs.next()} })
+			}
+		}
+		n := []string{"-records", strconv.Itoa(o.s1Records), "-live", strconv.Itoa(o.s1Live)}
+		sc.contenders = []contender{withLive(goCmd("whippet", n...), 4), withLive(goCmd("franz-go", n...), 4), greyhound}
+
+	case "S2":
+		sc.title = fmt.Sprintf("non-blocking retries: %d records of 100 B over 4 partitions, every 10th failing once, retried after %v", o.s2Records, o.s2Retry)
+		sc.timing = fmt.Sprintf("first record handled → last record handled successfully (retries included), so never shorter than the %v retry interval", o.s2Retry)
+		sc.latency = fmt.Sprintf("retry lateness of the failed records: handled on the retry topic minus due time (first failure + %v)", o.s2Retry)
+		sc.setup = func(ctx context.Context) (err error) {
+			if topic, err = k.topic(ctx, "s2", 4, nil); err != nil {
+				return err
+			}
+			vs := newValues()
+			return k.produce(ctx, o.s2Records, func(i int) *kgo.Record {
+				key := fmt.Appendf(nil, "ok-%d", i)
+				if i%10 == 0 {
+					key[0] = 'f' // "fk-…": fails on its first attempt
+				}
+				return &kgo.Record{Topic: topic, Key: key, Value: vs.next()}
+			})
+		}
+		spring := contender{name: "spring-kafka", unavailable: unavailable(ps, "spring-retry")}
+		if spring.unavailable == "" {
+			spring.cmd = func(group string) (*exec.Cmd, error) {
+				return ps["spring-retry"].javaCmd(map[string]string{
+					"bench.brokers": k.brokers, "bench.topic": topic, "bench.group": group,
+					"bench.records": strconv.Itoa(o.s2Records), "bench.retryMs": strconv.FormatInt(o.s2Retry.Milliseconds(), 10),
+					"bench.partitions": "4", "bench.concurrency": "4",
+				}), nil
+			}
+		}
+		sc.contenders = []contender{goCmd("whippet", "-records", strconv.Itoa(o.s2Records), "-retry-delay", o.s2Retry.String()), spring, greyhound}
+
+	case "S3":
+		sc.title = fmt.Sprintf("key-ordered parallel processing: %d records, 1 partition, %d keys, %v handler, concurrency %d (ideal %.0f rec/s)",
+			o.s3Records, o.s3Keys, o.s3Handler, o.s3Conc, float64(o.s3Conc)/o.s3Handler.Seconds())
+		sc.timing = "first record handled → last backlog record handled"
+		sc.latency = fmt.Sprintf("end-to-end, handler end minus produce time, of %d live records produced at %d/s after the backlog", o.s3Live, o.s3LiveRate)
+		sc.setup = func(ctx context.Context) (err error) {
+			if topic, err = k.topic(ctx, "s3", 1, nil); err != nil {
+				return err
+			}
+			vs := newValues()
+			return k.produce(ctx, o.s3Records, func(i int) *kgo.Record {
+				return &kgo.Record{Topic: topic, Key: fmt.Appendf(nil, "key-%d", i%o.s3Keys), Value: vs.next()}
+			})
+		}
+		if o.s3Live > 0 {
+			vs := newValues()
+			sc.live = func(ctx context.Context) error {
+				return k.producePaced(ctx, o.s3Live, o.s3LiveRate, func(i int) *kgo.Record {
+					return &kgo.Record{Topic: liveTopic, Key: fmt.Appendf(nil, "key-%d", i%o.s3Keys), Value: vs.next()}
+				})
+			}
+		}
+		pc := contender{name: "parallel-consumer", unavailable: unavailable(ps, "parallel-consumer")}
+		if pc.unavailable == "" {
+			pc.cmd = func(group string) (*exec.Cmd, error) {
+				return ps["parallel-consumer"].javaCmd(map[string]string{
+					"bench.brokers": k.brokers, "bench.topic": topic, "bench.group": group,
+					"bench.backlog": strconv.Itoa(o.s3Records), "bench.live": strconv.Itoa(o.s3Live),
+					"bench.concurrency": strconv.Itoa(o.s3Conc), "bench.handlerMs": strconv.FormatInt(o.s3Handler.Milliseconds(), 10),
+				}), nil
+			}
+		}
+		sc.contenders = []contender{withLive(goCmd("whippet", "-records", strconv.Itoa(o.s3Records), "-live", strconv.Itoa(o.s3Live),
+			"-concurrency", strconv.Itoa(o.s3Conc), "-handler", o.s3Handler.String()), 1), withLive(pc, 1)}
+
+	case "S4":
+		sc.title = fmt.Sprintf("compacted topic loaded into memory: %d keys (11 B key, 100 B value) over 4 partitions", o.s4Keys)
+		sc.timing = "client creation (kvstore.Open, kgo.NewClient, goka.NewView) → every partition loaded to its end offset"
+		sc.setup = func(ctx context.Context) (err error) {
+			if topic, err = k.topic(ctx, "s4", 4, map[string]*string{"cleanup.policy": new("compact")}); err != nil {
+				return err
+			}
+			vs := newValues()
+			return k.produce(ctx, o.s4Keys, func(i int) *kgo.Record {
+				return &kgo.Record{Topic: topic, Key: fmt.Appendf(nil, "key-%07d", i), Value: vs.next()}
+			})
+		}
+		goka := contender{name: "goka", unavailable: unavailable(ps, "goka")}
+		if goka.unavailable == "" {
+			goka.cmd = func(string) (*exec.Cmd, error) {
+				return exec.Command(ps["goka"].argv[0], "-brokers", k.brokers, "-topic", topic, "-keys", strconv.Itoa(o.s4Keys),
+					"-limit", o.s4Limit.String()), nil
+			}
+		}
+		n := strconv.Itoa(o.s4Keys)
+		sc.contenders = []contender{goCmd("whippet", "-records", n), goCmd("franz-go", "-records", n), goka}
+
+	case "S5":
+		sc.title = fmt.Sprintf("exactly-once transform: %d records of 100 B over 4 partitions, one output each", o.s5Records)
+		sc.timing = "first record handled → every input offset committed (transactions included)"
+		sc.setup = func(ctx context.Context) (err error) {
+			if topic, err = k.topic(ctx, "s5", 4, nil); err != nil {
+				return err
+			}
+			vs := newValues()
+			return k.produce(ctx, o.s5Records, func(i int) *kgo.Record {
+				return &kgo.Record{Topic: topic, Key: fmt.Appendf(nil, "order-%d", i), Value: vs.next()}
+			})
+		}
+		withOut := func(c contender) contender {
+			inner := c.cmd
+			c.cmd = func(group string) (*exec.Cmd, error) {
+				out, err := k.topic(context.Background(), "s5-out", 4, nil)
+				if err != nil {
+					return nil, err
+				}
+				cmd, err := inner(group)
+				if err != nil {
+					return nil, err
+				}
+				cmd.Args = append(cmd.Args, "-out", out)
+				return cmd, nil
+			}
+			return c
+		}
+		n := strconv.Itoa(o.s5Records)
+		sc.contenders = []contender{withOut(goCmd("whippet", "-records", n)), withOut(goCmd("franz-go", "-records", n))}
+
+	default:
+		return nil, fmt.Errorf("unknown scenario %q (want S1..S5)", id)
+	}
+	return sc, nil
+}
