@@ -286,11 +286,11 @@ func (s *Store[K, V]) checkReady(targets map[int32]int64) {
 	if len(targets) > 0 || s.st.ready.Load() {
 		return
 	}
+	s.tab.rightSize() // before ready: the memory a ready store holds is what it keeps
 	d := time.Since(s.opened)
 	s.st.setLoadSeconds(d.Seconds())
 	s.st.ready.Store(true)
 	close(s.ready)
-	s.tab.rightSize()
 	s.log.Info("store loaded", zap.Int64("entries", s.st.entries.Load()), zap.Int64("bytes", s.st.bytes.Load()),
 		zap.Int64("records", s.st.applied.Load()), zap.Duration("took", d))
 }
@@ -300,15 +300,12 @@ func (s *Store[K, V]) checkReady(targets map[int32]int64) {
 // shard (each key's records in offset order), and their changes passed to
 // subscribers in offset order per partition.
 func (s *Store[K, V]) apply(fs kgo.Fetches, lso map[int32]int64) {
-	ops := s.ops[:0]
-	if n := fs.NumRecords(); cap(ops) < n {
-		ops = make([]op[K, V], 0, n)
-	}
 	type partEnd struct {
 		partition int32
 		next      int64
 	}
 	var ends []partEnd
+	s.tab.reserve(fs.NumRecords())
 	fs.EachPartition(func(p kgo.FetchTopicPartition) {
 		if p.Err != nil && len(p.Records) == 0 {
 			return
@@ -321,43 +318,36 @@ func (s *Store[K, V]) apply(fs kgo.Fetches, lso map[int32]int64) {
 		if len(p.Records) == 0 {
 			return
 		}
+		ends = append(ends, partEnd{p.Partition, p.Records[len(p.Records)-1].Offset + 1})
 		for _, r := range p.Records {
-			if r.Attrs.IsControl() {
-				continue
+			var err error
+			switch {
+			case r.Attrs.IsControl():
+			case r.Key == nil:
+				err = errors.New("record has no key")
+			default:
+				err = s.tab.add(r)
 			}
-			if r.Key == nil {
-				s.decodeFailed(r, errors.New("record has no key"))
-				continue
-			}
-			k, v, err := s.decode(r)
 			if err != nil {
 				s.decodeFailed(r, err)
-				continue
 			}
-			ops = append(ops, op[K, V]{k: k, v: v, size: int32(len(r.Key) + len(r.Value)), del: r.Value == nil, shard: s.tab.index(k)})
 		}
-		ends = append(ends, partEnd{p.Partition, p.Records[len(p.Records)-1].Offset + 1})
 	})
 
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
-	entries, size := s.applier.apply(s.tab, ops)
-	s.st.entries.Add(entries)
-	s.st.bytes.Add(size)
-	s.st.applied.Add(int64(len(ops)))
+	var emit func(Change[K, V])
 	if len(s.subs) > 0 {
-		for i := range ops {
-			o := &ops[i]
-			if o.del && !o.existed {
-				continue
-			}
+		emit = func(c Change[K, V]) {
 			for _, sub := range s.subs {
-				sub.push(Change[K, V]{Key: o.k, Old: o.old.v, New: o.v, Existed: o.existed, Deleted: o.del})
+				sub.push(c)
 			}
 		}
 	}
-	clear(ops) // drop the references to keys and values
-	s.ops = ops[:0]
+	entries, size, applied := s.tab.flush(emit)
+	s.st.entries.Add(entries)
+	s.st.bytes.Add(size)
+	s.st.applied.Add(applied)
 	for _, e := range ends {
 		s.pos[e.partition] = e.next
 		if ws := s.waiters[e.partition]; len(ws) > 0 {

@@ -86,13 +86,12 @@ func (s *Store[K, V]) Subscribe(ctx context.Context, fn func(Change[K, V]), opts
 	}
 	if !cfg.skipExisting {
 		sub.initial = make([]Change[K, V], 0, s.st.entries.Load())
-		for i := range s.tab.shards {
-			sh := &s.tab.shards[i]
-			sh.mu.RLock()
-			for k, e := range sh.m {
-				sub.initial = append(sub.initial, Change[K, V]{Key: k, New: e.v, Initial: true})
+		var buf []kv[K, V]
+		for i := range shardCount {
+			buf = s.tab.appendShard(i, buf[:0])
+			for _, p := range buf {
+				sub.initial = append(sub.initial, Change[K, V]{Key: p.k, New: p.v, Initial: true})
 			}
-			sh.mu.RUnlock()
 		}
 		s.st.subPending.Add(int64(len(sub.initial)))
 	}
