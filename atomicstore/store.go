@@ -64,8 +64,8 @@ func (w *watch) OnFetchRecordUnbuffered(r *kgo.Record, polled bool) {
 	if ch == nil {
 		return
 	}
-	// A copy: the replica recycles fetched records (kgo.Record.Recycle)
-	// once applied, and Update decodes the value on another goroutine.
+	// A copy: Update decodes the value on another goroutine, and r.Value
+	// shares the replica's fetch buffer.
 	res := result{value: bytes.Clone(r.Value)}
 	if msg, ok := header(r, HeaderError); ok {
 		res.failed, res.errMsg = true, msg
