@@ -9,7 +9,7 @@ STATICCHECK_VERSION ?= v0.8.2
 KAFKA_STATE_DIR ?= $(CURDIR)/.kafka
 export KAFKA_STATE_DIR
 
-.PHONY: demo test test-unit lint kafka-up kafka-down bench bench-consumer bench-kvstore fuzz deps chromium
+.PHONY: demo test test-chaos test-unit lint kafka-up kafka-down bench bench-consumer bench-kvstore fuzz deps chromium
 
 # The end-to-end examples on an embedded kfake cluster: Go only, no broker.
 demo:
@@ -44,7 +44,21 @@ test: deps lint chromium
 	  status=$$?; \
 	  echo "full test log: $(TEST_LOG)"; \
 	  $(MAKE) --no-print-directory kafka-down; \
+	  $(MAKE) --no-print-directory test-chaos || status=1; \
 	  exit $$status
+
+# The chaos suite (internal/chaos, build tag chaos), part of `make test`: a 3-node Apache Kafka
+# cluster it starts itself on 127.0.0.1 (replication 3, min.insync.replicas 2; base port 25192 or
+# the first free one in 21092..29000), with consumer processes SIGKILLed and brokers SIGKILLed +
+# restarted and frozen (SIGSTOP/SIGCONT). Prints a table of records, lost, duplicated and time to
+# recover; the full log goes to $(CHAOS_LOG).
+CHAOS_LOG ?= $(KAFKA_STATE_DIR)/chaos-test.log
+test-chaos: deps
+	@mkdir -p "$(dir $(CHAOS_LOG))"
+	set -o pipefail; \
+	  $(GO) test -tags chaos -race -count=1 -v -timeout 30m ./internal/chaos/ 2>&1 | tee "$(CHAOS_LOG)" \
+	    | grep --line-buffered -E '^(ok|FAIL|PASS|panic:|--- |\||whippet chaos:)|^ +[a-z_]+_test\.go:[0-9]+:'; \
+	  status=$$?; echo "full chaos log: $(CHAOS_LOG)"; exit $$status
 
 # Debian's Chromium, for the dashboard's browser test (consumer/admin).
 chromium:
@@ -59,7 +73,9 @@ lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags chaos ./internal/chaos/
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) -tags chaos ./internal/chaos/
 
 # The consumer benchmarks on real Kafka: whippet vs a plain franz-go PollFetches loop over the same
 # 1,000,000 records, and key-parallel throughput against its ideal.
