@@ -101,10 +101,21 @@ func Open[K comparable, V any](ctx context.Context, name string, keys producer.C
 		return nil, err
 	}
 	w := &watch{waits: make(map[string]chan result)}
-	kv, err := kvstore.Open(ctx, StoreTopic(name), keys, values,
-		kvstore.Brokers(cfg.brokers...), kvstore.Logger(cfg.logger), kvstore.Name(name),
-		kvstore.CreateTopic(false),
-		kvstore.ClientOptions(append(append([]kgo.Opt(nil), cfg.clientOpts...), kgo.WithHooks(w))...))
+	var kv *kvstore.Store[K, V]
+	// ensureTopics saw the store topic in one broker's metadata; the
+	// replica's client may ask another broker that does not know it yet (on
+	// 3 brokers this failed the chaos suite once), so a missing topic is
+	// asked for again for a few seconds.
+	for attempt := 0; ; attempt++ {
+		kv, err = kvstore.Open(ctx, StoreTopic(name), keys, values,
+			kvstore.Brokers(cfg.brokers...), kvstore.Logger(cfg.logger), kvstore.Name(name),
+			kvstore.CreateTopic(false),
+			kvstore.ClientOptions(append(append([]kgo.Opt(nil), cfg.clientOpts...), kgo.WithHooks(w))...))
+		if !errors.Is(err, kvstore.ErrTopicNotFound) || attempt == 50 || ctx.Err() != nil {
+			break
+		}
+		sleep(ctx, 100)
+	}
 	if err != nil {
 		cl.Close()
 		return nil, fmt.Errorf("atomicstore: opening the replica of %s: %w", StoreTopic(name), err)
