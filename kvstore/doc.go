@@ -35,8 +35,8 @@
 //     do not modify a []byte value. Stored bytes are never overwritten: an
 //     update appends, and a shard's chunks are compacted (live bytes copied
 //     to new chunks) once they hold as much garbage as live data; a value a
-//     caller keeps keeps its chunk alive. Values of other codecs are decoded once, when the record is
-//     loaded, and kept as decoded. Other key types are kept in Go maps of
+//     caller keeps keeps its chunk alive. Values of other codecs are
+//     decoded once, when the record is loaded, and kept as decoded. Other key types are kept in Go maps of
 //     decoded keys and values (more memory per entry, slower loads).
 //   - Writes. Put and Delete produce to the topic through whippet's
 //     idempotent producer (acks=all), keyed so that Kafka's default
@@ -53,6 +53,12 @@
 //     and counted, and franz-go reconnects through broker restarts and
 //     leader moves. A record whose key or value cannot be decoded is logged,
 //     counted and skipped (see OnDecodeError).
+//   - Deletes and compaction. The log cleaner drops a tombstone once it is
+//     older than the topic's delete.retention.ms (Kafka's default: 24h); a
+//     store or replica that reads the partition later than that after the
+//     delete may keep (or bring back) the deleted key's older value. Keep
+//     delete.retention.ms above the longest a store may be down or behind
+//     (TopicConfig sets it when the store creates the topic).
 //
 // Metrics (with Registerer; constant labels store and topic):
 // whippet_kvstore_entries, _bytes (raw key + value bytes), _lag_records,

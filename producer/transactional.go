@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -74,6 +75,14 @@ func NewTransactional(id string, opts ...Option) (*Transactional, error) {
 		kgo.ProducerLinger(cfg.linger),
 		kgo.ProducerBatchMaxBytes(cfg.maxBatchBytes),
 		kgo.WithLogger(kzap.New(cfg.logger)),
+		// As in the consumer's transactional mode: Kafka 4 (transactions v2,
+		// KIP-890) answers a produce that comes while the last transaction's
+		// markers are still being written with CONCURRENT_TRANSACTIONS, which
+		// franz-go retries only after a metadata refresh, no sooner than
+		// MetadataMinAge (default 5s); 20ms is its default backoff for the
+		// same error on AddPartitionsToTxn.
+		kgo.ConcurrentTransactionsBackoff(5 * time.Millisecond),
+		kgo.MetadataMinAge(250 * time.Millisecond),
 	}
 	kopts = append(kopts, cfg.clientOpts...)
 	kopts = append(kopts, kgo.TransactionalID(id))

@@ -77,7 +77,7 @@ func TestServerPropertiesThreeNodes(t *testing.T) {
 		"min.insync.replicas":              "2",
 		"offsets.topic.replication.factor": "3",
 		"transaction.state.log.min.isr":    "2",
-		"broker.session.timeout.ms":        "3000",
+		"broker.session.timeout.ms":        "9000",
 		"num.partitions":                   "4",     // override replaced
 		"auto.create.topics.enable":        "false", // override appended
 	} {
