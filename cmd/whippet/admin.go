@@ -45,7 +45,9 @@ Flags, before or after the command:
   -url URL          the admin handler, e.g. http://host:8080/whippet [$WHIPPET_ADMIN_URL]
   -consumer NAME    the consumer, when the service registers several
   -H 'Name: value'  send a header (repeatable), e.g. -H 'X-Forwarded-User: alice'
-  -token TOKEN      send "Authorization: Bearer TOKEN" [$WHIPPET_ADMIN_TOKEN]
+  -token-file FILE  send "Authorization: Bearer <the file's first line>" [$WHIPPET_ADMIN_TOKEN_FILE]
+  -token TOKEN      the same with the token itself [$WHIPPET_ADMIN_TOKEN]; prefer -token-file
+                    or the variable: a command line shows in ps and the shell history
   -json             print the API's JSON answer
   -timeout D        give up after D (default 1m)
   -tls-ca FILE      for https: trust the CA certificates in this PEM file [$WHIPPET_ADMIN_TLS_CA]
@@ -98,6 +100,7 @@ func parsePartitionOffset(v string) (admin.PartitionOffset, error) {
 
 type adminFlags struct {
 	url, consumer, token string
+	tokenFile            string
 	headers              headerFlags
 	jsonOut              bool
 	timeout              time.Duration
@@ -115,7 +118,8 @@ func (o *adminFlags) common(fs *flag.FlagSet) {
 	fs.StringVar(&o.url, "url", o.url, "the admin handler's URL [WHIPPET_ADMIN_URL]")
 	fs.StringVar(&o.consumer, "consumer", o.consumer, "the consumer, when the service registers several")
 	fs.Var(&o.headers, "H", "send a header 'Name: value' (repeatable)")
-	fs.StringVar(&o.token, "token", o.token, `send "Authorization: Bearer TOKEN" [WHIPPET_ADMIN_TOKEN]`)
+	fs.StringVar(&o.token, "token", o.token, `send "Authorization: Bearer TOKEN" [WHIPPET_ADMIN_TOKEN]; prefer -token-file`)
+	fs.StringVar(&o.tokenFile, "token-file", o.tokenFile, `send "Authorization: Bearer <the file's first line>" [WHIPPET_ADMIN_TOKEN_FILE]`)
 	fs.BoolVar(&o.jsonOut, "json", o.jsonOut, "print the API's JSON answer")
 	fs.DurationVar(&o.timeout, "timeout", o.timeout, "give up after this long")
 	fs.StringVar(&o.caFile, "tls-ca", o.caFile, "for https: PEM file of the CA certificates to trust [WHIPPET_ADMIN_TLS_CA]")
@@ -144,7 +148,7 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 }
 
 func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o := adminFlags{url: os.Getenv("WHIPPET_ADMIN_URL"), token: os.Getenv("WHIPPET_ADMIN_TOKEN"), timeout: time.Minute, partition: -1,
+	o := adminFlags{url: os.Getenv("WHIPPET_ADMIN_URL"), token: os.Getenv("WHIPPET_ADMIN_TOKEN"), tokenFile: os.Getenv("WHIPPET_ADMIN_TOKEN_FILE"), timeout: time.Minute, partition: -1,
 		caFile: os.Getenv("WHIPPET_ADMIN_TLS_CA"), certFile: os.Getenv("WHIPPET_ADMIN_TLS_CERT"), keyFile: os.Getenv("WHIPPET_ADMIN_TLS_KEY")}
 	top := flag.NewFlagSet("whippet admin", flag.ContinueOnError)
 	top.SetOutput(stderr)
@@ -231,6 +235,11 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if o.timeout <= 0 {
 		return fmt.Errorf("%w: -timeout must be positive", errUsage)
+	}
+	if o.tokenFile != "" {
+		if o.token, err = readTokenFile(o.tokenFile); err != nil {
+			return err
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
@@ -584,4 +593,19 @@ func (a *adminClient) actions(ctx context.Context, pos []string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", formatTime(r.At), r.Who, r.Action, target, truncate(oneLine(result), 100))
 	}
 	return tw.Flush()
+}
+
+// readTokenFile returns the first line of the file named by -token-file,
+// trimmed; an empty token is an error. The error never quotes the content.
+func readTokenFile(name string) (string, error) {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return "", fmt.Errorf("%w: -token-file: %w", errUsage, err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	token := strings.TrimSpace(line)
+	if token == "" {
+		return "", fmt.Errorf("%w: -token-file %s: the first line is empty", errUsage, name)
+	}
+	return token, nil
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -162,7 +164,18 @@ func TestAdminCommands(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "403 Forbidden: forbidden: bad token") {
 		t.Fatalf("skip without a token: %d %q", code, stderr)
 	}
-	auth := []string{"-token", "s3cret"}
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(t.TempDir(), "empty")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := cli(t, "admin", u, "-token-file", empty, "skip", topic+"/0"); code != 2 || !strings.Contains(stderr, "-token-file "+empty+": the first line is empty") {
+		t.Fatalf("skip with an empty token file: %d %q", code, stderr)
+	}
+	auth := []string{"-token-file", tokenFile} // -token is used below
 	stdout, _ = ok(append(auth, "skip", topic+"/0")...)
 	if !strings.Contains(stdout, "skipped "+topic+"/0 at offset(s) [1]") || !strings.Contains(stdout, "as alice") {
 		t.Errorf("skip: %q", stdout)
