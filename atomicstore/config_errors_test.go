@@ -3,9 +3,7 @@ package atomicstore_test
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,32 +11,8 @@ import (
 
 	"github.com/whippet-go/whippet/atomicstore"
 	"github.com/whippet-go/whippet/producer"
+	"github.com/whippet-go/whippet/testkit"
 )
-
-// countingBroker listens on loopback and counts connections: option errors
-// must come before any network I/O.
-func countingBroker(t *testing.T) (string, *atomic.Int32) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n atomic.Int32
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			n.Add(1)
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
-	return ln.Addr().String(), &n
-}
 
 // TestEveryConfigErrorNamesItsField feeds Open and NewProcessor each invalid
 // option and argument: the error is a *ConfigError matching
@@ -46,7 +20,7 @@ func countingBroker(t *testing.T) (string, *atomic.Int32) {
 // any connection (Open gets a short context, so a network attempt would end
 // in a different error).
 func TestEveryConfigErrorNamesItsField(t *testing.T) {
-	addr, conns := countingBroker(t)
+	addr, conns := testkit.CountingListener(t)
 	ok := atomicstore.Brokers(addr)
 	cases := []struct {
 		name      string

@@ -3,9 +3,7 @@ package consumer_test
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,38 +11,8 @@ import (
 
 	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/retry"
+	"github.com/whippet-go/whippet/testkit"
 )
-
-// listenerBroker is a loopback address that counts the connections made to
-// it: a configuration error must be reported before any network I/O, so a
-// test with a bad option expects none.
-type listenerBroker struct {
-	addr  string
-	conns atomic.Int32
-}
-
-func newListenerBroker(t *testing.T) *listenerBroker {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &listenerBroker{addr: ln.Addr().String()}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			b.conns.Add(1)
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
-	return b
-}
 
 // configErrors returns the *ConfigError leaves of a (joined) error, and
 // fails the test if any leaf is something else (a network error, say).
@@ -77,7 +45,7 @@ var okHandler = consumer.HandlerFunc(func(context.Context, *kgo.Record) error { 
 // matching ErrInvalidConfig whose Field is the option and whose message
 // says what is wrong with the value given.
 func TestEveryConfigErrorNamesItsField(t *testing.T) {
-	broker := newListenerBroker(t)
+	brokerAddr, conns := testkit.CountingListener(t)
 	long := strings.Repeat("g", 240)
 	exp := func(mut func(*retry.Exponential)) retry.Policy {
 		e := retry.Exponential{Initial: time.Second, Max: time.Minute, Multiplier: 2, Retries: 3}
@@ -140,14 +108,14 @@ func TestEveryConfigErrorNamesItsField(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			opts := append([]consumer.Option{consumer.Brokers(broker.addr), consumer.Group("g"), consumer.Topics("orders")}, tc.opts...)
+			opts := append([]consumer.Option{consumer.Brokers(brokerAddr), consumer.Group("g"), consumer.Topics("orders")}, tc.opts...)
 			switch tc.field {
 			case "Brokers":
 				opts = append([]consumer.Option{consumer.Group("g"), consumer.Topics("orders")}, tc.opts...)
 			case "Group":
-				opts = append([]consumer.Option{consumer.Brokers(broker.addr), consumer.Topics("orders")}, tc.opts...)
+				opts = append([]consumer.Option{consumer.Brokers(brokerAddr), consumer.Topics("orders")}, tc.opts...)
 			case "Topics":
-				opts = append([]consumer.Option{consumer.Brokers(broker.addr), consumer.Group("g")}, tc.opts...)
+				opts = append([]consumer.Option{consumer.Brokers(brokerAddr), consumer.Group("g")}, tc.opts...)
 			}
 			c, err := consumer.New(tc.h, opts...)
 			if err == nil {
@@ -171,11 +139,11 @@ func TestEveryConfigErrorNamesItsField(t *testing.T) {
 			}
 		})
 	}
-	if n := broker.conns.Load(); n != 0 {
+	if n := conns.Load(); n != 0 {
 		t.Fatalf("%d connections to the broker: configs must be validated before any network I/O", n)
 	}
 	// Control: a client that does talk to the address is counted.
-	cl, err := kgo.NewClient(kgo.SeedBrokers(broker.addr))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokerAddr))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +151,7 @@ func TestEveryConfigErrorNamesItsField(t *testing.T) {
 	defer cancel()
 	_ = cl.Ping(ctx)
 	cl.Close()
-	if broker.conns.Load() == 0 {
+	if conns.Load() == 0 {
 		t.Fatal("the listener did not see a client that connected: it proves nothing")
 	}
 }

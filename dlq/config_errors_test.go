@@ -3,48 +3,22 @@ package dlq_test
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/whippet-go/whippet/dlq"
+	"github.com/whippet-go/whippet/testkit"
 )
-
-// countingBroker listens on loopback and counts connections: argument and
-// option errors must come before any network I/O.
-func countingBroker(t *testing.T) (string, *atomic.Int32) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n atomic.Int32
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			n.Add(1)
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
-	return ln.Addr().String(), &n
-}
 
 // TestEveryConfigErrorNamesItsField checks every option and method argument
 // rule: the error is a *ConfigError, matches ErrInvalidConfig (options) or
 // ErrInvalidArgument (arguments), names the field, says the rule, and comes
 // before any connection to the broker.
 func TestEveryConfigErrorNamesItsField(t *testing.T) {
-	addr, conns := countingBroker(t)
+	addr, conns := testkit.CountingListener(t)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
 	if err != nil {
 		t.Fatal(err)
