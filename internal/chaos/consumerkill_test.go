@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -39,23 +37,13 @@ func runConsumerChild() {
 		os.Exit(2)
 	}
 	name := os.Getenv("WHIPPET_CHAOS_NAME")
-	c, err := consumer.New(consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+	runChildConsumer(consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
 		// One write per record: O_APPEND keeps the lines of two processes whole.
 		_, err := fmt.Fprintf(f, "%s %d %d %d\n", name, r.Partition, r.Offset, time.Now().UnixMilli())
 		return err
 	}), consumer.Brokers(strings.Split(os.Getenv("WHIPPET_CHAOS_BROKERS"), ",")...),
 		consumer.Group(os.Getenv("WHIPPET_CHAOS_GROUP")), consumer.Topics(os.Getenv("WHIPPET_CHAOS_TOPIC")),
 		consumer.ClientOptions(kgo.SessionTimeout(childSessionTimeout)), consumer.Logger(childLogger()))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	defer stop()
-	if err := c.Run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
 }
 
 // handledLog accumulates the lines the consumer processes append.

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -26,6 +27,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/testkit"
 	"github.com/whippet-go/whippet/testkit/localkafka"
 )
@@ -48,6 +50,23 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	goleak.VerifyTestMain(m)
+}
+
+// runChildConsumer is the end of a child process's main: it runs a
+// consumer until SIGTERM (or until the test SIGKILLs the process), and exits
+// 2 if the consumer cannot be made, 1 if Run fails.
+func runChildConsumer(h consumer.Handler, opts ...consumer.Option) {
+	c, err := consumer.New(h, opts...)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	if err := c.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 }
 
 // reservedBase is the base port tried first (nodes at +0, +10, +20 and the

@@ -6,11 +6,9 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -84,17 +82,7 @@ func runRetryChild() {
 	if eos {
 		opts = append(opts, consumer.Transactional(os.Getenv("WHIPPET_CHAOS_TXN_ID")))
 	}
-	c, err := consumer.New(h, opts...)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	defer stop()
-	if err := c.Run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
+	runChildConsumer(h, opts...)
 }
 
 // attemptLog accumulates a retry child's attempt lines.
