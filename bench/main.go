@@ -17,6 +17,7 @@
 package main
 
 import (
+	"cmp"
 	"bufio"
 	"context"
 	"encoding/json"
@@ -129,18 +130,11 @@ type row struct {
 	failures            []string
 }
 
-func median(xs []float64) float64 {
+// median returns the middle of xs (the upper one of an even count), 0 for none.
+func median[T cmp.Ordered](xs []T) T {
+	var zero T
 	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
-func medianInt(xs []int64) int64 {
-	if len(xs) == 0 {
-		return 0
+		return zero
 	}
 	s := slices.Clone(xs)
 	slices.Sort(s)
@@ -394,7 +388,7 @@ func formatTable(rows []*row) string {
 			note += fmt.Sprintf(" (%d failed)", len(r.failures))
 		}
 		fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %s | %.0f | %s | %s |\n",
-			r.scenario, r.contender, rate, p50, p99, float64(medianInt(r.rss))/(1<<20), ratio, note)
+			r.scenario, r.contender, rate, p50, p99, float64(median(r.rss))/(1<<20), ratio, note)
 	}
 	return b.String()
 }
