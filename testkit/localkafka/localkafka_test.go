@@ -301,6 +301,25 @@ func requireLocalKafka(t *testing.T, cfg Config) {
 	}
 }
 
+// integrationConfig is the Config of an integration test's own cluster:
+// version and cache from the environment, nodes nodes, a temporary state
+// dir, free ports, progress to stderr with -v.
+func integrationConfig(t *testing.T, nodes int) Config {
+	t.Helper()
+	cfg, err := ConfigFromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Nodes = nodes
+	cfg.StateDir = t.TempDir()
+	requireLocalKafka(t, cfg)
+	cfg.BasePort = freeBase(t, nodes)
+	if testing.Verbose() {
+		cfg.Stdout = os.Stderr
+	}
+	return cfg
+}
+
 // freeBase finds a base port whose node ports are all free, below Linux's
 // ephemeral range (32768+) so outgoing connections cannot take them, and
 // away from 19092 (whippet kafka up) and 29092 (testkit).
@@ -385,17 +404,7 @@ func mustAtoi(s string) int { n, _ := strconv.Atoi(s); return n }
 
 func TestIntegrationSingleNode(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t) }) // runs last
-	cfg, err := ConfigFromEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Nodes = 1
-	cfg.StateDir = t.TempDir()
-	requireLocalKafka(t, cfg)
-	cfg.BasePort = freeBase(t, 1)
-	if testing.Verbose() {
-		cfg.Stdout = os.Stderr
-	}
+	cfg := integrationConfig(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
@@ -480,17 +489,7 @@ func TestIntegrationSingleNode(t *testing.T) {
 
 // TestIntegrationThreeNodes starts a 3-node cluster (about 30s on 2 cores).
 func TestIntegrationThreeNodes(t *testing.T) {
-	cfg, err := ConfigFromEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Nodes = 3
-	cfg.StateDir = t.TempDir()
-	requireLocalKafka(t, cfg)
-	cfg.BasePort = freeBase(t, 3)
-	if testing.Verbose() {
-		cfg.Stdout = os.Stderr
-	}
+	cfg := integrationConfig(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	c, err := Up(ctx, cfg)
@@ -524,14 +523,7 @@ func TestIntegrationThreeNodes(t *testing.T) {
 // TestIntegrationAcquire checks that leases share one cluster and that the
 // last release stops it.
 func TestIntegrationAcquire(t *testing.T) {
-	cfg, err := ConfigFromEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Nodes = 1
-	cfg.StateDir = t.TempDir()
-	requireLocalKafka(t, cfg)
-	cfg.BasePort = freeBase(t, 1)
+	cfg := integrationConfig(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	c1, release1, err := Acquire(ctx, cfg)

@@ -164,19 +164,9 @@ func TestCertificates(t *testing.T) {
 // secrets.
 func TestIntegrationSecure(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t) })
-	cfg, err := ConfigFromEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := integrationConfig(t, 1)
 	alice := User{Name: "alice", Password: "alice-" + newClusterID()}
-	cfg.Nodes = 1
-	cfg.StateDir = t.TempDir()
 	cfg.Security = &Security{Users: []User{alice, {Name: "bob", Password: "bob-" + newClusterID()}}}
-	requireLocalKafka(t, cfg)
-	cfg.BasePort = freeBase(t, 1)
-	if testing.Verbose() {
-		cfg.Stdout = os.Stderr
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	c, err := Up(ctx, cfg)
