@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -143,6 +144,15 @@ func loadStore(b *testing.B, kc *testkit.Cluster, topic string, records int) (fl
 	return float64(records) / d.Seconds(), d, s
 }
 
+// coldStart collects the heap and returns its free memory to the operating
+// system, so that what runs next starts as in a new process: with a small
+// GC target, and taking a page fault the first time it touches each page of
+// its heap.
+func coldStart() {
+	runtime.GC()
+	debug.FreeOSMemory()
+}
+
 // heap returns the bytes of live heap objects (HeapAlloc) and of heap spans
 // in use (HeapInuse, which adds their unused room) after a full GC.
 func heap() (alloc, inUse int64) {
@@ -176,8 +186,11 @@ func checkGets(b *testing.B, s *kvstore.Store[string, string], n int, value stri
 // only counts the records (with franz-go's defaults, and with the store's
 // smaller partition fetch size), and a hand-written franz-go loader into a
 // map[string]string; alternating (franz-go, franz-go 256K, kvstore,
-// franz-go+map), five rounds each. Each is timed from start (client creation / Open) until the
-// end offsets listed at start are reached (WaitReady); after the timed part,
+// franz-go+map), five rounds each. Each starts as in a process starting up
+// (coldStart): otherwise a contender would inherit the GC target that the
+// previous one's big heap left (and collect less often for it), and reuse
+// the memory it freed (and take fewer page faults for it). Each is timed from start (client creation /
+// Open) until the end offsets listed at start are reached (WaitReady); after the timed part,
 // the store's length and 10,000 Gets are checked. It reports the medians,
 // their ratios, the median of each round's kvstore/franz-go ratio, and the
 // heap per entry (live heap after a GC, minus before) against the raw key +
@@ -194,13 +207,16 @@ func BenchmarkLoad(b *testing.B) {
 	for range b.N {
 		var fr, f2r, mr, sr, ratios, ratios2, perEntry, inUse, mapPerEntry []float64
 		for range rounds {
+			coldStart()
 			r, d := loadFranz(b, kc, topic)
 			fr = append(fr, r)
 			fmt.Printf("  franz-go:     %d records in %v, %.0f rec/s\n", n, d.Round(time.Millisecond), r)
+			coldStart()
 			r, d = loadFranz(b, kc, topic, kgo.FetchMaxPartitionBytes(storeFetchBytes))
 			f2r = append(f2r, r)
 			fmt.Printf("  franz-go 256K:%d records in %v, %.0f rec/s\n", n, d.Round(time.Millisecond), r)
 
+			coldStart()
 			before, beforeInUse := heap()
 			r, d, s := loadStore(b, kc, topic, n)
 			after, afterInUse := heap()
@@ -215,7 +231,8 @@ func BenchmarkLoad(b *testing.B) {
 			ratios = append(ratios, r/fr[len(fr)-1])
 			ratios2 = append(ratios2, r/f2r[len(f2r)-1])
 
-			before, _ = heap() // s is closed and dead: collected
+			coldStart() // s is closed and dead: collected
+			before, _ = heap()
 			r, d, m := loadFranzMap(b, kc, topic)
 			after, _ = heap()
 			if len(m) != n || m[string(benchKey(n/2))] != value {

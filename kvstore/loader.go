@@ -27,7 +27,7 @@ func (s *Store[K, V]) ensureTopic(ctx context.Context) error {
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 	for attempt := 0; ; attempt++ {
-		policy, err := s.cleanupPolicy(ctx, adm)
+		policy, compression, err := s.topicConfig(ctx, adm)
 		if errors.Is(err, kerr.UnknownTopicOrPartition) {
 			if !s.cfg.createTopic {
 				return fmt.Errorf("kvstore %q: %w: %q (CreateTopic is off)", s.cfg.name, ErrTopicNotFound, s.topic)
@@ -38,6 +38,7 @@ func (s *Store[K, V]) ensureTopic(ctx context.Context) error {
 			}
 			if created {
 				s.compacted = true
+				s.fetchSize = compressedFetchBytes // empty: either will do
 				return nil
 			}
 			if attempt < 3 {
@@ -59,30 +60,36 @@ func (s *Store[K, V]) ensureTopic(ctx context.Context) error {
 			s.log.Warn("topic is compacted and also deleted by retention: keys whose last record is older than retention.ms disappear",
 				zap.String("cleanup.policy", policy))
 		}
+		s.fetchSize = s.fetchBytes(ctx, cl, adm, compression)
 		return nil
 	}
 }
 
-// cleanupPolicy returns the topic's cleanup.policy, or an error matching
-// kerr.UnknownTopicOrPartition if the topic does not exist.
-func (s *Store[K, V]) cleanupPolicy(ctx context.Context, adm *kadm.Client) (string, error) {
+// topicConfig returns the topic's cleanup.policy and compression.type, or
+// an error matching kerr.UnknownTopicOrPartition if the topic does not
+// exist.
+func (s *Store[K, V]) topicConfig(ctx context.Context, adm *kadm.Client) (policy, compression string, err error) {
 	rcs, err := adm.DescribeTopicConfigs(ctx, s.topic)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	rc, err := rcs.On(s.topic, nil)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	if rc.Err != nil {
-		return "", rc.Err
+		return "", "", rc.Err
 	}
+	policy, compression = "delete", "producer" // Kafka's defaults
 	for _, c := range rc.Configs {
-		if c.Key == "cleanup.policy" {
-			return c.MaybeValue(), nil
+		switch c.Key {
+		case "cleanup.policy":
+			policy = c.MaybeValue()
+		case "compression.type":
+			compression = c.MaybeValue()
 		}
 	}
-	return "delete", nil // Kafka's default
+	return policy, compression, nil
 }
 
 // createTopic creates the topic; false with no error means it already
@@ -151,6 +158,7 @@ func ready(d kadm.TopicDetail) error {
 // franz-go reconnects and goes on where it was.
 func (s *Store[K, V]) load() {
 	defer close(s.loaderEnd)
+	defer s.tab.done()
 	targets, ok := s.listTargets()
 	if !ok {
 		return
@@ -182,6 +190,13 @@ func (s *Store[K, V]) load() {
 			s.setLastErr(fetchErr)
 		}
 		s.apply(fs, lso)
+		if s.pool != nil {
+			// The records are applied: their memory can take the next
+			// polls' (this zeroes them).
+			s.pool.reuse(fs, s.handedOut)
+			clear(s.handedOut)
+			s.handedOut = s.handedOut[:0]
+		}
 		if targets != nil {
 			s.checkReady(targets)
 			if len(targets) == 0 {
@@ -287,6 +302,7 @@ func (s *Store[K, V]) checkReady(targets map[int32]int64) {
 		return
 	}
 	s.tab.rightSize() // before ready: the memory a ready store holds is what it keeps
+	s.pin = nil       // rightSize stopped the pool
 	d := time.Since(s.opened)
 	s.st.setLoadSeconds(d.Seconds())
 	s.st.ready.Store(true)
@@ -305,7 +321,7 @@ func (s *Store[K, V]) apply(fs kgo.Fetches, lso map[int32]int64) {
 		next      int64
 	}
 	var ends []partEnd
-	s.tab.reserve(fs.NumRecords())
+	s.tab.begin(fs.NumRecords())
 	fs.EachPartition(func(p kgo.FetchTopicPartition) {
 		if p.Err != nil && len(p.Records) == 0 {
 			return
@@ -319,6 +335,9 @@ func (s *Store[K, V]) apply(fs kgo.Fetches, lso map[int32]int64) {
 			return
 		}
 		ends = append(ends, partEnd{p.Partition, p.Records[len(p.Records)-1].Offset + 1})
+		if s.pin != nil {
+			s.pin.region(p.Records)
+		}
 		for _, r := range p.Records {
 			var err error
 			switch {
@@ -381,6 +400,7 @@ func (s *Store[K, V]) decodeFailed(r *kgo.Record, err error) {
 	}
 	if s.cfg.onDecodeError != nil {
 		s.cfg.onDecodeError(r, err)
+		s.handedOut = append(s.handedOut, r) // the callback may keep it
 	}
 }
 

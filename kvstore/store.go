@@ -44,9 +44,6 @@ var (
 	ErrNotApplied = errors.New("kvstore: written to Kafka, not yet applied locally")
 )
 
-// loadFetchPartitionBytes is the store's client's FetchMaxPartitionBytes.
-const loadFetchPartitionBytes = 256 << 10
-
 // closeFlushTimeout bounds how long Close waits for writes still in flight.
 const closeFlushTimeout = 5 * time.Second
 
@@ -62,6 +59,10 @@ type Store[K comparable, V any] struct {
 	copyValues bool
 	log        *zap.Logger
 	tab        table[K, V]
+	fetchSize  int32         // FetchMaxPartitionBytes: see fetchBytes
+	pool       *loadPool     // while loading, for a table that keeps raw values
+	pin        *pinned       // the table's view of pool's buffers; nil once loaded
+	handedOut  []*kgo.Record // the loader's: records of the poll given to OnDecodeError
 	st         stats
 	m          *metrics
 	opened     time.Time
@@ -212,7 +213,13 @@ func (s *Store[K, V]) newTable() table[K, V] {
 	}
 	keyErr := func(b []byte) error { _, err := s.keys.Decode(b); return invalidUTF8(err) }
 	valueErr := func(b []byte) error { _, err := s.values.Decode(b); return invalidUTF8(err) }
-	return newArenaTable[K](vk, keyErr, valueErr, s.decodeValue)
+	t := newArenaTable[K](vk, keyErr, valueErr, s.decodeValue)
+	if vk != decodedValues {
+		s.pool = &loadPool{}
+		t.pin = &pinned{pool: s.pool}
+		s.pin = t.pin
+	}
+	return t
 }
 
 // invalidUTF8 returns err, the String codec's error for bytes that are not
@@ -241,11 +248,14 @@ func (s *Store[K, V]) clientOptions(kp *kprom.Metrics) []kgo.Opt {
 		// Smaller polls than franz-go's 1 MiB per partition (which, once
 		// decompressed, can be 50,000 records each): the loader applies
 		// one poll while franz-go fetches and decodes the next, so smaller
-		// polls overlap better, and keep the records being applied in the
-		// CPU caches: a cold load of a million keys took about 10% less
-		// CPU time than with 1 MiB. Over a slow link, raise it with
-		// ClientOptions.
-		kgo.FetchMaxPartitionBytes(loadFetchPartitionBytes),
+		// polls overlap better, and the first records arrive sooner. The
+		// size depends on the topic's compression: see fetchBytes.
+		kgo.FetchMaxPartitionBytes(s.fetchSize),
+	}
+	if s.pool != nil {
+		// Before the user's options: franz-go uses the first pool given
+		// of each kind.
+		opts = append(opts, kgo.WithPools(s.pool))
 	}
 	opts = append(opts, s.cfg.clientOpts...)
 	opts = append(opts,

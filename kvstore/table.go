@@ -31,13 +31,13 @@ const maxPresize = 1 << 22
 // pointer-free byte arenas; mapTable, for any other key type, keeps Go maps
 // of decoded keys and values.
 //
-// The loader hands a poll's records to add, one by one in offset order, then
-// calls flush once, under the store's applyMu.
+// The loader calls begin for each poll, hands its records to add, one by one
+// in offset order, then calls flush once, under the store's applyMu.
 type table[K comparable, V any] interface {
 	// get returns k's value.
 	get(k K) (V, bool)
-	// reserve makes room for n more records in the batch.
-	reserve(n int)
+	// begin starts the batch of a poll of n records.
+	begin(n int)
 	// add decodes (or checks) a record with a non-nil key and queues it
 	// for the next flush. An error means the record is skipped.
 	add(r *kgo.Record) error
@@ -53,6 +53,9 @@ type table[K comparable, V any] interface {
 	// keys, so that a large load does not rehash them as they grow. Called
 	// by the loader before it adds anything.
 	presize(records int64)
+	// done waits for the table's background work (presize's) to end.
+	// Called by the loader as it exits.
+	done()
 	// rightSize gives back what presize reserved beyond what the shards
 	// hold (a topic full of duplicates), and the loader's batch buffers if
 	// they are big. Called once the load is done.
@@ -120,7 +123,7 @@ func applyShards(ops int, apply func(sh int) (entries, bytes int64)) (entries, b
 	}
 	workers := 1
 	if ops >= parallelApplyMin {
-		workers = min(runtime.GOMAXPROCS(0), maxApplyWorkers)
+		workers = applyWorkers(runtime.GOMAXPROCS(0))
 	}
 	if workers == 1 {
 		return shards(0, shardCount)
@@ -154,11 +157,18 @@ func (a *shardSort) trim() {
 }
 
 // parallelApplyMin is the batch size from which a flush splits the shards
-// between goroutines (up to maxApplyWorkers, and GOMAXPROCS).
+// between goroutines (see applyWorkers).
 const (
 	parallelApplyMin = 4096
 	maxApplyWorkers  = 4
 )
+
+// applyWorkers is how many goroutines apply a big batch with procs Ps: half
+// of them, up to maxApplyWorkers. The other half is left to franz-go, which
+// fetches and decodes the next poll's records meanwhile: on 2 cores, a
+// flush split in two took as long as one in a cold load, and held up the
+// decoding of the next poll.
+func applyWorkers(procs int) int { return max(1, min(procs/2, maxApplyWorkers)) }
 
 // entry is a stored value and the size of the record it came from, for the
 // bytes metric.
@@ -207,6 +217,8 @@ func (t *mapTable[K, V]) get(k K) (V, bool) {
 	return e.v, ok
 }
 
+func (t *mapTable[K, V]) done() {}
+
 func (t *mapTable[K, V]) presize(records int64) {
 	per := int(min(records, maxPresize) / shardCount)
 	if per < 64 {
@@ -244,7 +256,7 @@ func (t *mapTable[K, V]) rightSize() {
 	}
 }
 
-func (t *mapTable[K, V]) reserve(n int) { t.ops = slices.Grow(t.ops, n) }
+func (t *mapTable[K, V]) begin(n int) { t.ops = slices.Grow(t.ops, n) }
 
 func (t *mapTable[K, V]) add(r *kgo.Record) error {
 	k, v, err := t.decode(r)

@@ -62,7 +62,7 @@ func BenchmarkTableLoad(b *testing.B) {
 					b.StopTimer()
 					setKeys(lo)
 					b.StartTimer()
-					tab.reserve(poll)
+					tab.begin(poll)
 					for _, r := range recs {
 						if err := tab.add(r); err != nil {
 							b.Fatal(err)
@@ -71,6 +71,7 @@ func BenchmarkTableLoad(b *testing.B) {
 					tab.flush(nil)
 				}
 				tab.rightSize()
+				tab.done()
 				b.StopTimer()
 				perEntry = float64(liveHeap()-before) / n
 				if v, ok := tab.get("key-0500000"); !ok || v != string(value) {

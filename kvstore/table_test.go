@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -30,10 +31,49 @@ func testTables[V any](kind valueKind, dec func([]byte) (V, error)) map[string]t
 		return string(r.Key), v, err
 	}
 	utf8Err := func([]byte) error { return errors.New("invalid UTF-8") }
-	return map[string]table[string, V]{
+	tables := map[string]table[string, V]{
 		"map":   newMapTable(decode),
 		"arena": newArenaTable[string](kind, utf8Err, utf8Err, dec),
 	}
+	if kind != decodedValues {
+		pinning := newArenaTable[string](kind, utf8Err, utf8Err, dec)
+		pinning.pin = &pinned{pool: &loadPool{}}
+		tables["arena-pinning"] = pinning
+	}
+	return tables
+}
+
+// records returns the records of ops. For a table that pins values (see
+// loadPool), the values lie in one buffer of its pool (each after its key,
+// as in a decompressed batch), except every fifth batch's, which lie in
+// none (as an uncompressed batch's).
+func records[V any](tab table[string, V], batch int, ops []modelOp) []*kgo.Record {
+	recs := make([]*kgo.Record, len(ops))
+	for i, o := range ops {
+		recs[i] = &kgo.Record{Key: []byte(o.key), Value: o.value}
+	}
+	at, ok := tab.(*arenaTable[string, V])
+	if !ok || at.pin == nil || batch%5 == 4 {
+		return recs
+	}
+	size := 0
+	for _, o := range ops {
+		size += len(o.key) + len(o.value)
+	}
+	buf := at.pin.pool.newBuffer(size)
+	if buf == nil {
+		return recs // the table stopped pinning (see unpinIfWasteful)
+	}
+	buf = buf[:size]
+	off := 0
+	for i, o := range ops {
+		off += copy(buf[off:], o.key)
+		if o.value != nil {
+			recs[i].Value = buf[off : off+copy(buf[off:], o.value) : off+len(o.value)]
+			off += len(o.value)
+		}
+	}
+	return recs
 }
 
 // modelOp is one record of the model test.
@@ -82,14 +122,17 @@ func checkTable[V any](t *testing.T, tab table[string, V], num bool, enc func(V)
 		want []byte
 	}
 	var kept []held // values handed out earlier: they must never change
+	pinnedSeen := 0 // entries found pinned after a batch
 	for batch := range 40 {
 		n := 1 + rng.IntN(50)
 		if batch%5 == 0 {
 			n = parallelApplyMin + rng.IntN(3000) // split between goroutines
 		}
 		ops := randomOps(rng, n, 300, num)
+		recs := records(tab, batch, ops)
+		tab.begin(len(ops))
 		var want []Change[string, []byte]
-		for _, o := range ops {
+		for i, o := range ops {
 			old, existed := model[o.key]
 			if o.value == nil {
 				delete(model, o.key)
@@ -100,7 +143,7 @@ func checkTable[V any](t *testing.T, tab table[string, V], num bool, enc func(V)
 				model[o.key] = o.value
 				want = append(want, Change[string, []byte]{Key: o.key, Old: old, New: o.value, Existed: existed})
 			}
-			if err := tab.add(&kgo.Record{Key: []byte(o.key), Value: o.value}); err != nil {
+			if err := tab.add(recs[i]); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -161,6 +204,9 @@ func checkTable[V any](t *testing.T, tab table[string, V], num bool, enc func(V)
 		if len(seen) != len(model) {
 			t.Fatalf("batch %d: shards hold %d keys, want %d", batch, len(seen), len(model))
 		}
+		if at, ok := tab.(*arenaTable[string, V]); ok && at.pin != nil {
+			pinnedSeen += checkPins(t, at)
+		}
 	}
 	for _, h := range kept {
 		if !bytes.Equal(enc(h.v), h.want) {
@@ -180,7 +226,52 @@ func checkTable[V any](t *testing.T, tab table[string, V], num bool, enc func(V)
 		if compactions == 0 && at.values != decodedValues { // decoded: keys only, too few bytes
 			t.Fatal("no shard was compacted")
 		}
+		if at.pin != nil && pinnedSeen == 0 {
+			t.Fatal("no entry's value was ever pinned")
+		}
 	}
+}
+
+// checkPins checks that a pinning table's count of pinned bytes and its
+// buffers' reference counts match the buffers its shards hold, and returns
+// the number of entries whose value is pinned.
+func checkPins[V any](t *testing.T, at *arenaTable[string, V]) int {
+	t.Helper()
+	holders := map[*pinBuf]int32{}
+	pinnedEntries := 0
+	for i := range at.shards {
+		s := &at.shards[i]
+		held := map[*pinBuf]bool{}
+		for _, b := range s.raw.pins {
+			if b != nil && !held[b] {
+				held[b] = true
+				holders[b]++
+			}
+		}
+		live := 0
+		for _, e := range s.idx {
+			if e != 0 {
+				if sl := s.slots[uint32(e)-1]; s.raw.pinned(sl.vc) {
+					pinnedEntries++
+					live += int(sl.vlen)
+				}
+			}
+		}
+		if live != s.raw.pinLive {
+			t.Fatalf("shard %d: pinLive %d, its entries hold %d bytes in pinned buffers", i, s.raw.pinLive, live)
+		}
+	}
+	var total int64
+	for b, n := range holders {
+		total += int64(len(b.b))
+		if b.refs.Load() != n {
+			t.Fatalf("buffer %d: refs %d, held by %d shards", b.id, b.refs.Load(), n)
+		}
+	}
+	if got := at.pinnedBytes.Load(); got != total {
+		t.Fatalf("pinnedBytes %d, the buffers held add up to %d", got, total)
+	}
+	return pinnedEntries
 }
 
 // Every table applies each key's records in order, whichever shards and
@@ -188,6 +279,9 @@ func checkTable[V any](t *testing.T, tab table[string, V], num bool, enc func(V)
 // the counts; the arenaTable also compacts its arenas without changing the
 // values it handed out.
 func TestTablesAgainstModel(t *testing.T) {
+	// Big batches are split between GOMAXPROCS/2 goroutines: make that
+	// two, also on a 2-core machine.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
 	t.Run("string", func(t *testing.T) {
 		dec := func(b []byte) (string, error) { return string(b), nil }
 		for name, tab := range testTables(stringValues, dec) {
@@ -343,6 +437,7 @@ func TestPresizeAndRightSize(t *testing.T) {
 	})
 	t.Run("arena", func(t *testing.T) {
 		tab := newArenaTable[string, string](stringValues, nil, nil, nil)
+		defer tab.done()
 		tab.presize(1 << 20)
 		s := &tab.shards[0]
 		if s.hint < (1<<20)/shardCount || len(s.idx)*3 < s.hint*4 || cap(s.slots) < s.hint {
