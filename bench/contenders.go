@@ -121,7 +121,9 @@ func runContender(args []string) error {
 	case "S4/whippet":
 		res, err = s4Store(ctx, f)
 	case "S4/franz-go":
-		res, err = s4Franz(ctx, f)
+		res, err = s4Franz(ctx, f, true)
+	case "S4/franz-go-consume":
+		res, err = s4Franz(ctx, f, false)
 	case "S5/whippet":
 		res, err = s5Whippet(ctx, f)
 	case "S5/franz-go":
@@ -437,9 +439,10 @@ func s4Store(ctx context.Context, f contenderFlags) (result, error) {
 }
 
 // s4Franz is the loader a user writes with plain franz-go: a direct consumer
-// from the start into a map[string]string until the end offsets listed at
-// start, timed from client creation.
-func s4Franz(ctx context.Context, f contenderFlags) (result, error) {
+// from the start into a map[string]string (keep), until the end offsets
+// listed at start, timed from client creation. Without keep it is a plain
+// consume of the topic that keeps nothing: the yardstick of a cold load.
+func s4Franz(ctx context.Context, f contenderFlags, keep bool) (result, error) {
 	start := time.Now()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(f.brokers, ",")...), kgo.ConsumeTopics(f.topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
@@ -458,13 +461,18 @@ func s4Franz(ctx context.Context, f contenderFlags) (result, error) {
 		}
 	})
 	m := map[string]string{}
+	seen := 0
 	for len(left) > 0 {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
 			return result{}, ctx.Err()
 		}
 		fs.EachPartition(func(p kgo.FetchTopicPartition) {
+			seen += len(p.Records)
 			for _, r := range p.Records {
+				if !keep {
+					break
+				}
 				if r.Value == nil {
 					delete(m, string(r.Key))
 				} else {
@@ -477,8 +485,8 @@ func s4Franz(ctx context.Context, f contenderFlags) (result, error) {
 		})
 	}
 	d := time.Since(start)
-	if len(m) != f.records {
-		return result{}, fmt.Errorf("map has %d entries, want %d", len(m), f.records)
+	if keep && len(m) != f.records || seen < f.records {
+		return result{}, fmt.Errorf("map has %d entries from %d records, want %d", len(m), seen, f.records)
 	}
 	return result{Records: float64(f.records), Seconds: d.Seconds()}, nil
 }

@@ -121,13 +121,20 @@ func targets(rows []*row) string {
 		}
 		fmt.Fprintf(&b, "- %s: whippet at %.3f× franz-go (target ≥ 0.95×): %s.\n", s, w/f, verdict)
 	}
+	if w, c := rate["S4"]["whippet"], rate["S4"]["franz-go-consume"]; w > 0 && c > 0 {
+		verdict := "met"
+		if w/c < 0.8 {
+			verdict = fmt.Sprintf("missed by %.1f%%", (0.8-w/c)*100)
+		}
+		fmt.Fprintf(&b, "- S4: whippet's load at %.3f× a plain franz-go consume of the topic (target ≥ 0.8×): %s.\n", w/c, verdict)
+	}
 	for _, s := range []string{"S1", "S2", "S3", "S4"} {
 		w := rate[s]["whippet"]
 		if w == 0 {
 			continue
 		}
 		for _, r := range rows {
-			if r.scenario != s || r.contender == "whippet" || r.contender == "franz-go" {
+			if r.scenario != s || r.contender == "whippet" || r.contender == "franz-go" || r.contender == "franz-go-consume" {
 				continue
 			}
 			switch p := rate[s][r.contender]; {

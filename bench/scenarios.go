@@ -184,7 +184,8 @@ func scenarioFor(id string, o options, k *kafka, self string, ps peers) (*scenar
 			}
 		}
 		n := strconv.Itoa(o.s4Keys)
-		sc.contenders = []contender{goCmd("whippet", "-records", n), goCmd("franz-go", "-records", n), goka}
+		sc.contenders = []contender{goCmd("whippet", "-records", n), goCmd("franz-go", "-records", n),
+			goCmd("franz-go-consume", "-records", n), goka}
 
 	case "S5":
 		sc.title = fmt.Sprintf("exactly-once transform: %d records of 100 B over 4 partitions, one output each", o.s5Records)
