@@ -53,9 +53,6 @@ type arenaTable[K comparable, V any] struct {
 	pin *pinned
 	// pinnedBytes: the bytes of the loadPool buffers some shard holds.
 	pinnedBytes atomic.Int64
-	// prefault: presize's goroutine that has the kernel map the memory it
-	// made (see populate).
-	prefault sync.WaitGroup
 
 	// The batch being added (the loader's): per shard, its ops in the order
 	// added, so that flush reads them in sequence.
@@ -66,14 +63,21 @@ type arenaTable[K comparable, V any] struct {
 	skip []bool         // with subscribers: the op changed nothing, by seq
 }
 
-// rawOp is one record for an arenaTable: its key's hash, where add put its
-// bytes in its shard's arenas, and its place in the batch.
+// rawOp is one record for an arenaTable: the upper half of its key's hash
+// (the lower bits picked the shard), where add put its bytes in its
+// shard's arenas, and its place in the batch, as ^seq for a tombstone. 32
+// bytes: a load writes one per record.
 type rawOp struct {
-	hash uint64
-	at   slot
-	seq  int32
-	del  bool
+	h32 uint32
+	seq int32
+	at  slot
 }
+
+// del reports whether o is a tombstone.
+func (o *rawOp) del() bool { return o.seq < 0 }
+
+// index returns o's place in the batch.
+func (o *rawOp) index() int32 { return max(o.seq, ^o.seq) }
 
 // valueKind says how an arenaTable keeps values.
 type valueKind uint8
@@ -337,7 +341,11 @@ func (t *arenaTable[K, V]) add(r *kgo.Record) error {
 			copy(b, r.Value)
 		}
 	}
-	t.ops[sh] = append(t.ops[sh], rawOp{hash: h, at: at, seq: int32(t.n), del: r.Value == nil})
+	seq := int32(t.n)
+	if r.Value == nil {
+		seq = ^seq
+	}
+	t.ops[sh] = append(t.ops[sh], rawOp{h32: uint32(h >> 32), seq: seq, at: at})
 	t.n++
 	if t.values == decodedValues {
 		t.vals = append(t.vals, v)
@@ -387,17 +395,17 @@ func (t *arenaTable[K, V]) applyShard(sh int, changes bool) (entries, bytes int6
 	}
 	for j := range t.ops[sh] {
 		o := &t.ops[sh][j]
-		i := o.seq
-		if !o.del && (s.n+1)*4 > len(s.idx)*3 {
+		i, del := o.index(), o.del()
+		if !del && (s.n+1)*4 > len(s.idx)*3 {
 			s.growIndex(max(2*len(s.idx), 8))
 		}
-		h32 := uint32(o.hash >> 32)
+		h32 := o.h32
 		pos, si, found := s.find(h32, s.key(&o.at))
 		var c *Change[K, V]
 		if changes {
 			c = &t.chg[i]
-			c.Key, c.Existed, c.Deleted = t.keyK(s, &o.at), found, o.del
-			t.skip[i] = o.del && !found
+			c.Key, c.Existed, c.Deleted = t.keyK(s, &o.at), found, del
+			t.skip[i] = del && !found
 		}
 		if found {
 			old := &s.slots[si]
@@ -414,7 +422,7 @@ func (t *arenaTable[K, V]) applyShard(sh int, changes bool) (entries, bytes int6
 			}
 		}
 		switch {
-		case o.del:
+		case del:
 			s.keys.garbage += int(o.at.klen)
 			if !found {
 				continue
@@ -512,7 +520,7 @@ func (s *arenaShard[V]) touch(ops []rawOp) {
 	mask := uint32(len(s.idx) - 1)
 	var sum uint64
 	for j := range ops {
-		sum += s.idx[uint32(ops[j].hash>>32)&mask]
+		sum += s.idx[ops[j].h32&mask]
 	}
 	sink.Store(sum)
 }
@@ -620,7 +628,6 @@ func (t *arenaTable[K, V]) presize(records int64) {
 		return
 	}
 	per += per/16 + 64 // the shards' share varies a little
-	var fresh [][]byte
 	for i := range t.shards {
 		s := &t.shards[i]
 		s.mu.Lock()
@@ -631,23 +638,10 @@ func (t *arenaTable[K, V]) presize(records int64) {
 				s.vals = make([]V, 0, per)
 			}
 			s.hint = per
-			fresh = append(fresh, bytesOf(s.idx), bytesOf(s.slots[:cap(s.slots)]))
 		}
 		s.mu.Unlock()
 	}
-	t.prefault.Go(func() {
-		for _, b := range fresh {
-			populate(b)
-		}
-	})
 }
-
-// bytesOf returns the memory of s.
-func bytesOf[E any](s []E) []byte {
-	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), len(s)*int(unsafe.Sizeof(*new(E))))
-}
-
-func (t *arenaTable[K, V]) done() { t.prefault.Wait() }
 
 func (t *arenaTable[K, V]) rightSize() {
 	if t.pin != nil {

@@ -158,7 +158,6 @@ func ready(d kadm.TopicDetail) error {
 // franz-go reconnects and goes on where it was.
 func (s *Store[K, V]) load() {
 	defer close(s.loaderEnd)
-	defer s.tab.done()
 	targets, ok := s.listTargets()
 	if !ok {
 		return
@@ -192,7 +191,7 @@ func (s *Store[K, V]) load() {
 		s.apply(fs, lso)
 		if s.pool != nil {
 			// The records are applied: their memory can take the next
-			// polls' (this zeroes them).
+			// polls' records.
 			s.pool.reuse(fs, s.handedOut)
 			clear(s.handedOut)
 			s.handedOut = s.handedOut[:0]

@@ -153,7 +153,8 @@ func (p *loadPool) GetRecords(n int) []kgo.Record {
 func (p *loadPool) PutRecords([]kgo.Record) {}
 
 // reuse takes back the record slices the records of fs lie in, once the
-// loader applied fs: it holds no record of fs any more. keep are records
+// loader applied fs: it holds no record of fs any more, and franz-go
+// overwrites them. keep are records
 // that went to OnDecodeError (whose callback may hold on to them): their
 // slices are never reused. A slice whose records were in no poll for two
 // polls (a fetch franz-go discarded) is forgotten.
@@ -185,7 +186,9 @@ func (p *loadPool) reuse(fs kgo.Fetches, keep []*kgo.Record) {
 	for _, s := range p.lent {
 		switch {
 		case s.state == slabApplied:
-			clear(s.recs) // let go of what the records point to
+			// Not cleared: franz-go sets every field of each record it
+			// decodes into the slice, and until then the free slices keep
+			// a few polls' buffers alive at most (stop drops them).
 			p.free = append(p.free, s.recs[:0])
 		case s.state == slabKept:
 		case s.poll == 0:

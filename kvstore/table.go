@@ -53,9 +53,6 @@ type table[K comparable, V any] interface {
 	// keys, so that a large load does not rehash them as they grow. Called
 	// by the loader before it adds anything.
 	presize(records int64)
-	// done waits for the table's background work (presize's) to end.
-	// Called by the loader as it exits.
-	done()
 	// rightSize gives back what presize reserved beyond what the shards
 	// hold (a topic full of duplicates), and the loader's batch buffers if
 	// they are big. Called once the load is done.
@@ -216,8 +213,6 @@ func (t *mapTable[K, V]) get(k K) (V, bool) {
 	s.mu.RUnlock()
 	return e.v, ok
 }
-
-func (t *mapTable[K, V]) done() {}
 
 func (t *mapTable[K, V]) presize(records int64) {
 	per := int(min(records, maxPresize) / shardCount)

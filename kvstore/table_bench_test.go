@@ -71,7 +71,6 @@ func BenchmarkTableLoad(b *testing.B) {
 					tab.flush(nil)
 				}
 				tab.rightSize()
-				tab.done()
 				b.StopTimer()
 				perEntry = float64(liveHeap()-before) / n
 				if v, ok := tab.get("key-0500000"); !ok || v != string(value) {

@@ -364,7 +364,7 @@ func TestArenaHashCollisions(t *testing.T) {
 			}
 			// Move it to shard 0, with the forced hash.
 			for sh := range tab.ops {
-				if l := len(tab.ops[sh]); l > 0 && tab.ops[sh][l-1].seq == int32(tab.n-1) {
+				if l := len(tab.ops[sh]); l > 0 && tab.ops[sh][l-1].index() == int32(tab.n-1) {
 					o := tab.ops[sh][l-1]
 					tab.ops[sh] = tab.ops[sh][:l-1]
 					from, to := &tab.shards[sh], &tab.shards[0]
@@ -377,7 +377,7 @@ func TestArenaHashCollisions(t *testing.T) {
 						o.at.vc, o.at.vo, dst = to.raw.alloc(len(v), &to.mu, false)
 						copy(dst, v)
 					}
-					o.hash = forced(i)
+					o.h32 = uint32(forced(i) >> 32)
 					tab.ops[0] = append(tab.ops[0], o)
 					break
 				}
@@ -437,7 +437,6 @@ func TestPresizeAndRightSize(t *testing.T) {
 	})
 	t.Run("arena", func(t *testing.T) {
 		tab := newArenaTable[string, string](stringValues, nil, nil, nil)
-		defer tab.done()
 		tab.presize(1 << 20)
 		s := &tab.shards[0]
 		if s.hint < (1<<20)/shardCount || len(s.idx)*3 < s.hint*4 || cap(s.slots) < s.hint {
