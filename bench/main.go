@@ -56,6 +56,7 @@ type options struct {
 	rounds      int
 	s1Rounds    int
 	s5Rounds    int
+	s4Rounds    int
 	s1Records   int
 	s1Live      int
 	s1LiveRate  int
@@ -78,7 +79,8 @@ type options struct {
 func parseOptions() (options, error) {
 	var o options
 	flag.StringVar(&o.scenarios, "scenarios", "S1,S2,S3,S4,S5", "scenarios to run, comma-separated")
-	flag.IntVar(&o.rounds, "rounds", 3, "rounds of S2, S3 and S4; the table shows each contender's median")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds of S2 and S3; the table shows each contender's median")
+	flag.IntVar(&o.s4Rounds, "s4-rounds", 7, "rounds of S4 (loads of under a second, but for goka's, which -s4-goka-limit bounds)")
 	flag.IntVar(&o.s1Rounds, "s1-rounds", 5, "rounds of S1 (Go contenders only: short runs)")
 	flag.IntVar(&o.s5Rounds, "s5-rounds", 5, "rounds of S5 (Go contenders only: short runs)")
 	flag.IntVar(&o.s1Records, "s1-records", 1_000_000, "S1: backlog records (100 B, 4 partitions)")
@@ -93,13 +95,13 @@ func parseOptions() (options, error) {
 	flag.IntVar(&o.s3Conc, "s3-concurrency", 100, "S3: handler concurrency")
 	flag.DurationVar(&o.s3Handler, "s3-handler", 5*time.Millisecond, "S3: handler time per record")
 	flag.IntVar(&o.s4Keys, "s4-keys", 1_000_000, "S4: distinct keys in the compacted topic (4 partitions)")
-	flag.DurationVar(&o.s4Limit, "s4-goka-limit", time.Minute, "S4: stop goka's load after this long and report its partial rate (0: no limit)")
+	flag.DurationVar(&o.s4Limit, "s4-goka-limit", 20*time.Second, "S4: stop goka's load after this long and report its partial rate (0: no limit)")
 	flag.IntVar(&o.s5Records, "s5-records", 200_000, "S5: records to transform (100 B, 4 partitions)")
 	flag.StringVar(&o.results, "results", "bench/RESULTS.md", "where to write the results page")
 	flag.BoolVar(&o.skipResults, "no-results", false, "print the table only; do not write -results")
 	flag.DurationVar(&o.runTimeout, "run-timeout", 5*time.Minute, "limit for one contender run")
 	flag.Parse()
-	for name, v := range map[string]int{"-rounds": o.rounds, "-s1-rounds": o.s1Rounds, "-s5-rounds": o.s5Rounds} {
+	for name, v := range map[string]int{"-rounds": o.rounds, "-s1-rounds": o.s1Rounds, "-s4-rounds": o.s4Rounds, "-s5-rounds": o.s5Rounds} {
 		if v < 1 {
 			return o, fmt.Errorf("%s must be at least 1, got %d", name, v)
 		}

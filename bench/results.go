@@ -41,7 +41,7 @@ func writeResults(o options, ps peers, scs []*scenario, rows []*row, table strin
 		}
 		w("- %s: %s%s — %s\n", c.contender, p.version, kafkaClientsOf(c.peer), status)
 	}
-	w("\n## Results (medians of the rounds: S1 %d, S5 %d, S2–S4 %d each)\n\n", o.s1Rounds, o.s5Rounds, o.rounds)
+	w("\n## Results (medians of the rounds: S1 %d, S4 %d, S5 %d, S2 and S3 %d each)\n\n", o.s1Rounds, o.s4Rounds, o.s5Rounds, o.rounds)
 	w("`whippet ÷ this` is whippet's records/s divided by the contender's: above 1 means whippet is ahead. ")
 	w("Peak RSS is the contender process's high-water resident set (VmHWM in /proc/self/status, read by the contender just before it prints its result), the whole JVM included for the JVM peers. ")
 	w("The last column lists each round's records/s.\n\n")
@@ -86,7 +86,7 @@ const methodNotes = `## Method and fairness
   new groups; Spring's listener concurrency = partitions (4), as whippet runs one worker per partition;
   retry topics with the source topic's 4 partitions for whippet and Spring; parallel-consumer with KEY ordering,
   maxConcurrency = the scenario's concurrency and periodic asynchronous commits; goka's view with in-memory
-  storage (its default is LevelDB on disk), stopped after ` + "`-s4-goka-limit`" + ` (1 minute by default) with the rate of
+  storage (its default is LevelDB on disk), stopped after ` + "`-s4-goka-limit`" + ` (20 s by default) with the rate of
   what it loaded by then when it has not finished (the table says so), and sarama protocol version 3.5 (goka's default, 2.0, predates Kafka
   4's oldest supported protocols). The JVM peers use the kafka-clients version their own POMs bring.
 - Rounds alternate who goes first; the table shows each contender's median round. Peak RSS is the median of

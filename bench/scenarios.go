@@ -44,6 +44,8 @@ func scenarioFor(id string, o options, k *kafka, self string, ps peers) (*scenar
 	switch id {
 	case "S1":
 		sc.rounds = o.s1Rounds
+	case "S4":
+		sc.rounds = o.s4Rounds
 	case "S5":
 		sc.rounds = o.s5Rounds
 	}
