@@ -343,6 +343,14 @@ func (n nodeState) alive() bool {
 	return n.PID > 0 && processAlive(n.PID) && processIsOurs(n.PID, n.Properties)
 }
 
+// aliveAfter looks at node i again after d: a node seen gone once during
+// start-up is checked a second time before the start-up is called failed
+// (CI once failed a start on a node that was starting normally).
+func (c *Cluster) aliveAfter(i int, d time.Duration) bool {
+	time.Sleep(d)
+	return c.Alive()[i]
+}
+
 func (c *Cluster) allAlive() bool {
 	for _, a := range c.Alive() {
 		if !a {
@@ -784,7 +792,7 @@ func (c *Cluster) waitReady(ctx context.Context, timeout time.Duration) error {
 	var last error
 	for {
 		for i, a := range c.Alive() {
-			if !a {
+			if !a && !c.aliveAfter(i, 300*time.Millisecond) {
 				return c.notReady(fmt.Errorf("node %d exited during start-up", i+1), i)
 			}
 		}

@@ -56,7 +56,16 @@ func processIsOurs(pid int, marker string) bool {
 		}
 		return true
 	}
-	return bytes.Contains(b, []byte(marker))
+	return cmdlineMayBe(b, marker)
+}
+
+// cmdlineMayBe reports whether a process with command line cmdline may be
+// the one whose command line has marker. An empty command line may: the
+// kernel shows none while a process is between images (execve), or when it
+// cannot read it for the moment. Only a command line without marker is
+// another process.
+func cmdlineMayBe(cmdline []byte, marker string) bool {
+	return len(cmdline) == 0 || bytes.Contains(cmdline, []byte(marker))
 }
 
 func signalTerm(pid int) error { return sig(pid, syscall.SIGTERM) }
