@@ -28,17 +28,19 @@ import (
 //     (pins them) instead of copying them into its arena: each is written
 //     once, not twice. The buffer lives as long as an entry points into it
 //     (see arena.pin, and unpinIfWasteful for the memory this keeps).
+//     Values of uncompressed batches are kept the same way in the fetch
+//     response franz-go read them into (see pinned.region).
 //   - As a kgo.PoolRecords, it makes the slices of kgo.Record that franz-go
 //     decodes a batch's records into, and takes back those of a poll once the
 //     loader has applied it (reuse): without it, each record's 160-byte
 //     Record is garbage, and a heap that grows with the store as it loads
 //     gives the garbage fresh memory too.
 //
-// A value in no buffer the pool made (an uncompressed batch, or a batch
-// whose decompressed size the pool could not tell) is copied, and so are
-// keys (see arenaTable.add). Once
-// the store is loaded, the pool stops (stop): a live update is a small
-// batch, whose buffer would be mostly framing.
+// A value in no such buffer (a batch whose decompressed size the pool could
+// not tell, a record of the old message formats) is copied, and so are
+// keys (see arenaTable.add). Once the store is loaded, the pool stops
+// (stop): a live update is a small batch, whose buffer would be mostly
+// framing.
 type loadPool struct {
 	mu      sync.Mutex
 	made    []*pinBuf // buffers made since the loader last took them
@@ -50,7 +52,9 @@ type loadPool struct {
 	noPin   bool // GetDecompressBytes gives no buffer: see stopPinning
 }
 
-// pinBuf is one decompression buffer.
+// pinBuf is a buffer values are kept in: one the pool made for a batch to
+// be decompressed into, or the part of a fetch response that a fetched
+// partition's uncompressed values lie in.
 type pinBuf struct {
 	b    []byte // its whole capacity
 	id   uint64 // 1, 2, ...
