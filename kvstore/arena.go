@@ -305,6 +305,14 @@ func (t *arenaTable[K, V]) begin(n int) {
 	}
 }
 
+// partition lets the values of recs that lie in their fetch response be
+// kept there (see pinned.region), while the store loads.
+func (t *arenaTable[K, V]) partition(recs []*kgo.Record) {
+	if t.pin != nil {
+		t.pin.region(recs)
+	}
+}
+
 func (t *arenaTable[K, V]) add(r *kgo.Record) error {
 	if !utf8.Valid(r.Key) {
 		return fmt.Errorf("key: %w", t.keyErr(r.Key))

@@ -301,7 +301,6 @@ func (s *Store[K, V]) checkReady(targets map[int32]int64) {
 		return
 	}
 	s.tab.rightSize() // before ready: the memory a ready store holds is what it keeps
-	s.pin = nil       // rightSize stopped the pool
 	d := time.Since(s.opened)
 	s.st.setLoadSeconds(d.Seconds())
 	s.st.ready.Store(true)
@@ -334,9 +333,7 @@ func (s *Store[K, V]) apply(fs kgo.Fetches, lso map[int32]int64) {
 			return
 		}
 		ends = append(ends, partEnd{p.Partition, p.Records[len(p.Records)-1].Offset + 1})
-		if s.pin != nil {
-			s.pin.region(p.Records)
-		}
+		s.tab.partition(p.Records)
 		for _, r := range p.Records {
 			var err error
 			switch {

@@ -61,7 +61,6 @@ type Store[K comparable, V any] struct {
 	tab        table[K, V]
 	fetchSize  int32         // FetchMaxPartitionBytes: see fetchBytes
 	pool       *loadPool     // while loading, for a table that keeps raw values
-	pin        *pinned       // the table's view of pool's buffers; nil once loaded
 	handedOut  []*kgo.Record // the loader's: records of the poll given to OnDecodeError
 	st         stats
 	m          *metrics
@@ -217,7 +216,6 @@ func (s *Store[K, V]) newTable() table[K, V] {
 	if vk != decodedValues {
 		s.pool = &loadPool{}
 		t.pin = &pinned{pool: s.pool}
-		s.pin = t.pin
 	}
 	return t
 }

@@ -31,13 +31,17 @@ const maxPresize = 1 << 22
 // pointer-free byte arenas; mapTable, for any other key type, keeps Go maps
 // of decoded keys and values.
 //
-// The loader calls begin for each poll, hands its records to add, one by one
-// in offset order, then calls flush once, under the store's applyMu.
+// The loader calls begin for each poll, then, for each fetched partition,
+// partition and add for its records, one by one in offset order, then
+// flush once, under the store's applyMu.
 type table[K comparable, V any] interface {
 	// get returns k's value.
 	get(k K) (V, bool)
 	// begin starts the batch of a poll of n records.
 	begin(n int)
+	// partition is given each fetched partition's records before they are
+	// added.
+	partition(recs []*kgo.Record)
 	// add decodes (or checks) a record with a non-nil key and queues it
 	// for the next flush. An error means the record is skipped.
 	add(r *kgo.Record) error
@@ -252,6 +256,8 @@ func (t *mapTable[K, V]) rightSize() {
 }
 
 func (t *mapTable[K, V]) begin(n int) { t.ops = slices.Grow(t.ops, n) }
+
+func (t *mapTable[K, V]) partition([]*kgo.Record) {}
 
 func (t *mapTable[K, V]) add(r *kgo.Record) error {
 	k, v, err := t.decode(r)
