@@ -9,7 +9,15 @@ STATICCHECK_VERSION ?= v0.8.2
 KAFKA_STATE_DIR ?= $(CURDIR)/.kafka
 export KAFKA_STATE_DIR
 
-.PHONY: demo test test-chaos test-unit lint kafka-up kafka-down bench bench-consumer bench-kvstore fuzz deps chromium
+.PHONY: demo test test-chaos test-unit lint build-min-go kafka-up kafka-down bench bench-consumer bench-kvstore fuzz deps chromium
+
+# The modules of the repository, joined by go.work: the library (root) and the
+# modules only tests, tools and benchmarks need.
+MODULES := . testkit/docker bench internal/chaos
+# Every package `make test` runs (the chaos suite runs on its own, in test-chaos).
+TEST_PKGS := ./... ./testkit/docker/... ./bench/...
+# The lowest Go toolchain the library's dependencies allow (go.mod's go line).
+MIN_GO := $(shell sed -n 's/^go //p' go.mod)
 
 # The end-to-end examples on an embedded kfake cluster: Go only, no broker.
 demo:
@@ -21,7 +29,7 @@ demo:
 	$(GO) run ./examples/imports
 
 deps:
-	$(GO) mod download
+	@for m in $(MODULES); do (cd $$m && $(GO) mod download) || exit 1; done
 
 # Start (or reuse) Apache Kafka on 127.0.0.1 from Maven Central jars; writes $(KAFKA_STATE_DIR)/env.
 # Honours KAFKA_VERSION, KAFKA_NODES, KAFKA_BASE_PORT.
@@ -36,10 +44,10 @@ kafka-down:
 # The full verbose log goes to $(TEST_LOG); the console shows each test's result and the
 # "whippet testkit: ..." line naming the broker every test binary ran on.
 TEST_LOG ?= $(KAFKA_STATE_DIR)/go-test.log
-test: deps lint chromium
+test: deps lint build-min-go chromium
 	$(MAKE) --no-print-directory kafka-up
 	set -a; source "$(KAFKA_STATE_DIR)/env"; set +a; set -o pipefail; \
-	  $(GO) test -race -count=1 -timeout 20m -v ./... 2>&1 | tee "$(TEST_LOG)" \
+	  $(GO) test -race -count=1 -timeout 20m -v $(TEST_PKGS) 2>&1 | tee "$(TEST_LOG)" \
 	    | grep --line-buffered -E '^(ok|FAIL|PASS|panic:|--- |whippet testkit:|\?)|^ +[a-z_]+_test\.go:[0-9]+:'; \
 	  status=$$?; \
 	  echo "full test log: $(TEST_LOG)"; \
@@ -67,15 +75,22 @@ chromium:
 
 # The tests with franz-go's in-process kfake instead of a real broker (fast, not proof).
 test-unit:
-	WHIPPET_KAFKA=kfake $(GO) test -count=1 ./...
+	WHIPPET_KAFKA=kfake $(GO) test -count=1 $(TEST_PKGS)
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
-	$(GO) vet ./...
+	$(GO) vet $(TEST_PKGS)
 	$(GO) vet -tags chaos ./internal/chaos/
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(TEST_PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) -tags chaos ./internal/chaos/
+	@for m in $(MODULES); do (cd $$m && $(GO) mod tidy -diff >/dev/null) || \
+	  { echo "go.mod of module $$m is not tidy: run go mod tidy there"; exit 1; }; done
+
+# The library packages alone (no go.work), built with the lowest Go toolchain
+# go.mod declares; the Go module proxy serves it through GOTOOLCHAIN.
+build-min-go:
+	GOWORK=off GOTOOLCHAIN=go$(MIN_GO) $(GO) build ./...
 
 # The consumer benchmarks on real Kafka: whippet vs a plain franz-go PollFetches loop over the same
 # 1,000,000 records, and key-parallel throughput against its ideal.
@@ -110,7 +125,7 @@ bench: deps
 # Every fuzz target for FUZZTIME each (their seed corpora already run in `make test`).
 FUZZTIME ?= 30s
 fuzz:
-	@set -e; for pkg in $$($(GO) list ./...); do \
+	@set -e; for pkg in $$($(GO) list $(TEST_PKGS)); do \
 	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
 	    echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; done

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -55,7 +56,7 @@ func plan(env environment, docker, local func() error) (candidates []Backend, sk
 		return []Backend{BackendExternal}, nil, nil
 	case "docker":
 		if err := docker(); err != nil {
-			return nil, nil, fmt.Errorf("testkit: WHIPPET_KAFKA=docker but no Docker engine answers: %w", err)
+			return nil, nil, fmt.Errorf("testkit: WHIPPET_KAFKA=docker but Docker cannot be used: %w", err)
 		}
 		return []Backend{BackendDocker}, nil, nil
 	case "local":
@@ -191,7 +192,66 @@ func startLocal(ctx context.Context, _ environment) (*Cluster, func(context.Cont
 	return c, release, nil
 }
 
-// --- docker probe ---
+// --- docker ---
+
+// DockerCluster is what a Docker starter registered with RegisterDocker
+// returns: the container's bootstrap addresses, the Kafka version it runs,
+// where to read its log, and how to remove it.
+type DockerCluster struct {
+	Brokers []string
+	Version string
+	LogHint string // e.g. "docker logs <id>"
+	Stop    func(context.Context) error
+}
+
+var dockerStarter struct {
+	mu    sync.Mutex
+	start func(context.Context) (*DockerCluster, error)
+}
+
+// RegisterDocker installs the Docker backend's starter. Package
+// testkit/docker calls it from its init function; tests that want Docker
+// import that package (for its side effect) rather than calling this.
+func RegisterDocker(start func(context.Context) (*DockerCluster, error)) {
+	dockerStarter.mu.Lock()
+	defer dockerStarter.mu.Unlock()
+	dockerStarter.start = start
+}
+
+func registeredDocker() func(context.Context) (*DockerCluster, error) {
+	dockerStarter.mu.Lock()
+	defer dockerStarter.mu.Unlock()
+	return dockerStarter.start
+}
+
+// errNoDockerBackend says why docker was not tried when nothing registered it.
+var errNoDockerBackend = errors.New(`the Docker backend is not linked in (import _ "github.com/whippet-go/whippet/testkit/docker")`)
+
+// dockerUsable reports whether the Docker backend can be tried: registered,
+// and an engine answers.
+func dockerUsable(ctx context.Context) error {
+	if registeredDocker() == nil {
+		return errNoDockerBackend
+	}
+	return dockerAvailable(ctx)
+}
+
+func startDocker(ctx context.Context) (*Cluster, func(context.Context) error, error) {
+	start := registeredDocker()
+	if start == nil {
+		return nil, nil, errNoDockerBackend
+	}
+	dc, err := start(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := waitBrokers(ctx, dc.Brokers, time.Minute); err != nil {
+		_ = dc.Stop(context.Background())
+		return nil, nil, fmt.Errorf("the Kafka container started but does not answer: %w", err)
+	}
+	c := &Cluster{Brokers: dc.Brokers, Backend: BackendDocker, Version: dc.Version, Real: true, logHint: dc.LogHint}
+	return c, dc.Stop, nil
+}
 
 // dockerAvailable pings the Docker engine (GET /_ping) with a short timeout.
 // Without DOCKER_HOST it tries the usual sockets; if none exists it fails

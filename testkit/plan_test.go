@@ -94,3 +94,17 @@ func TestDescribe(t *testing.T) {
 		t.Fatalf("kfake line hides that it is a fake: %q", got)
 	}
 }
+
+func TestDockerNeedsItsModule(t *testing.T) {
+	prev := registeredDocker()
+	RegisterDocker(nil)
+	t.Cleanup(func() { RegisterDocker(prev) })
+	err := dockerUsable(t.Context())
+	if !errors.Is(err, errNoDockerBackend) || !strings.Contains(err.Error(), "testkit/docker") {
+		t.Fatalf("dockerUsable without the docker module = %v; want an error naming the module to import", err)
+	}
+	_, _, err = plan(environment{Mode: "docker"}, func() error { return dockerUsable(t.Context()) }, func() error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "testkit/docker") {
+		t.Fatalf("WHIPPET_KAFKA=docker without the docker module: %v", err)
+	}
+}

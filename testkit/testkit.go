@@ -6,8 +6,9 @@
 //
 //   - external: the brokers in KAFKA_BROKERS (comma-separated), e.g. the one
 //     `make kafka-up` started;
-//   - docker: an apache/kafka container through testcontainers-go
-//     (WHIPPET_KAFKA_IMAGE overrides the image, default apache/kafka:<KAFKA_VERSION>);
+//   - docker: an apache/kafka container through testcontainers-go, available
+//     only when the test imports package testkit/docker (a module of its own,
+//     so that testcontainers stays out of every other module graph);
 //   - local: Apache Kafka run from Maven Central jars by package localkafka
 //     (needs Java 17+, and Maven the first time; KAFKA_VERSION and
 //     KAFKA_NODES choose version and size). One cluster is shared by all
@@ -17,7 +18,7 @@
 //   - kfake: franz-go's in-process fake.
 //
 // auto (the default) takes external if KAFKA_BROKERS is set, else docker if
-// a Docker engine answers, else local if Java (and Maven or cached jars) are
+// testkit/docker is imported and a Docker engine answers, else local if Java (and Maven or cached jars) are
 // there, else kfake with a warning. With CI=true, Shared never settles for
 // kfake: no real broker is a test failure that says why.
 //
@@ -103,7 +104,7 @@ func (c *Cluster) describe() string {
 // it stops what Start started and leaves external clusters alone.
 func Start(ctx context.Context) (*Cluster, func(context.Context) error, error) {
 	env := readEnv()
-	candidates, skipped, err := plan(env, func() error { return dockerAvailable(ctx) }, localAvailable)
+	candidates, skipped, err := plan(env, func() error { return dockerUsable(ctx) }, localAvailable)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -134,7 +135,7 @@ func startBackend(ctx context.Context, b Backend, env environment) (*Cluster, fu
 	case BackendExternal:
 		return startExternal(ctx, env)
 	case BackendDocker:
-		return startDocker(ctx, env)
+		return startDocker(ctx)
 	case BackendLocal:
 		return startLocal(ctx, env)
 	case BackendKfake:

@@ -1,4 +1,15 @@
-package testkit
+// Package docker adds testkit's Docker backend: Apache Kafka in a container
+// started with testcontainers-go. It is a module of its own so that services
+// importing whippet or testkit never pull testcontainers and the Docker
+// client into their module graph. Import it for its side effect:
+//
+//	import _ "github.com/whippet-go/whippet/testkit/docker"
+//
+// Then testkit's auto mode tries Docker (when an engine answers) before
+// Kafka from Maven jars, and WHIPPET_KAFKA=docker selects it.
+// WHIPPET_KAFKA_IMAGE overrides the image (default apache/kafka:<KAFKA_VERSION>,
+// KAFKA_VERSION defaulting to localkafka.DefaultVersion).
+package docker
 
 import (
 	"context"
@@ -13,8 +24,11 @@ import (
 	tckafka "github.com/testcontainers/testcontainers-go/modules/kafka"
 	"github.com/testcontainers/testcontainers-go/wait"
 
+	"github.com/whippet-go/whippet/testkit"
 	"github.com/whippet-go/whippet/testkit/localkafka"
 )
+
+func init() { testkit.RegisterDocker(start) }
 
 // The docker backend is not exercised on the machines this was written on
 // (no Docker engine there); it follows testcontainers-go v0.40.0's kafka
@@ -41,7 +55,7 @@ func dockerImage() string {
 	return "apache/kafka:" + v
 }
 
-func startDocker(ctx context.Context, _ environment) (*Cluster, func(context.Context) error, error) {
+func start(ctx context.Context) (*testkit.DockerCluster, error) {
 	img := dockerImage()
 	var opts []testcontainers.ContainerCustomizer
 	if strings.Contains(img, "apache/kafka") { // apache/kafka and apache/kafka-native
@@ -63,16 +77,13 @@ func startDocker(ctx context.Context, _ environment) (*Cluster, func(context.Con
 		if ctr != nil {
 			_ = testcontainers.TerminateContainer(ctr)
 		}
-		return nil, nil, fmt.Errorf("start %s: %w", img, err)
+		return nil, fmt.Errorf("start %s: %w", img, err)
 	}
 	stop := func(ctx context.Context) error { return ctr.Terminate(ctx) }
 	brokers, err := ctr.Brokers(ctx)
-	if err == nil {
-		err = waitBrokers(ctx, brokers, time.Minute)
-	}
 	if err != nil {
 		_ = stop(context.Background())
-		return nil, nil, fmt.Errorf("%s started but does not answer: %w", img, err)
+		return nil, fmt.Errorf("%s started but gave no broker address: %w", img, err)
 	}
 	version := ""
 	if rc, err := ctr.Logs(ctx); err == nil {
@@ -86,9 +97,7 @@ func startDocker(ctx context.Context, _ environment) (*Cluster, func(context.Con
 		_, tag, _ := strings.Cut(img, ":")
 		version = tag
 	}
-	c := &Cluster{Brokers: brokers, Backend: BackendDocker, Version: version, Real: true,
-		logHint: "docker logs " + ctr.GetContainerID()}
-	return c, stop, nil
+	return &testkit.DockerCluster{Brokers: brokers, Version: version, LogHint: "docker logs " + ctr.GetContainerID(), Stop: stop}, nil
 }
 
 // startApacheKafka advertises the host-mapped port and runs the image's own
