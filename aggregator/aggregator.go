@@ -28,8 +28,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/whippet-go/whippet/atomicstore"
+	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/kvstore"
-	"github.com/whippet-go/whippet/producer"
 )
 
 // Operation names of the aggregator's update functions.
@@ -90,7 +90,7 @@ type Aggregator struct {
 // Open opens the aggregator named name (its atomic store is named name too),
 // creating its topics if missing; see atomicstore.Open for the options.
 func Open(ctx context.Context, name string, opts ...atomicstore.Option) (*Aggregator, error) {
-	s, err := atomicstore.Open(ctx, name, producer.String(), producer.JSON[Progress](), opts...)
+	s, err := atomicstore.Open(ctx, name, codec.String(), codec.JSON[Progress](), opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +157,7 @@ type Processor struct {
 // atomicstore.NewProcessor for the options (TransactionalID is required).
 func NewProcessor(name string, opts ...atomicstore.Option) (*Processor, error) {
 	events := EventsTopic(name)
-	p, err := atomicstore.NewProcessor(name, producer.String(), producer.JSON[Progress](),
+	p, err := atomicstore.NewProcessor(name, codec.String(), codec.JSON[Progress](),
 		append(opts, atomicstore.OutputTopics(events))...)
 	if err != nil {
 		return nil, err

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/whippet-go/whippet/producer"
+	"github.com/whippet-go/whippet/codec"
 )
 
 // FuzzCommands applies arbitrary sequences of Start and Done commands, as
@@ -33,7 +33,7 @@ func FuzzCommands(f *testing.F) {
 	f.Add("s1099511627776\nd1099511627775")
 	f.Add("d1048576\ns1048577")
 
-	codec := producer.JSON[Progress]()
+	codec := codec.JSON[Progress]()
 	f.Fuzz(func(t *testing.T, spec string) {
 		var p Progress
 		reported := map[int]bool{}

@@ -11,7 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/whippet-go/whippet/atomicstore"
-	"github.com/whippet-go/whippet/producer"
+	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/testkit"
 )
 
@@ -21,7 +21,7 @@ import (
 func BenchmarkApply(b *testing.B) {
 	kc := testkit.Shared(b)
 	name := testkit.TopicName(b.Name())
-	s, err := atomicstore.Open(context.Background(), name, producer.String(), atomicstore.Int64(),
+	s, err := atomicstore.Open(context.Background(), name, codec.String(), atomicstore.Int64(),
 		atomicstore.Brokers(kc.Brokers...), atomicstore.Partitions(6))
 	if err != nil {
 		b.Fatal(err)
@@ -45,7 +45,7 @@ func BenchmarkApply(b *testing.B) {
 	b.ResetTimer()
 	begin := time.Now()
 	pctx, cancel := context.WithCancel(ctx)
-	p, err := atomicstore.NewProcessor(name, producer.String(), atomicstore.Int64(),
+	p, err := atomicstore.NewProcessor(name, codec.String(), atomicstore.Int64(),
 		atomicstore.Brokers(kc.Brokers...), atomicstore.TransactionalID(name+"-p"))
 	if err != nil {
 		b.Fatal(err)
@@ -82,7 +82,7 @@ func BenchmarkUpdateRoundTrip(b *testing.B) {
 			kc := testkit.Shared(b)
 			name := testkit.TopicName(b.Name())
 			ctx, cancel := context.WithCancel(context.Background())
-			p, err := atomicstore.NewProcessor(name, producer.String(), atomicstore.Int64(),
+			p, err := atomicstore.NewProcessor(name, codec.String(), atomicstore.Int64(),
 				atomicstore.Brokers(kc.Brokers...), atomicstore.TransactionalID(name+"-p"),
 				atomicstore.TransactionBatch(10_000, interval))
 			if err != nil {
@@ -90,7 +90,7 @@ func BenchmarkUpdateRoundTrip(b *testing.B) {
 			}
 			done := make(chan error, 1)
 			go func() { done <- p.Run(ctx) }()
-			s, err := atomicstore.Open(ctx, name, producer.String(), atomicstore.Int64(), atomicstore.Brokers(kc.Brokers...))
+			s, err := atomicstore.Open(ctx, name, codec.String(), atomicstore.Int64(), atomicstore.Brokers(kc.Brokers...))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -10,7 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/whippet-go/whippet/atomicstore"
-	"github.com/whippet-go/whippet/producer"
+	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/testkit"
 )
 
@@ -56,7 +56,7 @@ func TestEveryConfigErrorNamesItsField(t *testing.T) {
 			defer cancel()
 			errs := map[string]error{}
 			if !tc.processor {
-				s, err := atomicstore.Open(ctx, tc.storeName, producer.String(), atomicstore.Int64(), tc.opts...)
+				s, err := atomicstore.Open(ctx, tc.storeName, codec.String(), atomicstore.Int64(), tc.opts...)
 				if err == nil {
 					s.Close()
 				}
@@ -66,7 +66,7 @@ func TestEveryConfigErrorNamesItsField(t *testing.T) {
 			if tc.field != "TransactionalID" {
 				opts = append([]atomicstore.Option{atomicstore.TransactionalID("p-0")}, opts...)
 			}
-			_, errs["NewProcessor"] = atomicstore.NewProcessor(tc.storeName, producer.String(), atomicstore.Int64(), opts...)
+			_, errs["NewProcessor"] = atomicstore.NewProcessor(tc.storeName, codec.String(), atomicstore.Int64(), opts...)
 			for fn, err := range errs {
 				if !errors.Is(err, atomicstore.ErrInvalidConfig) {
 					t.Fatalf("%s: %v does not match ErrInvalidConfig", fn, err)

@@ -8,7 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/whippet-go/whippet/atomicstore"
-	"github.com/whippet-go/whippet/producer"
+	"github.com/whippet-go/whippet/codec"
 )
 
 // Exact counters updated concurrently: every add goes through the processor,
@@ -24,7 +24,7 @@ func Example() {
 
 	// The processor: one or more instances, each with its own
 	// transactional id.
-	proc, err := atomicstore.NewProcessor("visits", producer.String(), atomicstore.Int64(),
+	proc, err := atomicstore.NewProcessor("visits", codec.String(), atomicstore.Int64(),
 		brokers, atomicstore.Partitions(2), atomicstore.TransactionalID("visits-processor-0"))
 	if err != nil {
 		panic(err)
@@ -33,7 +33,7 @@ func Example() {
 	go func() { done <- proc.Run(ctx) }()
 
 	// A client: send commands, read the local replica.
-	visits, err := atomicstore.Open(ctx, "visits", producer.String(), atomicstore.Int64(), brokers, atomicstore.Partitions(2))
+	visits, err := atomicstore.Open(ctx, "visits", codec.String(), atomicstore.Int64(), brokers, atomicstore.Partitions(2))
 	if err != nil {
 		panic(err)
 	}

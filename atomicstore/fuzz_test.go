@@ -11,7 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/whippet-go/whippet/producer"
+	"github.com/whippet-go/whippet/codec"
 )
 
 // FuzzCompareAndSetArgument checks the compare-and-set argument format:
@@ -26,7 +26,7 @@ func FuzzCompareAndSetArgument(f *testing.F) {
 	f.Add("a", "b", []byte{0x80})
 	f.Add("a", "b", []byte{5, 'a'})
 	f.Fuzz(func(t *testing.T, old, v string, raw []byte) {
-		enc := producer.Bytes().Encode
+		enc := codec.Bytes().Encode
 		arg, err := encodeArg[[]byte](CompareAndSet([]byte(old), []byte(v)), enc)
 		if err != nil {
 			t.Fatal(err)
@@ -48,7 +48,7 @@ func FuzzCompareAndSetArgument(f *testing.F) {
 
 // FuzzInt64Codec checks the Int64 codec: every int64 round-trips, and bytes
 // either decode to a number whose encoding decodes to it again, or fail
-// with producer.ErrDecode.
+// with codec.ErrDecode.
 func FuzzInt64Codec(f *testing.F) {
 	for _, s := range []string{"0", "-1", "9223372036854775807", "-9223372036854775808", "9223372036854775808", "", "+5", "007", "1e3", " 1", "0x10"} {
 		f.Add([]byte(s), int64(len(s)))
@@ -62,7 +62,7 @@ func FuzzInt64Codec(f *testing.F) {
 		}
 		v, err := c.Decode(b)
 		if err != nil {
-			if !errors.Is(err, producer.ErrDecode) {
+			if !errors.Is(err, codec.ErrDecode) {
 				t.Fatalf("Decode(%q) = %v: not an ErrDecode", b, err)
 			}
 			return
@@ -98,7 +98,7 @@ func FuzzApplyCommand(f *testing.F) {
 	f.Add(uint8(0), []byte("1"), []byte("9223372036854775807"), true)
 	f.Add(uint8(0), []byte("-9223372036854775808"), []byte("-1"), true)
 
-	p, err := NewProcessor[string, int64]("fuzz", producer.String(), Int64(), Brokers("127.0.0.1:1"), TransactionalID("fuzz-0"))
+	p, err := NewProcessor[string, int64]("fuzz", codec.String(), Int64(), Brokers("127.0.0.1:1"), TransactionalID("fuzz-0"))
 	if err != nil {
 		f.Fatal(err)
 	}

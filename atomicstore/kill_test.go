@@ -17,7 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/whippet-go/whippet/atomicstore"
-	"github.com/whippet-go/whippet/producer"
+	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/testkit"
 )
 
@@ -33,7 +33,7 @@ func TestCountersExactAcrossKillsAndRebalances(t *testing.T) {
 	begin := time.Now()
 	stores := make([]*atomicstore.Store[string, int64], clients)
 	for i := range stores {
-		s, err := atomicstore.Open(context.Background(), name, producer.String(), atomicstore.Int64(),
+		s, err := atomicstore.Open(context.Background(), name, codec.String(), atomicstore.Int64(),
 			atomicstore.Brokers(kc.Brokers...), atomicstore.UpdateTimeout(90*time.Second))
 		if err != nil {
 			t.Fatal(err)
@@ -151,7 +151,7 @@ func TestCountersExactAcrossKillsAndRebalances(t *testing.T) {
 	took := time.Since(begin)
 
 	// A fresh replica reads the store topic from the start.
-	fresh, err := atomicstore.Open(ctx, name, producer.String(), atomicstore.Int64(), atomicstore.Brokers(kc.Brokers...))
+	fresh, err := atomicstore.Open(ctx, name, codec.String(), atomicstore.Int64(), atomicstore.Brokers(kc.Brokers...))
 	if err != nil {
 		t.Fatal(err)
 	}

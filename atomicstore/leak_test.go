@@ -10,12 +10,12 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/whippet-go/whippet/atomicstore"
-	"github.com/whippet-go/whippet/producer"
+	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/testkit"
 )
 
 func TestConfigErrorsNameTheField(t *testing.T) {
-	_, err := atomicstore.NewProcessor[string, int64]("", producer.String(), nil, atomicstore.Partitions(0))
+	_, err := atomicstore.NewProcessor[string, int64]("", codec.String(), nil, atomicstore.Partitions(0))
 	if !errors.Is(err, atomicstore.ErrInvalidConfig) {
 		t.Fatalf("got %v", err)
 	}
@@ -24,7 +24,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 			t.Errorf("%q not named in %v", field, err)
 		}
 	}
-	if _, err := atomicstore.Open(context.Background(), "x", producer.String(), atomicstore.Int64(), atomicstore.Brokers("nohost")); !errors.Is(err, atomicstore.ErrInvalidConfig) {
+	if _, err := atomicstore.Open(context.Background(), "x", codec.String(), atomicstore.Int64(), atomicstore.Brokers("nohost")); !errors.Is(err, atomicstore.ErrInvalidConfig) {
 		t.Errorf("Open: %v", err)
 	}
 }
@@ -36,13 +36,13 @@ func TestNoGoroutineLeak(t *testing.T) {
 	func() {
 		ctx, cancel := context.WithCancel(context.Background())
 		opts := []atomicstore.Option{atomicstore.Brokers(kc.Brokers...), atomicstore.Partitions(2)}
-		p, err := atomicstore.NewProcessor("leak", producer.String(), atomicstore.Int64(), append(opts, atomicstore.TransactionalID("leak-p"))...)
+		p, err := atomicstore.NewProcessor("leak", codec.String(), atomicstore.Int64(), append(opts, atomicstore.TransactionalID("leak-p"))...)
 		if err != nil {
 			t.Fatal(err)
 		}
 		done := make(chan error, 1)
 		go func() { done <- p.Run(ctx) }()
-		s, err := atomicstore.Open(ctx, "leak", producer.String(), atomicstore.Int64(), opts...)
+		s, err := atomicstore.Open(ctx, "leak", codec.String(), atomicstore.Int64(), opts...)
 		if err != nil {
 			t.Fatal(err)
 		}

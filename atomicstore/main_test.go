@@ -13,7 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/whippet-go/whippet/atomicstore"
-	"github.com/whippet-go/whippet/producer"
+	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/testkit"
 )
 
@@ -30,7 +30,7 @@ func TestMain(m *testing.M) {
 
 // runProcessorChild runs a counter processor until SIGTERM.
 func runProcessorChild() {
-	p, err := atomicstore.NewProcessor(os.Getenv("WHIPPET_TEST_NAME"), producer.String(), atomicstore.Int64(),
+	p, err := atomicstore.NewProcessor(os.Getenv("WHIPPET_TEST_NAME"), codec.String(), atomicstore.Int64(),
 		atomicstore.Brokers(strings.Split(os.Getenv("WHIPPET_TEST_BROKERS"), ",")...),
 		atomicstore.TransactionalID(os.Getenv("WHIPPET_TEST_TXN_ID")),
 		atomicstore.TransactionBatch(1000, 50*time.Millisecond),

@@ -126,7 +126,7 @@ func (c *config) validate(name string, keysNil, valuesNil, processor bool) error
 		bad("name", "%s", rule)
 	}
 	if keysNil {
-		bad("keys", "the key codec must not be nil (for example producer.String())")
+		bad("keys", "the key codec must not be nil (for example codec.String())")
 	}
 	if valuesNil {
 		bad("values", "the value codec must not be nil (for example atomicstore.Int64())")

@@ -14,8 +14,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
+	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/consumer"
-	"github.com/whippet-go/whippet/producer"
 )
 
 // Processor applies the commands of an atomic store: a consumer group on
@@ -26,8 +26,8 @@ import (
 type Processor[K comparable, V any] struct {
 	name   string
 	cfg    config
-	keys   producer.Codec[K]
-	values producer.Codec[V]
+	keys   codec.Codec[K]
+	values codec.Codec[V]
 	funcs  map[string]UpdateFunc[K, V]
 	log    *zap.Logger
 
@@ -51,7 +51,7 @@ type partState struct {
 // NewProcessor validates the options (TransactionalID is required) and
 // returns a processor. Built-in operations: Add (int64 values only), Set,
 // CompareAndSet.
-func NewProcessor[K comparable, V any](name string, keys producer.Codec[K], values producer.Codec[V], opts ...Option) (*Processor[K, V], error) {
+func NewProcessor[K comparable, V any](name string, keys codec.Codec[K], values codec.Codec[V], opts ...Option) (*Processor[K, V], error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
 		if o != nil {

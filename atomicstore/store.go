@@ -11,8 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/kvstore"
-	"github.com/whippet-go/whippet/producer"
 )
 
 // Store is the client side of an atomic store: it sends commands and reads
@@ -21,8 +21,8 @@ import (
 type Store[K comparable, V any] struct {
 	name   string
 	cfg    config
-	keys   producer.Codec[K]
-	values producer.Codec[V]
+	keys   codec.Codec[K]
+	values codec.Codec[V]
 	parts  int32
 	cl     *kgo.Client
 	kv     *kvstore.Store[K, V]
@@ -78,7 +78,7 @@ func (w *watch) OnFetchRecordUnbuffered(r *kgo.Record, polled bool) {
 // store topic into memory (a kvstore.Store, read_committed). It returns once
 // loading started; WaitReady waits for the initial load. ctx bounds Open's own
 // network calls.
-func Open[K comparable, V any](ctx context.Context, name string, keys producer.Codec[K], values producer.Codec[V], opts ...Option) (*Store[K, V], error) {
+func Open[K comparable, V any](ctx context.Context, name string, keys codec.Codec[K], values codec.Codec[V], opts ...Option) (*Store[K, V], error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
 		if o != nil {

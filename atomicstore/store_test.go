@@ -12,13 +12,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/whippet-go/whippet/atomicstore"
-	"github.com/whippet-go/whippet/producer"
+	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/testkit"
 )
 
-func startProcessor[V any](t *testing.T, kc *testkit.Cluster, name, txnID string, values producer.Codec[V], setup func(*atomicstore.Processor[string, V]), opts ...atomicstore.Option) {
+func startProcessor[V any](t *testing.T, kc *testkit.Cluster, name, txnID string, values codec.Codec[V], setup func(*atomicstore.Processor[string, V]), opts ...atomicstore.Option) {
 	t.Helper()
-	p, err := atomicstore.NewProcessor(name, producer.String(), values, append([]atomicstore.Option{
+	p, err := atomicstore.NewProcessor(name, codec.String(), values, append([]atomicstore.Option{
 		atomicstore.Brokers(kc.Brokers...), atomicstore.TransactionalID(txnID), atomicstore.Partitions(3),
 		atomicstore.TransactionBatch(1000, 20*time.Millisecond)}, opts...)...)
 	if err != nil {
@@ -38,9 +38,9 @@ func startProcessor[V any](t *testing.T, kc *testkit.Cluster, name, txnID string
 	})
 }
 
-func openStore[V any](t *testing.T, kc *testkit.Cluster, name string, values producer.Codec[V]) *atomicstore.Store[string, V] {
+func openStore[V any](t *testing.T, kc *testkit.Cluster, name string, values codec.Codec[V]) *atomicstore.Store[string, V] {
 	t.Helper()
-	s, err := atomicstore.Open(context.Background(), name, producer.String(), values,
+	s, err := atomicstore.Open(context.Background(), name, codec.String(), values,
 		atomicstore.Brokers(kc.Brokers...), atomicstore.Partitions(3), atomicstore.UpdateTimeout(60*time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +108,7 @@ func TestUserFunctionAndEmit(t *testing.T) {
 	name := testkit.TopicName(t.Name())
 	events := name + "-events"
 	kc.CreateTopic(t, events, 1, nil)
-	startProcessor(t, kc, name, name+"-p1", producer.JSON[tags](), func(p *atomicstore.Processor[string, tags]) {
+	startProcessor(t, kc, name, name+"-p1", codec.JSON[tags](), func(p *atomicstore.Processor[string, tags]) {
 		if err := p.Register("tag", func(ctx context.Context, key string, cur tags, exists bool, arg []byte) (tags, error) {
 			for _, s := range cur.Seen {
 				if s == string(arg) {
@@ -129,7 +129,7 @@ func TestUserFunctionAndEmit(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	s := openStore(t, kc, name, producer.JSON[tags]())
+	s := openStore(t, kc, name, codec.JSON[tags]())
 	ctx := context.Background()
 	for _, a := range []string{"a", "b", "a", "bad", "c", "c"} {
 		v, err := s.Update(ctx, "k", atomicstore.Call("tag", []byte(a)))

@@ -10,7 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/whippet-go/whippet/producer"
+	"github.com/whippet-go/whippet/codec"
 )
 
 // CommandsTopic returns the commands topic of the store named name.
@@ -83,7 +83,7 @@ func partitionOf(key []byte, n int32) int32 {
 
 // Int64 returns a codec for int64 values, as decimal text (readable with any
 // Kafka tool). It is the value codec of counter stores (see Add).
-func Int64() producer.Codec[int64] { return int64Codec{} }
+func Int64() codec.Codec[int64] { return int64Codec{} }
 
 type int64Codec struct{}
 
@@ -91,7 +91,7 @@ func (int64Codec) Encode(v int64) ([]byte, error) { return strconv.AppendInt(nil
 func (int64Codec) Decode(b []byte) (int64, error) {
 	v, err := strconv.ParseInt(string(b), 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("%w: int64: %w", producer.ErrDecode, err)
+		return 0, fmt.Errorf("%w: int64: %w", codec.ErrDecode, err)
 	}
 	return v, nil
 }

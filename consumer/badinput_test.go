@@ -13,10 +13,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/dlq"
 	"github.com/whippet-go/whippet/internal/toolarge"
-	"github.com/whippet-go/whippet/producer"
 	"github.com/whippet-go/whippet/retry"
 	"github.com/whippet-go/whippet/testkit"
 )
@@ -108,7 +108,7 @@ func TestUndecodableRecordsGoToTheDeadLetterTopic(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			keys, values := producer.String(), producer.JSON[payment]()
+			keys, values := codec.String(), codec.JSON[payment]()
 			var h handled
 			c := newConsumer(t, kc, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
 				if _, err := keys.Decode(r.Key); err != nil {
@@ -172,7 +172,7 @@ func TestUndecodableRecordsGoToTheDeadLetterTopic(t *testing.T) {
 					t.Fatalf("dead letter %+v: not one of the poison pills, or twice", info)
 				case info.Reason != retry.ReasonDecode || info.Attempt != 1 || info.Group != group:
 					t.Fatalf("poison pill at %v dead-lettered with %+v, want reason decode after 1 attempt by %s", pl, info, group)
-				case !strings.Contains(info.LastError, "producer: decode") || !strings.Contains(info.LastError, poison[k].want):
+				case !strings.Contains(info.LastError, "codec: decode") || !strings.Contains(info.LastError, poison[k].want):
 					t.Fatalf("poison pill at %v: error %q does not say %q", pl, info.LastError, poison[k].want)
 				case string(d.Key) != string(poison[k].key) || string(d.Value) != string(poison[k].value) || (d.Value == nil) != (poison[k].value == nil):
 					t.Fatalf("poison pill at %v: key/value changed: %q/%q", pl, d.Key, d.Value)

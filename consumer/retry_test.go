@@ -20,9 +20,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/dlq"
-	"github.com/whippet-go/whippet/producer"
 	"github.com/whippet-go/whippet/retry"
 	"github.com/whippet-go/whippet/testkit"
 )
@@ -324,7 +324,7 @@ func TestNonRetriableAndDecodeErrorsGoStraightToTheDeadLetterTopic(t *testing.T)
 		}
 	}
 	type msg struct{ N int }
-	codec := producer.JSON[msg]()
+	codec := codec.JSON[msg]()
 	var log attemptLog
 	c := newConsumer(t, kc, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
 		log.add(ctx, r)

@@ -14,8 +14,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/kvstore"
-	"github.com/whippet-go/whippet/producer"
 	"github.com/whippet-go/whippet/testkit"
 )
 
@@ -133,7 +133,7 @@ func loadStore(b *testing.B, kc *testkit.Cluster, topic string, records int) (fl
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	start := time.Now()
-	s, err := kvstore.Open(ctx, topic, producer.String(), producer.String(), kvstore.Brokers(kc.Brokers...))
+	s, err := kvstore.Open(ctx, topic, codec.String(), codec.String(), kvstore.Brokers(kc.Brokers...))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -14,8 +14,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/kvstore"
-	"github.com/whippet-go/whippet/producer"
 	"github.com/whippet-go/whippet/testkit"
 )
 
@@ -55,7 +55,7 @@ func runChild() {
 func child(mode string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	s, err := kvstore.Open(ctx, os.Getenv("WHIPPET_KVSTORE_TOPIC"), producer.String(), producer.JSON[Value](),
+	s, err := kvstore.Open(ctx, os.Getenv("WHIPPET_KVSTORE_TOPIC"), codec.String(), codec.JSON[Value](),
 		kvstore.Brokers(strings.Split(os.Getenv("WHIPPET_KVSTORE_BROKERS"), ",")...), kvstore.CreateTopic(false))
 	if err != nil {
 		return err

@@ -12,7 +12,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/whippet-go/whippet/producer"
+	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/testkit"
 )
 
@@ -73,7 +73,7 @@ func TestLoadsEveryCompressionCodec(t *testing.T) {
 			)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			s, err := Open(ctx, topic, producer.String(), producer.String(), Brokers(kc.Brokers...), AwaitApplied(true),
+			s, err := Open(ctx, topic, codec.String(), codec.String(), Brokers(kc.Brokers...), AwaitApplied(true),
 				OnDecodeError(func(r *kgo.Record, _ error) {
 					mu.Lock()
 					skipped = append(skipped, r)

@@ -21,9 +21,9 @@
 //     by shard (and, for large batches, shards in parallel): each key's
 //     values appear in offset order, but two keys updated in one batch may
 //     become visible in either order. Snapshot is always a consistent cut.
-//   - Memory. With string keys (producer.String()), a store keeps the key
-//     bytes, and the value bytes of string values (producer.String()) and
-//     []byte values (producer.Bytes()), in byte chunks (keys and values
+//   - Memory. With string keys (codec.String()), a store keeps the key
+//     bytes, and the value bytes of string values (codec.String()) and
+//     []byte values (codec.Bytes()), in byte chunks (keys and values
 //     apart), found through an open-addressing index of key hashes: no Go
 //     pointer per entry, so the garbage collector has nothing to scan
 //     however many entries there are (with Go maps of strings, every GC

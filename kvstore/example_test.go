@@ -6,8 +6,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/kvstore"
-	"github.com/whippet-go/whippet/producer"
 )
 
 // Country is a value kept in a store.
@@ -27,7 +27,7 @@ func Example() {
 	defer cluster.Close()
 	ctx := context.Background()
 
-	countries, err := kvstore.Open(ctx, "countries", producer.String(), producer.JSON[Country](),
+	countries, err := kvstore.Open(ctx, "countries", codec.String(), codec.JSON[Country](),
 		kvstore.Brokers(cluster.ListenAddrs()...),
 		kvstore.Partitions(1),
 	)
@@ -70,7 +70,7 @@ func Example() {
 
 // Options are checked before any network I/O, and each error names its option.
 func ExampleOpen_invalidConfig() {
-	_, err := kvstore.Open(context.Background(), "countries", producer.String(), producer.JSON[Country](),
+	_, err := kvstore.Open(context.Background(), "countries", codec.String(), codec.JSON[Country](),
 		kvstore.Brokers("127.0.0.1:9092"), kvstore.Partitions(0))
 	fmt.Println(err)
 	// Output:

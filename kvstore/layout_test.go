@@ -11,8 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/kvstore"
-	"github.com/whippet-go/whippet/producer"
 	"github.com/whippet-go/whippet/testkit"
 )
 
@@ -23,7 +23,7 @@ import (
 func TestLayouts(t *testing.T) {
 	kc := testkit.Shared(t)
 	t.Run("String/String", func(t *testing.T) {
-		checkLayout(t, kc, producer.String(), producer.String(),
+		checkLayout(t, kc, codec.String(), codec.String(),
 			func(i int) string { return fmt.Sprintf("key-%d", i) },
 			func(i int) string {
 				if i == 107 {
@@ -35,7 +35,7 @@ func TestLayouts(t *testing.T) {
 			[][2][]byte{{[]byte("key-5"), []byte("bad \xff")}, {[]byte("key-\xff"), []byte("x")}})
 	})
 	t.Run("String/Bytes", func(t *testing.T) {
-		checkLayout(t, kc, producer.String(), producer.Bytes(),
+		checkLayout(t, kc, codec.String(), codec.Bytes(),
 			func(i int) string { return fmt.Sprintf("key-%d", i) },
 			func(i int) []byte {
 				if i == 107 {
@@ -47,14 +47,14 @@ func TestLayouts(t *testing.T) {
 			[][2][]byte{{[]byte("key-\xff"), []byte("x")}})
 	})
 	t.Run("String/JSON", func(t *testing.T) {
-		checkLayout(t, kc, producer.String(), producer.JSON[Value](),
+		checkLayout(t, kc, codec.String(), codec.JSON[Value](),
 			func(i int) string { return fmt.Sprintf("key-%d", i) },
 			func(i int) Value { return Value{Version: i, Text: "t"} },
 			func(a, b Value) bool { return a == b },
 			[][2][]byte{{[]byte("key-5"), []byte("not json")}, {[]byte("key-\xff"), []byte("{}")}})
 	})
 	t.Run("JSON/String", func(t *testing.T) {
-		checkLayout(t, kc, producer.JSON[int](), producer.String(),
+		checkLayout(t, kc, codec.JSON[int](), codec.String(),
 			func(i int) int { return i },
 			func(i int) string { return fmt.Sprint("v", i) },
 			func(a, b string) bool { return a == b },
@@ -65,7 +65,7 @@ func TestLayouts(t *testing.T) {
 // checkLayout loads a topic of 100 keys written twice, a tombstone for
 // key(6) and then the bad records (which must be skipped), and checks the
 // store's contents, metrics and changes.
-func checkLayout[K comparable, V any](t *testing.T, kc *testkit.Cluster, keys producer.Codec[K], values producer.Codec[V],
+func checkLayout[K comparable, V any](t *testing.T, kc *testkit.Cluster, keys codec.Codec[K], values codec.Codec[V],
 	key func(int) K, val func(int) V, eq func(a, b V) bool, bad [][2][]byte) {
 	topic := newCompactedTopic(t, kc, 2)
 	enc := func(k K, v *V) *kgo.Record {

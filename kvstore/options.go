@@ -152,10 +152,10 @@ func (c *config) validate(topic string, keysNil, valuesNil bool) error {
 		bad("topic", "%s", rule)
 	}
 	if keysNil {
-		bad("keys", "the key codec must not be nil (for example producer.String())")
+		bad("keys", "the key codec must not be nil (for example codec.String())")
 	}
 	if valuesNil {
-		bad("values", "the value codec must not be nil (for example producer.JSON[T]())")
+		bad("values", "the value codec must not be nil (for example codec.JSON[T]())")
 	}
 	errs.Brokers("Brokers", c.brokers)
 	if c.name == "" {

@@ -11,8 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
+	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/kvstore"
-	"github.com/whippet-go/whippet/producer"
 )
 
 // Every bad value is reported before any network I/O (the broker address
@@ -22,28 +22,28 @@ func TestOpenValidatesOptions(t *testing.T) {
 	cases := []struct {
 		name   string
 		topic  string
-		keys   producer.Codec[string]
-		values producer.Codec[Value]
+		keys   codec.Codec[string]
+		values codec.Codec[Value]
 		opts   []kvstore.Option
 		field  string
 		rule   string
 	}{
-		{"no brokers", "t", producer.String(), producer.JSON[Value](), nil, "Brokers", "at least one"},
-		{"bad broker", "t", producer.String(), producer.JSON[Value](), []kvstore.Option{kvstore.Brokers("nohostport")}, "Brokers", "not host:port"},
-		{"bad port", "t", producer.String(), producer.JSON[Value](), []kvstore.Option{kvstore.Brokers("h:99999")}, "Brokers", "invalid port"},
-		{"empty topic", "", producer.String(), producer.JSON[Value](), nil, "topic", "must not be empty"},
-		{"bad topic", "a b", producer.String(), producer.JSON[Value](), nil, "topic", "only ASCII"},
-		{"nil keys", "t", nil, producer.JSON[Value](), nil, "keys", "must not be nil"},
-		{"nil values", "t", producer.String(), nil, nil, "values", "must not be nil"},
-		{"partitions", "t", producer.String(), producer.JSON[Value](), []kvstore.Option{kvstore.Partitions(0)}, "Partitions", "got 0"},
-		{"replication", "t", producer.String(), producer.JSON[Value](), []kvstore.Option{kvstore.ReplicationFactor(-2)}, "ReplicationFactor", "got -2"},
-		{"topic config name", "t", producer.String(), producer.JSON[Value](), []kvstore.Option{kvstore.TopicConfig("", "x")}, "TopicConfig", "not a topic config"},
-		{"delete policy", "t", producer.String(), producer.JSON[Value](), []kvstore.Option{kvstore.TopicConfig("cleanup.policy", "delete")}, "TopicConfig", "would not compact"},
-		{"nil logger", "t", producer.String(), producer.JSON[Value](), []kvstore.Option{kvstore.Logger(nil)}, "Logger", "must not be nil"},
-		{"nil registerer", "t", producer.String(), producer.JSON[Value](), []kvstore.Option{kvstore.Registerer(nil)}, "Registerer", "must not be nil"},
-		{"client id", "t", producer.String(), producer.JSON[Value](), []kvstore.Option{kvstore.ClientID("")}, "ClientID", "1 to 256"},
-		{"nil client option", "t", producer.String(), producer.JSON[Value](), []kvstore.Option{kvstore.ClientOptions(nil)}, "ClientOptions[0]", "must not be nil"},
-		{"name", "t", producer.String(), producer.JSON[Value](), []kvstore.Option{kvstore.Name("\xff")}, "Name", "UTF-8"},
+		{"no brokers", "t", codec.String(), codec.JSON[Value](), nil, "Brokers", "at least one"},
+		{"bad broker", "t", codec.String(), codec.JSON[Value](), []kvstore.Option{kvstore.Brokers("nohostport")}, "Brokers", "not host:port"},
+		{"bad port", "t", codec.String(), codec.JSON[Value](), []kvstore.Option{kvstore.Brokers("h:99999")}, "Brokers", "invalid port"},
+		{"empty topic", "", codec.String(), codec.JSON[Value](), nil, "topic", "must not be empty"},
+		{"bad topic", "a b", codec.String(), codec.JSON[Value](), nil, "topic", "only ASCII"},
+		{"nil keys", "t", nil, codec.JSON[Value](), nil, "keys", "must not be nil"},
+		{"nil values", "t", codec.String(), nil, nil, "values", "must not be nil"},
+		{"partitions", "t", codec.String(), codec.JSON[Value](), []kvstore.Option{kvstore.Partitions(0)}, "Partitions", "got 0"},
+		{"replication", "t", codec.String(), codec.JSON[Value](), []kvstore.Option{kvstore.ReplicationFactor(-2)}, "ReplicationFactor", "got -2"},
+		{"topic config name", "t", codec.String(), codec.JSON[Value](), []kvstore.Option{kvstore.TopicConfig("", "x")}, "TopicConfig", "not a topic config"},
+		{"delete policy", "t", codec.String(), codec.JSON[Value](), []kvstore.Option{kvstore.TopicConfig("cleanup.policy", "delete")}, "TopicConfig", "would not compact"},
+		{"nil logger", "t", codec.String(), codec.JSON[Value](), []kvstore.Option{kvstore.Logger(nil)}, "Logger", "must not be nil"},
+		{"nil registerer", "t", codec.String(), codec.JSON[Value](), []kvstore.Option{kvstore.Registerer(nil)}, "Registerer", "must not be nil"},
+		{"client id", "t", codec.String(), codec.JSON[Value](), []kvstore.Option{kvstore.ClientID("")}, "ClientID", "1 to 256"},
+		{"nil client option", "t", codec.String(), codec.JSON[Value](), []kvstore.Option{kvstore.ClientOptions(nil)}, "ClientOptions[0]", "must not be nil"},
+		{"name", "t", codec.String(), codec.JSON[Value](), []kvstore.Option{kvstore.Name("\xff")}, "Name", "UTF-8"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -87,7 +87,7 @@ func TestOpenReportsEveryViolation(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	// Valid options: Open gets past validation and fails on the network.
-	_, err = kvstore.Open(ctx, "t", producer.String(), producer.JSON[Value](),
+	_, err = kvstore.Open(ctx, "t", codec.String(), codec.JSON[Value](),
 		kvstore.Brokers("127.0.0.1:1"), kvstore.AllowNotCompacted(true), kvstore.TopicConfig("cleanup.policy", "delete"),
 		kvstore.Name("n"), kvstore.Partitions(3), kvstore.ReplicationFactor(3), kvstore.CreateTopic(false),
 		kvstore.AwaitApplied(false), kvstore.Logger(zap.NewNop()), kvstore.Registerer(prometheus.NewRegistry()),

@@ -11,9 +11,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"go.uber.org/goleak"
 
+	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/internal/securetest"
 	"github.com/whippet-go/whippet/kvstore"
-	"github.com/whippet-go/whippet/producer"
 )
 
 // TestSecurity opens stores through Apache Kafka's SASL_SSL listener (TLS +
@@ -33,7 +33,7 @@ func TestSecurity(t *testing.T) {
 	t.Run("right password", func(t *testing.T) {
 		reg := prometheus.NewRegistry()
 		open := func(name string) *kvstore.Store[string, string] {
-			s, err := kvstore.Open(ctx, topic, producer.String(), producer.String(), kvstore.Name(name),
+			s, err := kvstore.Open(ctx, topic, codec.String(), codec.String(), kvstore.Name(name),
 				kvstore.Brokers(kc.SecureBrokers...), kvstore.ClientOptions(kc.Opts(t)...), kvstore.Logger(log), kvstore.Registerer(reg))
 			if err != nil {
 				t.Fatalf("Open over SASL_SSL: %v", err)
@@ -60,7 +60,7 @@ func TestSecurity(t *testing.T) {
 		octx, ocancel := context.WithTimeout(ctx, time.Minute)
 		defer ocancel()
 		start := time.Now()
-		s, err := kvstore.Open(octx, topic, producer.String(), producer.String(),
+		s, err := kvstore.Open(octx, topic, codec.String(), codec.String(),
 			kvstore.Brokers(kc.SecureBrokers...), kvstore.ClientOptions(kc.OptsAs(t, wrong)...), kvstore.Logger(log))
 		t.Logf("Open with a wrong password returned after %s: %v", time.Since(start), err)
 		if err == nil {

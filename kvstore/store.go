@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/plugin/kzap"
 	"go.uber.org/zap"
 
+	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/producer"
 )
 
@@ -53,8 +54,8 @@ const closeFlushTimeout = 5 * time.Second
 type Store[K comparable, V any] struct {
 	topic      string
 	cfg        config
-	keys       producer.Codec[K]
-	values     producer.Codec[V]
+	keys       codec.Codec[K]
+	values     codec.Codec[V]
 	copyKeys   bool // the key codec may keep the bytes it decodes
 	copyValues bool
 	log        *zap.Logger
@@ -107,14 +108,14 @@ type waiter struct {
 // network calls, not the store's life.
 //
 // keys and values convert keys and values to and from record bytes; use the
-// producer package's codecs (producer.String(), producer.JSON[T](),
-// producer.Bytes()) or your own. A key's encoding must be deterministic:
+// producer package's codecs (codec.String(), codec.JSON[T](),
+// codec.Bytes()) or your own. A key's encoding must be deterministic:
 // compaction and partitioning work on the bytes.
 //
 // A bad option or argument is reported before any network I/O, with the
 // option's name and the rule it breaks (errors.Is(err, ErrInvalidConfig)).
 // An existing topic that is not compacted is ErrNotCompacted.
-func Open[K comparable, V any](ctx context.Context, topic string, keys producer.Codec[K], values producer.Codec[V], opts ...Option) (*Store[K, V], error) {
+func Open[K comparable, V any](ctx context.Context, topic string, keys codec.Codec[K], values codec.Codec[V], opts ...Option) (*Store[K, V], error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
 		if o != nil {
@@ -191,23 +192,23 @@ func Open[K comparable, V any](ctx context.Context, topic string, keys producer.
 // is given. Record keys and values point into franz-go's fetch buffers, so
 // the store copies them for such codecs: keeping a slice would pin a whole
 // fetched batch in memory. The String and JSON codecs copy what they decode.
-func mayRetain[T any](c producer.Codec[T]) bool {
+func mayRetain[T any](c codec.Codec[T]) bool {
 	t := reflect.TypeOf(c)
-	return t != reflect.TypeOf(producer.String()) && t != reflect.TypeOf(producer.JSON[T]())
+	return t != reflect.TypeOf(codec.String()) && t != reflect.TypeOf(codec.JSON[T]())
 }
 
 // newTable picks the table for the codecs: for string keys with the String
 // codec an arenaTable (string and []byte values with the String and Bytes
 // codecs kept as raw bytes in the arena, others decoded), else a mapTable.
 func (s *Store[K, V]) newTable() table[K, V] {
-	if reflect.TypeFor[K]() != reflect.TypeFor[string]() || reflect.TypeOf(s.keys) != reflect.TypeOf(producer.String()) {
+	if reflect.TypeFor[K]() != reflect.TypeFor[string]() || reflect.TypeOf(s.keys) != reflect.TypeOf(codec.String()) {
 		return newMapTable(s.decode)
 	}
 	vk := decodedValues
 	switch vt, ct := reflect.TypeFor[V](), reflect.TypeOf(s.values); {
-	case vt == reflect.TypeFor[string]() && ct == reflect.TypeOf(producer.String()):
+	case vt == reflect.TypeFor[string]() && ct == reflect.TypeOf(codec.String()):
 		vk = stringValues
-	case vt == reflect.TypeFor[[]byte]() && ct == reflect.TypeOf(producer.Bytes()):
+	case vt == reflect.TypeFor[[]byte]() && ct == reflect.TypeOf(codec.Bytes()):
 		vk = bytesValues
 	}
 	keyErr := func(b []byte) error { _, err := s.keys.Decode(b); return invalidUTF8(err) }
@@ -382,7 +383,7 @@ func (s *Store[K, V]) ReadyHandler() http.Handler {
 // it. A value that encodes to nil is written as an empty value, not a
 // tombstone: use Delete to remove a key.
 //
-// Errors: the codec's (matching producer.ErrEncode); the producer's (a ctx
+// Errors: the codec's (matching codec.ErrEncode); the producer's (a ctx
 // that ends before Kafka answers gives producer.ErrUnconfirmed: the write
 // may or may not be in Kafka); ErrNotApplied with ctx's error or ErrClosed
 // when the write is in Kafka but not yet applied here; ErrClosed after Close.

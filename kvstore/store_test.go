@@ -18,8 +18,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
 
+	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/kvstore"
-	"github.com/whippet-go/whippet/producer"
 	"github.com/whippet-go/whippet/testkit"
 )
 
@@ -57,7 +57,7 @@ func openStore(t testing.TB, kc *testkit.Cluster, topic string, opts ...kvstore.
 func openStoreNoWait(t testing.TB, kc *testkit.Cluster, topic string, opts ...kvstore.Option) *kvstore.Store[string, Value] {
 	t.Helper()
 	opts = append([]kvstore.Option{kvstore.Brokers(kc.Brokers...)}, opts...)
-	s, err := kvstore.Open(ctxT(t, 30*time.Second), topic, producer.String(), producer.JSON[Value](), opts...)
+	s, err := kvstore.Open(ctxT(t, 30*time.Second), topic, codec.String(), codec.JSON[Value](), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,8 +201,8 @@ func TestLoadsExistingRecordsAndSkipsBadOnes(t *testing.T) {
 	s := openStore(t, kc, topic, kvstore.OnDecodeError(func(r *kgo.Record, err error) {
 		mu.Lock()
 		defer mu.Unlock()
-		if !errors.Is(err, producer.ErrDecode) {
-			t.Errorf("decode error %v does not match producer.ErrDecode", err)
+		if !errors.Is(err, codec.ErrDecode) {
+			t.Errorf("decode error %v does not match codec.ErrDecode", err)
 		}
 		skipped = append(skipped, string(r.Key))
 	}))
@@ -467,7 +467,7 @@ func TestMetricsAndReadiness(t *testing.T) {
 		t.Error("no whippet_kvstore_kafka_* (kprom) metrics")
 	}
 	// A second store with the same name on the same registry is a config error.
-	_, err := kvstore.Open(ctxT(t, 30*time.Second), topic, producer.String(), producer.JSON[Value](),
+	_, err := kvstore.Open(ctxT(t, 30*time.Second), topic, codec.String(), codec.JSON[Value](),
 		kvstore.Brokers(kc.Brokers...), kvstore.Registerer(reg), kvstore.Name("countries"))
 	var ce *kvstore.ConfigError
 	if !errors.Is(err, kvstore.ErrInvalidConfig) || !errors.As(err, &ce) || ce.Field != "Registerer" {
@@ -513,14 +513,14 @@ func TestTopicCreatedCompactedOrRefused(t *testing.T) {
 
 	// Existing and not compacted: refused, unless allowed.
 	plain := kc.NewTopic(t, 1, nil)
-	_, err = kvstore.Open(ctx, plain, producer.String(), producer.JSON[Value](), kvstore.Brokers(kc.Brokers...))
+	_, err = kvstore.Open(ctx, plain, codec.String(), codec.JSON[Value](), kvstore.Brokers(kc.Brokers...))
 	if !errors.Is(err, kvstore.ErrNotCompacted) || !strings.Contains(err.Error(), `cleanup.policy="delete"`) {
 		t.Fatalf("Open on a non-compacted topic: %v", err)
 	}
 	openStore(t, kc, plain, kvstore.AllowNotCompacted(true))
 
 	// Missing with CreateTopic(false).
-	_, err = kvstore.Open(ctx, testkit.TopicName("missing"), producer.String(), producer.JSON[Value](),
+	_, err = kvstore.Open(ctx, testkit.TopicName("missing"), codec.String(), codec.JSON[Value](),
 		kvstore.Brokers(kc.Brokers...), kvstore.CreateTopic(false))
 	if !errors.Is(err, kvstore.ErrTopicNotFound) {
 		t.Fatalf("Open on a missing topic with CreateTopic(false): %v", err)

@@ -27,11 +27,9 @@
 //
 // # Codecs
 //
-// [Codec] turns typed values into record bytes and back. [Bytes], [String]
-// and [JSON] cover the common cases; decode failures wrap [ErrDecode] and
-// encode failures wrap [ErrEncode]. Other whippet packages (consumer,
-// kvstore) use the same Codec type. [Typed] pairs a producer with a topic and
-// key/value codecs.
+// [Typed] pairs a producer with a topic and key/value codecs from package
+// codec ([codec.String], [codec.JSON], [codec.Bytes] or your own
+// [codec.Codec]); encode failures wrap [codec.ErrEncode].
 //
 // # Observability
 //

@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/producer"
 )
 
@@ -83,7 +84,7 @@ func ExampleTyped() {
 		ID    string `json:"id"`
 		Total int    `json:"total"`
 	}
-	orders, err := producer.NewTyped(p, "orders", producer.String(), producer.JSON[Order]())
+	orders, err := producer.NewTyped(p, "orders", codec.String(), codec.JSON[Order]())
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -96,16 +97,16 @@ func ExampleTyped() {
 
 	// The same codecs decode on the consuming side.
 	rec, _ := orders.Record("customer-7", Order{ID: "o-1", Total: 30})
-	o, err := producer.JSON[Order]().Decode(rec.Value)
+	o, err := codec.JSON[Order]().Decode(rec.Value)
 	fmt.Println(o.ID, o.Total, err)
 
-	_, err = producer.JSON[Order]().Decode([]byte("not json"))
+	_, err = codec.JSON[Order]().Decode([]byte("not json"))
 	fmt.Println(err)
 
 	// Output:
 	// orders[0]@0
 	// o-1 30 <nil>
-	// producer: decode: JSON into producer_test.Order: invalid character 'o' in literal null (expecting 'u')
+	// codec: decode: JSON into producer_test.Order: invalid character 'o' in literal null (expecting 'u')
 }
 
 // Several events atomically: read_committed readers see both or neither.

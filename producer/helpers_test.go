@@ -67,3 +67,9 @@ func headerValue(r *kgo.Record, key string) (string, bool) {
 	}
 	return "", false
 }
+
+type order struct {
+	ID     string  `json:"id"`
+	Amount float64 `json:"amount"`
+	Items  []int   `json:"items,omitempty"`
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/producer"
 	"github.com/whippet-go/whippet/testkit"
 )
@@ -276,7 +277,7 @@ func TestIntegrationTyped(t *testing.T) {
 	kc := realKafka(t)
 	topic := kc.NewTopic(t, 1, nil)
 	p := realProducer(t, kc)
-	orders, err := producer.NewTyped(p, topic, producer.String(), producer.JSON[order]())
+	orders, err := producer.NewTyped(p, topic, codec.String(), codec.JSON[order]())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,8 +287,8 @@ func TestIntegrationTyped(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := consumeCount(t, kc, topic, 1)[0]
-	key, kErr := producer.String().Decode(r.Key)
-	out, verr := producer.JSON[order]().Decode(r.Value)
+	key, kErr := codec.String().Decode(r.Key)
+	out, verr := codec.JSON[order]().Decode(r.Value)
 	if kErr != nil || verr != nil || key != "customer-1" || out.ID != in.ID || out.Amount != in.Amount || r.Offset != res.Offset {
 		t.Errorf("decoded %q %+v (%v, %v) at %d, want %q %+v at %d", key, out, kErr, verr, r.Offset, "customer-1", in, res.Offset)
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/internal/check"
 )
 
@@ -15,8 +16,8 @@ import (
 type Typed[K, V any] struct {
 	p     *Producer
 	topic string
-	key   Codec[K]
-	value Codec[V]
+	key   codec.Codec[K]
+	value codec.Codec[V]
 }
 
 // NewTyped returns a Typed producing to topic through p, encoding keys with
@@ -24,12 +25,12 @@ type Typed[K, V any] struct {
 // DefaultTopic. For records without a key, use Bytes() as the key codec and
 // pass a nil key. The error (matching ErrInvalidConfig) names a nil
 // argument or an invalid topic.
-func NewTyped[K, V any](p *Producer, topic string, key Codec[K], value Codec[V]) (*Typed[K, V], error) {
+func NewTyped[K, V any](p *Producer, topic string, key codec.Codec[K], value codec.Codec[V]) (*Typed[K, V], error) {
 	switch {
 	case p == nil:
 		return nil, &ConfigError{Pkg: "producer", Sentinel: ErrInvalidConfig, Field: "producer", Rule: "must not be nil"}
 	case key == nil:
-		return nil, &ConfigError{Pkg: "producer", Sentinel: ErrInvalidConfig, Field: "key codec", Rule: "must not be nil (use Bytes() for records without keys)"}
+		return nil, &ConfigError{Pkg: "producer", Sentinel: ErrInvalidConfig, Field: "key codec", Rule: "must not be nil (use codec.Bytes() for records without keys)"}
 	case value == nil:
 		return nil, &ConfigError{Pkg: "producer", Sentinel: ErrInvalidConfig, Field: "value codec", Rule: "must not be nil"}
 	}
@@ -49,7 +50,7 @@ func (t *Typed[K, V]) Topic() string { return t.topic }
 
 // Record encodes key and value into a record for t's topic, without
 // producing it: for Producer.ProduceMany, or to set more record fields. The
-// error wraps ErrEncode and says whether the key or the value failed.
+// error wraps codec.ErrEncode and says whether the key or the value failed.
 func (t *Typed[K, V]) Record(key K, value V, headers ...kgo.RecordHeader) (*kgo.Record, error) {
 	k, err := t.key.Encode(key)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/producer"
 )
 
@@ -12,7 +13,7 @@ func TestTypedProduceAndDecode(t *testing.T) {
 	noLeaks(t)
 	c := fakeCluster(t, 1, "orders")
 	p := newProducer(t, c)
-	orders, err := producer.NewTyped(p, "orders", producer.String(), producer.JSON[order]())
+	orders, err := producer.NewTyped(p, "orders", codec.String(), codec.JSON[order]())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,8 +32,8 @@ func TestTypedProduceAndDecode(t *testing.T) {
 	}
 
 	recs := consumeN(t, c.ListenAddrs(), "orders", 2)
-	key, _ := producer.String().Decode(recs[0].Key)
-	val, err := producer.JSON[order]().Decode(recs[0].Value)
+	key, _ := codec.String().Decode(recs[0].Key)
+	val, err := codec.JSON[order]().Decode(recs[0].Value)
 	if err != nil || key != "user-1" || val.ID != "o-1" {
 		t.Errorf("record 0 = %q %+v %v", key, val, err)
 	}
@@ -45,7 +46,7 @@ func TestTypedNilKey(t *testing.T) {
 	noLeaks(t)
 	c := fakeCluster(t, 1, "events")
 	p := newProducer(t, c, producer.DefaultTopic("events"))
-	events, err := producer.NewTyped(p, "", producer.Bytes(), producer.String())
+	events, err := producer.NewTyped(p, "", codec.Bytes(), codec.String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,21 +65,21 @@ func TestTypedEncodeErrors(t *testing.T) {
 	noLeaks(t)
 	c := fakeCluster(t, 1, "t")
 	p := newProducer(t, c)
-	tp, err := producer.NewTyped(p, "t", producer.String(), producer.JSON[chan int]())
+	tp, err := producer.NewTyped(p, "t", codec.String(), codec.JSON[chan int]())
 	if err != nil {
 		t.Fatal(err)
 	}
 	res, err := tp.Produce(t.Context(), "bad\xff", nil)
-	if !errors.Is(err, producer.ErrEncode) || res.Offset != -1 {
+	if !errors.Is(err, codec.ErrEncode) || res.Offset != -1 {
 		t.Errorf("Produce(bad key) = %+v, %v; want ErrEncode", res, err)
 	}
-	if want := `producer: topic "t": key: producer: encode: String: invalid UTF-8 in "bad\xff"`; err == nil || err.Error() != want {
+	if want := `producer: topic "t": key: codec: encode: String: invalid UTF-8 in "bad\xff"`; err == nil || err.Error() != want {
 		t.Errorf("message:\n got %v\nwant %s", err, want)
 	}
 	cb := newCallbacks(t, 1)
 	tp.ProduceAsync(t.Context(), "ok", make(chan int), cb.fn(0))
 	cb.wait(time.Second)
-	if !errors.Is(cb.errs[0], producer.ErrEncode) {
+	if !errors.Is(cb.errs[0], codec.ErrEncode) {
 		t.Errorf("ProduceAsync(bad value) error = %v, want ErrEncode", cb.errs[0])
 	}
 	tp.ProduceAsync(t.Context(), "bad\xff", nil, nil) // nil callback: no panic
@@ -93,23 +94,23 @@ func TestNewTypedRules(t *testing.T) {
 		fn               func() error
 	}{
 		{"nil producer", "producer", "producer: producer: must not be nil", func() error {
-			_, err := producer.NewTyped(nil, "t", producer.Bytes(), producer.Bytes())
+			_, err := producer.NewTyped(nil, "t", codec.Bytes(), codec.Bytes())
 			return err
 		}},
-		{"nil key codec", "key codec", "producer: key codec: must not be nil (use Bytes() for records without keys)", func() error {
-			_, err := producer.NewTyped[[]byte, []byte](p, "t", nil, producer.Bytes())
+		{"nil key codec", "key codec", "producer: key codec: must not be nil (use codec.Bytes() for records without keys)", func() error {
+			_, err := producer.NewTyped[[]byte, []byte](p, "t", nil, codec.Bytes())
 			return err
 		}},
 		{"nil value codec", "value codec", "producer: value codec: must not be nil", func() error {
-			_, err := producer.NewTyped[[]byte, []byte](p, "t", producer.Bytes(), nil)
+			_, err := producer.NewTyped[[]byte, []byte](p, "t", codec.Bytes(), nil)
 			return err
 		}},
 		{"no topic", "topic", "producer: topic: must be set when the producer has no DefaultTopic", func() error {
-			_, err := producer.NewTyped(p, "", producer.Bytes(), producer.Bytes())
+			_, err := producer.NewTyped(p, "", codec.Bytes(), codec.Bytes())
 			return err
 		}},
 		{"invalid topic", "topic", `producer: topic: must contain only ASCII letters, digits, '.', '_' and '-', got "a b"`, func() error {
-			_, err := producer.NewTyped(p, "a b", producer.Bytes(), producer.Bytes())
+			_, err := producer.NewTyped(p, "a b", codec.Bytes(), codec.Bytes())
 			return err
 		}},
 	} {

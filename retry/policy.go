@@ -25,7 +25,7 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/whippet-go/whippet/producer"
+	"github.com/whippet-go/whippet/codec"
 )
 
 // ErrNonRetriable is matched by errors wrapped with NonRetriable.
@@ -180,7 +180,7 @@ func (p Policy) NonRetriableErrors(targets ...error) Policy {
 }
 
 // RetryDecodeErrors retries decode failures like other errors. By default a
-// record that cannot be decoded (an error matching producer.ErrDecode, which
+// record that cannot be decoded (an error matching codec.ErrDecode, which
 // every whippet codec returns) is a poison pill: it goes straight to the
 // dead-letter topic with ReasonDecode, since retrying cannot help.
 func (p Policy) RetryDecodeErrors() Policy {
@@ -199,7 +199,7 @@ func (p Policy) NonBlockingIntervals() []time.Duration {
 // Classify returns why err must not be retried: ReasonDecode,
 // ReasonNonRetriable, or "" when it may be retried.
 func (p Policy) Classify(err error) Reason {
-	if !p.retryDecode && errors.Is(err, producer.ErrDecode) {
+	if !p.retryDecode && errors.Is(err, codec.ErrDecode) {
 		return ReasonDecode
 	}
 	if errors.Is(err, ErrNonRetriable) {

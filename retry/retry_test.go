@@ -10,7 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/whippet-go/whippet/producer"
+	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/retry"
 )
 
@@ -110,7 +110,7 @@ var errGone = errors.New("customer gone")
 
 func TestClassify(t *testing.T) {
 	p := retry.NonBlocking(time.Second).NonRetriableErrors(errGone)
-	_, decodeErr := producer.JSON[struct{}]().Decode([]byte("{"))
+	_, decodeErr := codec.JSON[struct{}]().Decode([]byte("{"))
 	cases := map[error]retry.Reason{
 		errors.New("timeout"):                       "",
 		retry.NonRetriable(errors.New("bad input")): retry.ReasonNonRetriable,

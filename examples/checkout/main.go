@@ -34,6 +34,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
+	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/producer"
 )
@@ -92,7 +93,7 @@ func run(brokersFlag string) error {
 		return err
 	}
 	defer p.Close(ctx)
-	paid, err := producer.NewTyped(p, paymentsTopic, producer.String(), producer.JSON[PaymentSucceeded]())
+	paid, err := producer.NewTyped(p, paymentsTopic, codec.String(), codec.JSON[PaymentSucceeded]())
 	if err != nil {
 		return err
 	}
@@ -107,8 +108,8 @@ func run(brokersFlag string) error {
 	// 2. The checkout service, exactly once: outputs and input offsets in
 	// one transaction per batch. The transactional id is unique per
 	// instance and stable across its restarts (here: one instance).
-	paymentCodec := producer.JSON[PaymentSucceeded]()
-	checkoutCodec := producer.JSON[CheckoutCompleted]()
+	paymentCodec := codec.JSON[PaymentSucceeded]()
+	checkoutCodec := codec.JSON[CheckoutCompleted]()
 	var handled, abortedOnce atomic.Int32
 	checkout, err := consumer.New(consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {
 		handled.Add(1)

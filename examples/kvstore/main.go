@@ -36,8 +36,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
+	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/kvstore"
-	"github.com/whippet-go/whippet/producer"
 )
 
 // Country is the countries store's value, keyed by ISO 3166 code.
@@ -83,7 +83,7 @@ func run(brokersFlag string) error {
 	opts := []kvstore.Option{kvstore.Brokers(brokers...), kvstore.Partitions(3), kvstore.Logger(logger)}
 
 	// The reference-data service: it owns the countries and writes them.
-	refdata, err := kvstore.Open(ctx, countriesTopic, producer.String(), producer.JSON[Country](), opts...)
+	refdata, err := kvstore.Open(ctx, countriesTopic, codec.String(), codec.JSON[Country](), opts...)
 	if err != nil {
 		return err
 	}
@@ -178,11 +178,11 @@ type service struct {
 }
 
 func startService(ctx context.Context, name, countriesTopic, zonesTopic string, opts []kvstore.Option) (*service, error) {
-	countries, err := kvstore.Open(ctx, countriesTopic, producer.String(), producer.JSON[Country](), opts...)
+	countries, err := kvstore.Open(ctx, countriesTopic, codec.String(), codec.JSON[Country](), opts...)
 	if err != nil {
 		return nil, err
 	}
-	zones, err := kvstore.Open(ctx, zonesTopic, producer.String(), producer.JSON[TimeZone](), opts...)
+	zones, err := kvstore.Open(ctx, zonesTopic, codec.String(), codec.JSON[TimeZone](), opts...)
 	if err != nil {
 		countries.Close()
 		return nil, err

@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
+	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/examples/internal/demo"
 	"github.com/whippet-go/whippet/producer"
@@ -59,7 +60,7 @@ func run(brokersFlag string) error {
 		return err
 	}
 	defer p.Close(ctx)
-	renewals, err := producer.NewTyped(p, topic, producer.String(), producer.JSON[RenewalRequest]())
+	renewals, err := producer.NewTyped(p, topic, codec.String(), codec.JSON[RenewalRequest]())
 	if err != nil {
 		return err
 	}
@@ -81,7 +82,7 @@ func run(brokersFlag string) error {
 		order   error
 		done    = make(chan struct{})
 	)
-	codec := producer.JSON[RenewalRequest]()
+	codec := codec.JSON[RenewalRequest]()
 	handler := consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {
 		req, err := codec.Decode(rec.Value)
 		if err != nil {

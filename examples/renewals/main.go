@@ -18,6 +18,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/examples/internal/demo"
 	"github.com/whippet-go/whippet/producer"
@@ -53,7 +54,7 @@ func run(brokersFlag string) error {
 		return err
 	}
 	defer p.Close(ctx)
-	requests, err := producer.NewTyped(p, topic, producer.String(), producer.JSON[RenewalRequest]())
+	requests, err := producer.NewTyped(p, topic, codec.String(), codec.JSON[RenewalRequest]())
 	if err != nil {
 		return err
 	}
@@ -74,7 +75,7 @@ func run(brokersFlag string) error {
 		attempts = map[string]int{}
 		order    error
 	)
-	codec := producer.JSON[RenewalRequest]()
+	codec := codec.JSON[RenewalRequest]()
 	handler := consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {
 		req, err := codec.Decode(rec.Value)
 		if err != nil {

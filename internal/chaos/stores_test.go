@@ -16,8 +16,8 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/whippet-go/whippet/atomicstore"
+	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/kvstore"
-	"github.com/whippet-go/whippet/producer"
 	"github.com/whippet-go/whippet/testkit"
 )
 
@@ -69,7 +69,7 @@ func testStores(t *testing.T, e *env) {
 	// The KV store.
 	topic := testkit.TopicName(t.Name())
 	openKV := func(name string) *kvstore.Store[string, kvValue] {
-		s, err := kvstore.Open(ctx, topic, producer.String(), producer.JSON[kvValue](), kvstore.Brokers(e.lk.Brokers...),
+		s, err := kvstore.Open(ctx, topic, codec.String(), codec.JSON[kvValue](), kvstore.Brokers(e.lk.Brokers...),
 			kvstore.Partitions(3), kvstore.Name(name))
 		if err != nil {
 			t.Fatal(err)
@@ -90,13 +90,13 @@ func testStores(t *testing.T, e *env) {
 	core, logs := observer.New(zap.WarnLevel)
 	defer logWarnings(t, logs)
 	log := zap.New(core)
-	store, err := atomicstore.Open(ctx, name, producer.String(), atomicstore.Int64(), atomicstore.Brokers(e.lk.Brokers...),
+	store, err := atomicstore.Open(ctx, name, codec.String(), atomicstore.Int64(), atomicstore.Brokers(e.lk.Brokers...),
 		atomicstore.Partitions(3), atomicstore.UpdateTimeout(time.Minute), atomicstore.Logger(log.Named("store")))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	proc, err := atomicstore.NewProcessor(name, producer.String(), atomicstore.Int64(), atomicstore.Brokers(e.lk.Brokers...),
+	proc, err := atomicstore.NewProcessor(name, codec.String(), atomicstore.Int64(), atomicstore.Brokers(e.lk.Brokers...),
 		atomicstore.TransactionalID(name+"-processor-0"), atomicstore.Partitions(3), atomicstore.Logger(log.Named("processor")))
 	if err != nil {
 		t.Fatal(err)
@@ -274,7 +274,7 @@ func testStores(t *testing.T, e *env) {
 		return less, more
 	}
 	waitUntil(2*time.Minute, func() bool { l, m := off(store); return l == 0 && m == 0 })
-	freshStore, err := atomicstore.Open(ctx, name, producer.String(), atomicstore.Int64(), atomicstore.Brokers(e.lk.Brokers...))
+	freshStore, err := atomicstore.Open(ctx, name, codec.String(), atomicstore.Int64(), atomicstore.Brokers(e.lk.Brokers...))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package producer
+package codec
 
 import (
 	"encoding/json"
@@ -14,12 +14,12 @@ var (
 	// wraps the underlying cause. Custom codecs should wrap it too, so that
 	// consumers can tell undecodable records (poison pills) from other
 	// failures.
-	ErrDecode = errors.New("producer: decode")
+	ErrDecode = errors.New("codec: decode")
 
 	// ErrEncode is matched by every error a Codec from this package returns
 	// from Encode, and by Typed's errors for a key or value that could not
 	// be encoded.
-	ErrEncode = errors.New("producer: encode")
+	ErrEncode = errors.New("codec: encode")
 )
 
 // Codec converts values of type T to and from record bytes (keys or values).

@@ -1,4 +1,4 @@
-package producer_test
+package codec_test
 
 import (
 	"bytes"
@@ -8,7 +8,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/whippet-go/whippet/producer"
+	"github.com/whippet-go/whippet/codec"
 )
 
 // FuzzStringCodec checks the String codec: any bytes either decode to the
@@ -19,12 +19,12 @@ func FuzzStringCodec(f *testing.F) {
 	for _, s := range []string{"", "hello", "ünïcödé", "日本語", "\x00", "\xff\xfe", "a\xc3", strings.Repeat("x", 100) + "\x80"} {
 		f.Add([]byte(s))
 	}
-	c := producer.String()
+	c := codec.String()
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := c.Decode(b)
 		switch {
 		case err != nil:
-			if !errors.Is(err, producer.ErrDecode) || utf8.Valid(b) || !strings.Contains(err.Error(), "String") {
+			if !errors.Is(err, codec.ErrDecode) || utf8.Valid(b) || !strings.Contains(err.Error(), "String") {
 				t.Fatalf("Decode(%q) = %v: want an ErrDecode naming String, only for invalid UTF-8", b, err)
 			}
 		case s != string(b):
@@ -37,7 +37,7 @@ func FuzzStringCodec(f *testing.F) {
 		str := string(b)
 		enc, err := c.Encode(str)
 		if err != nil {
-			if !errors.Is(err, producer.ErrEncode) || utf8.ValidString(str) {
+			if !errors.Is(err, codec.ErrEncode) || utf8.ValidString(str) {
 				t.Fatalf("Encode(%q) = %v: want ErrEncode, only for invalid UTF-8", str, err)
 			}
 			return
@@ -53,7 +53,7 @@ func FuzzBytesCodec(f *testing.F) {
 	f.Add([]byte(nil))
 	f.Add([]byte{})
 	f.Add([]byte("\x00\xff payload"))
-	c := producer.Bytes()
+	c := codec.Bytes()
 	f.Fuzz(func(t *testing.T, b []byte) {
 		dec, err := c.Decode(b)
 		if err != nil || !bytes.Equal(dec, b) || (dec == nil) != (b == nil) {
@@ -89,11 +89,11 @@ func FuzzJSONCodec(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	c := producer.JSON[fuzzOrder]()
+	c := codec.JSON[fuzzOrder]()
 	f.Fuzz(func(t *testing.T, b []byte) {
 		v, err := c.Decode(b)
 		if err != nil {
-			if !errors.Is(err, producer.ErrDecode) || !strings.Contains(err.Error(), "producer_test.fuzzOrder") {
+			if !errors.Is(err, codec.ErrDecode) || !strings.Contains(err.Error(), "codec_test.fuzzOrder") {
 				t.Fatalf("Decode(%q) = %v: want an ErrDecode naming the type", b, err)
 			}
 			if !reflect.DeepEqual(v, fuzzOrder{}) {

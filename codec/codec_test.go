@@ -1,4 +1,4 @@
-package producer_test
+package codec_test
 
 import (
 	"bytes"
@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/whippet-go/whippet/producer"
+	"github.com/whippet-go/whippet/codec"
 )
 
 type order struct {
@@ -16,7 +16,7 @@ type order struct {
 }
 
 func TestBytesCodecRoundTrip(t *testing.T) {
-	c := producer.Bytes()
+	c := codec.Bytes()
 	for _, in := range [][]byte{nil, {}, []byte("abc"), {0, 0xff, 0x80}} {
 		b, err := c.Encode(in)
 		if err != nil {
@@ -33,7 +33,7 @@ func TestBytesCodecRoundTrip(t *testing.T) {
 }
 
 func TestStringCodecRoundTrip(t *testing.T) {
-	c := producer.String()
+	c := codec.String()
 	for _, in := range []string{"", "user-42", "Zürich ⏰ 東京"} {
 		b, err := c.Encode(in)
 		if err != nil {
@@ -47,19 +47,19 @@ func TestStringCodecRoundTrip(t *testing.T) {
 }
 
 func TestStringCodecRejectsInvalidUTF8(t *testing.T) {
-	c := producer.String()
+	c := codec.String()
 	_, err := c.Decode([]byte{'a', 0xff})
-	if !errors.Is(err, producer.ErrDecode) || !strings.Contains(err.Error(), "String: invalid UTF-8") {
+	if !errors.Is(err, codec.ErrDecode) || !strings.Contains(err.Error(), "String: invalid UTF-8") {
 		t.Errorf("Decode(invalid UTF-8) error = %v, want ErrDecode naming String", err)
 	}
 	_, err = c.Encode("a\xff")
-	if !errors.Is(err, producer.ErrEncode) {
+	if !errors.Is(err, codec.ErrEncode) {
 		t.Errorf("Encode(invalid UTF-8) error = %v, want ErrEncode", err)
 	}
 }
 
 func TestJSONCodecRoundTrip(t *testing.T) {
-	c := producer.JSON[order]()
+	c := codec.JSON[order]()
 	in := order{ID: "o-1", Amount: 12.5, Items: []int{1, 2}}
 	b, err := c.Encode(in)
 	if err != nil {
@@ -77,7 +77,7 @@ func TestJSONCodecRoundTrip(t *testing.T) {
 	}
 
 	// Pointer and map types work too.
-	pc := producer.JSON[*order]()
+	pc := codec.JSON[*order]()
 	pb, _ := pc.Encode(&in)
 	if po, err := pc.Decode(pb); err != nil || po.ID != "o-1" {
 		t.Errorf("pointer round trip = %+v, %v", po, err)
@@ -85,17 +85,17 @@ func TestJSONCodecRoundTrip(t *testing.T) {
 }
 
 func TestJSONCodecDecodeErrors(t *testing.T) {
-	c := producer.JSON[order]()
+	c := codec.JSON[order]()
 	for _, tc := range []struct {
 		name, in, want string
 	}{
-		{"empty", "", "producer: decode: JSON into producer_test.order: empty input"},
-		{"malformed", "{", "producer: decode: JSON into producer_test.order: unexpected end of JSON input"},
-		{"wrong type", `{"amount":"lots"}`, "producer: decode: JSON into producer_test.order: json: cannot unmarshal"},
+		{"empty", "", "codec: decode: JSON into codec_test.order: empty input"},
+		{"malformed", "{", "codec: decode: JSON into codec_test.order: unexpected end of JSON input"},
+		{"wrong type", `{"amount":"lots"}`, "codec: decode: JSON into codec_test.order: json: cannot unmarshal"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v, err := c.Decode([]byte(tc.in))
-			if !errors.Is(err, producer.ErrDecode) {
+			if !errors.Is(err, codec.ErrDecode) {
 				t.Fatalf("Decode(%q) error = %v, want ErrDecode", tc.in, err)
 			}
 			if !strings.HasPrefix(err.Error(), tc.want) {
@@ -109,8 +109,8 @@ func TestJSONCodecDecodeErrors(t *testing.T) {
 }
 
 func TestJSONCodecEncodeError(t *testing.T) {
-	_, err := producer.JSON[chan int]().Encode(make(chan int))
-	if !errors.Is(err, producer.ErrEncode) || !strings.Contains(err.Error(), "JSON from chan int") {
+	_, err := codec.JSON[chan int]().Encode(make(chan int))
+	if !errors.Is(err, codec.ErrEncode) || !strings.Contains(err.Error(), "JSON from chan int") {
 		t.Errorf("Encode(chan) error = %v, want ErrEncode naming chan int", err)
 	}
 }
