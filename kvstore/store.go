@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/plugin/kzap"
 	"go.uber.org/zap"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/producer"
 )
@@ -176,7 +177,7 @@ func Open[K comparable, V any](ctx context.Context, topic string, keys codec.Cod
 		}
 		s.m.registered = append(s.m.registered, kp)
 	}
-	prod, err := producer.NewFromClient(cl, producer.Logger(cfg.logger), producer.FlushTimeout(closeFlushTimeout))
+	prod, err := producer.NewFromClient(cl, whippet.Connection{Logger: cfg.logger}, producer.FlushTimeout(closeFlushTimeout))
 	if err != nil { // cannot happen: the options are fixed
 		cl.Close()
 		s.m.unregister()

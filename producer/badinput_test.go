@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/internal/toolarge"
 	"github.com/whippet-go/whippet/producer"
 	"github.com/whippet-go/whippet/testkit"
@@ -54,7 +55,7 @@ func TestOversizedRecordsGetAClearError(t *testing.T) {
 	kc := testkit.Shared(t)
 	small := "1000"
 	topic := kc.NewTopic(t, 1, map[string]*string{"max.message.bytes": &small})
-	p, err := producer.New(producer.Brokers(kc.Brokers...), producer.MaxBatchBytes(64<<10), producer.Linger(200*time.Millisecond))
+	p, err := producer.New(whippet.Connection{Brokers: kc.Brokers}, producer.MaxBatchBytes(64<<10), producer.Linger(200*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/producer"
 )
@@ -20,11 +21,8 @@ func ExampleProducer() {
 	}
 	defer cluster.Close()
 
-	p, err := producer.New(
-		producer.Brokers(cluster.ListenAddrs()...),
-		producer.DefaultTopic("payments"),
-		producer.ClientID("payments-service"),
-	)
+	p, err := producer.New(whippet.Connection{Brokers: cluster.ListenAddrs(), ClientID: "payments-service"},
+		producer.DefaultTopic("payments"))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -74,7 +72,7 @@ func ExampleTyped() {
 	}
 	defer cluster.Close()
 
-	p, err := producer.New(producer.Brokers(cluster.ListenAddrs()...))
+	p, err := producer.New(whippet.Connection{Brokers: cluster.ListenAddrs()})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -116,11 +114,11 @@ func ExampleTransactional_Transact() {
 		log.Fatal(err)
 	}
 	defer cluster.Close()
-	tp, err := producer.NewTransactional("order-service-0", producer.Brokers(cluster.ListenAddrs()...))
+	tp, err := producer.NewTransactional(whippet.Connection{Brokers: cluster.ListenAddrs()}, "order-service-0")
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer tp.Close()
+	defer tp.Close(context.Background())
 	err = tp.Transact(context.Background(), func(tx *producer.Tx) error {
 		if err := tx.Produce(&kgo.Record{Topic: "orders", Key: []byte("o-1"), Value: []byte("created")}); err != nil {
 			return err

@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/producer"
 	"github.com/whippet-go/whippet/testkit"
@@ -37,7 +38,7 @@ func realKafka(t *testing.T) *testkit.Cluster {
 
 func realProducer(t *testing.T, kc *testkit.Cluster, opts ...producer.Option) *producer.Producer {
 	t.Helper()
-	p, err := producer.New(append([]producer.Option{producer.Brokers(kc.Brokers...)}, opts...)...)
+	p, err := producer.New(whippet.Connection{Brokers: kc.Brokers}, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +249,7 @@ func TestIntegrationAsyncAllDeliveredInOrder(t *testing.T) {
 func TestIntegrationCloseFlushesPending(t *testing.T) {
 	kc := realKafka(t)
 	topic := kc.NewTopic(t, 2, nil)
-	p, err := producer.New(producer.Brokers(kc.Brokers...), producer.Linger(30*time.Second))
+	p, err := producer.New(whippet.Connection{Brokers: kc.Brokers}, producer.Linger(30*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

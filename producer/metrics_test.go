@@ -10,6 +10,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/producer"
 )
 
@@ -66,7 +67,7 @@ func TestMetrics(t *testing.T) {
 	noLeaks(t)
 	c := fakeCluster(t, 1, "a", "b")
 	reg := prometheus.NewRegistry()
-	p := newProducer(t, c, producer.Registerer(reg), producer.ClientID("svc"))
+	p := newProducerWith(t, whippet.Connection{Brokers: c.ListenAddrs(), Registerer: reg, ClientID: "svc"})
 
 	for _, topic := range []string{"a", "a", "a", "b"} {
 		if _, err := p.Produce(t.Context(), &kgo.Record{Topic: topic}); err != nil {
@@ -95,17 +96,17 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("%s{topic=%q} = %v (found %v), want %v", tc.name, tc.topic, got, ok, tc.want)
 		}
 	}
-	if _, ok := metricValue(t, reg, "whippet_producer_kgo_produce_bytes_total", map[string]string{"topic": "a", "client_id": "svc"}); !ok {
-		t.Error("franz-go (kprom) metric whippet_producer_kgo_produce_bytes_total{topic=a} missing")
+	if _, ok := metricValue(t, reg, "whippet_kafka_produce_bytes_total", map[string]string{"topic": "a", "client_id": "svc"}); !ok {
+		t.Error("franz-go (kprom) metric whippet_kafka_produce_bytes_total{topic=a} missing")
 	}
 
 	// A second producer needs its own ClientID on the same registerer.
-	_, err := producer.New(producer.Brokers(c.ListenAddrs()...), producer.Registerer(reg), producer.ClientID("svc"))
+	_, err := producer.New(whippet.Connection{Brokers: c.ListenAddrs(), Registerer: reg, ClientID: "svc"})
 	var ce *producer.ConfigError
-	if !errors.Is(err, producer.ErrInvalidConfig) || !errors.As(err, &ce) || ce.Field != "Registerer" {
+	if !errors.Is(err, producer.ErrInvalidConfig) || !errors.As(err, &ce) || ce.Field != "Connection.Registerer" {
 		t.Fatalf("second producer with the same ClientID: err = %v, want a Registerer ConfigError", err)
 	}
-	other := newProducer(t, c, producer.Registerer(reg), producer.ClientID("svc-2"))
+	other := newProducerWith(t, whippet.Connection{Brokers: c.ListenAddrs(), Registerer: reg, ClientID: "svc-2"})
 	if _, err := other.Produce(t.Context(), &kgo.Record{Topic: "a"}); err != nil {
 		t.Fatal(err)
 	}
@@ -127,10 +128,10 @@ func TestMetrics(t *testing.T) {
 	if err := other.Close(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if n := countPrefix(t, reg, "whippet_producer_kgo_"); n != 0 {
+	if n := countPrefix(t, reg, "whippet_kafka_"); n != 0 {
 		t.Errorf("%d franz-go metric families still registered after Close", n)
 	}
-	again := newProducer(t, c, producer.Registerer(reg), producer.ClientID("svc"))
+	again := newProducerWith(t, whippet.Connection{Brokers: c.ListenAddrs(), Registerer: reg, ClientID: "svc"})
 	if _, err := again.Produce(t.Context(), &kgo.Record{Topic: "a"}); err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +149,7 @@ func TestMetricsWithNewFromClient(t *testing.T) {
 	}
 	defer cl.Close()
 	reg := prometheus.NewRegistry()
-	p, err := producer.NewFromClient(cl, producer.Registerer(reg))
+	p, err := producer.NewFromClient(cl, whippet.Connection{Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

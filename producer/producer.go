@@ -10,10 +10,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/plugin/kprom"
-	"github.com/twmb/franz-go/plugin/kzap"
 	"go.uber.org/zap"
 
+	"github.com/whippet-go/whippet"
+	"github.com/whippet-go/whippet/internal/connect"
 	"github.com/whippet-go/whippet/internal/secure"
 )
 
@@ -57,15 +57,14 @@ func Header(key, value string) kgo.RecordHeader {
 // Producer produces records to Kafka. It is safe for concurrent use. Create
 // it with New or NewFromClient and release it with Close.
 type Producer struct {
-	cl      *kgo.Client
-	owned   bool // Close closes cl
-	topic   string
-	timeout time.Duration
-	log     *zap.Logger
-	metrics *metrics
-	kprom   prometheus.Collector // registered on kReg; nil without Registerer
-	kReg    prometheus.Registerer
-	auth    *secure.Watch // connection failures due to SASL/TLS; nil with NewFromClient
+	cl         *kgo.Client
+	owned      bool // Close closes cl
+	topic      string
+	timeout    time.Duration
+	log        *zap.Logger
+	metrics    *metrics
+	unregister func()        // unregisters the Kafka client metrics
+	auth       *secure.Watch // connection failures due to SASL/TLS; nil with NewFromClient
 
 	mu       sync.RWMutex // guards closed against pending.add
 	closed   bool
@@ -76,68 +75,53 @@ type Producer struct {
 	closeErr  error
 }
 
-// New validates opts, then creates a Producer with its own franz-go client.
-// It does no network I/O: brokers are contacted on the first produce.
+// New validates conn and opts, then creates a Producer with its own franz-go
+// client. It does no network I/O: brokers are contacted on the first
+// produce.
 //
 // The client is idempotent with acks=all (franz-go's defaults), retries
 // failed requests without limit, and keeps records of a partition in order;
-// see ClientOptions to change that. Every invalid option is reported in the
-// returned error (a join of *ConfigError values), which matches
-// ErrInvalidConfig.
-func New(opts ...Option) (*Producer, error) {
-	cfg := newConfig(opts)
+// Connection.ClientOptions can change that. Every invalid field or option is
+// reported in the returned error (a join of *ConfigError values), which
+// matches ErrInvalidConfig.
+//
+// With conn.Registerer, the producer's metrics are
+// whippet_producer_records_produced_total{topic},
+// whippet_producer_records_failed_total{topic} and
+// whippet_producer_produce_latency_seconds{topic}, each with a constant
+// client_id label, plus franz-go's client metrics (whippet_kafka_*); Close
+// unregisters the latter.
+func New(conn whippet.Connection, opts ...Option) (*Producer, error) {
+	cfg := newConfig(conn, opts)
 	if err := cfg.validate(false); err != nil {
 		return nil, err
 	}
-
-	kopts := []kgo.Opt{
-		kgo.SeedBrokers(cfg.brokers...),
-		kgo.ClientID(cfg.clientID),
+	kc := connect.New(conn, "producer")
+	log := connect.Logger(conn)
+	auth := secure.NewWatch(func(err *secure.AuthError) {
+		log.Error("Kafka refused the connection: check Connection.TLS and Connection.SASL; records wait and are retried", zap.Error(err))
+	})
+	cl, err := kgo.NewClient(kc.All(
 		kgo.ProducerLinger(cfg.linger),
 		kgo.ProducerBatchMaxBytes(cfg.maxBatchBytes),
-		kgo.WithLogger(kzap.New(cfg.logger)),
-	}
-	var (
-		reg  prometheus.Registerer
-		kprm *kprom.Metrics
-	)
-	if cfg.registerer != nil {
-		reg = prometheus.WrapRegistererWith(prometheus.Labels{"client_id": cfg.clientID}, cfg.registerer)
-		// With a nil registry kprom only builds its collectors; we register
-		// the *kprom.Metrics ourselves so a clash is an error, not a panic.
-		kprm = kprom.NewMetrics(metricsNamespace, kprom.Subsystem("kgo"), kprom.Registry(nil))
-		kopts = append(kopts, kgo.WithHooks(kprm))
-	}
-	log := cfg.logger
-	auth := secure.NewWatch(func(err *secure.AuthError) {
-		log.Error("Kafka refused the connection: check the TLS and SASL settings (ClientOptions); records wait and are retried", zap.Error(err))
-	})
-	kopts = append(kopts, kgo.WithHooks(auth))
-	kopts = append(kopts, cfg.clientOpts...)
-
-	cl, err := kgo.NewClient(kopts...)
+		kgo.WithHooks(auth),
+	)...)
 	if err != nil {
-		return nil, &ConfigError{Pkg: "producer", Sentinel: ErrInvalidConfig, Field: "ClientOptions", Rule: "franz-go rejected the client configuration", Err: err}
+		return nil, &ConfigError{Pkg: "producer", Sentinel: ErrInvalidConfig, Field: "Connection.ClientOptions", Rule: "franz-go rejected the client configuration", Err: err}
 	}
 	auth.SetClient(cl)
 	p := newProducer(cl, true, &cfg)
 	p.auth = auth
-	if kprm != nil {
-		if err := reg.Register(kprm); err != nil {
-			cl.Close()
-			return nil, &ConfigError{Pkg: "producer", Sentinel: ErrInvalidConfig,
-				Field: "Registerer",
-				Rule:  fmt.Sprintf("franz-go client metrics for ClientID %q are already registered; producers sharing a Registerer need distinct ClientIDs", cfg.clientID),
-				Err:   err,
-			}
-		}
-		p.kprom, p.kReg = kprm, reg
+	if p.unregister, err = kc.Register(); err != nil {
+		cl.Close()
+		return nil, &ConfigError{Pkg: "producer", Sentinel: ErrInvalidConfig, Field: "Connection.Registerer", Rule: "cannot register the Kafka client metrics", Err: err}
 	}
-	if reg != nil {
+	if conn.Registerer != nil {
+		reg := prometheus.WrapRegistererWith(prometheus.Labels{"client_id": connect.ClientID(conn, "producer")}, conn.Registerer)
 		if p.metrics, err = newMetrics(reg); err != nil {
 			p.unregister()
 			cl.Close()
-			return nil, &ConfigError{Pkg: "producer", Sentinel: ErrInvalidConfig, Field: "Registerer", Rule: "cannot register producer metrics", Err: err}
+			return nil, &ConfigError{Pkg: "producer", Sentinel: ErrInvalidConfig, Field: "Connection.Registerer", Rule: "cannot register producer metrics", Err: err}
 		}
 	}
 	return p, nil
@@ -148,14 +132,14 @@ func New(opts ...Option) (*Producer, error) {
 // produced through this Producer and never closes cl, which stays the
 // caller's to close.
 //
-// Only DefaultTopic, Logger, Registerer and FlushTimeout apply; options
-// that configure a client (Brokers, ClientID, ClientOptions, Linger,
-// MaxBatchBytes) are rejected. With Registerer, only the producer's own
-// metrics are recorded (labeled with cl's client.id): franz-go's client
-// metrics need hooks installed when the client is created. Delivery
-// guarantees are whatever cl was configured with.
-func NewFromClient(cl *kgo.Client, opts ...Option) (*Producer, error) {
-	cfg := newConfig(opts)
+// Of conn only Logger and Registerer apply; the fields that configure a
+// client (Brokers, TLS, SASL, ClientID, ClientOptions) are rejected, and so
+// are the options Linger and MaxBatchBytes. With Registerer, only the
+// producer's own metrics are recorded (labeled with cl's client.id):
+// franz-go's client metrics need hooks installed when the client is
+// created. Delivery guarantees are whatever cl was configured with.
+func NewFromClient(cl *kgo.Client, conn whippet.Connection, opts ...Option) (*Producer, error) {
+	cfg := newConfig(conn, opts)
 	err := cfg.validate(true)
 	if cl == nil {
 		err = errors.Join(&ConfigError{Pkg: "producer", Sentinel: ErrInvalidConfig, Field: "client", Rule: "must not be nil"}, err)
@@ -164,11 +148,11 @@ func NewFromClient(cl *kgo.Client, opts ...Option) (*Producer, error) {
 		return nil, err
 	}
 	p := newProducer(cl, false, &cfg)
-	if cfg.registerer != nil {
+	if conn.Registerer != nil {
 		id, _ := cl.OptValue(kgo.ClientID).(string)
-		reg := prometheus.WrapRegistererWith(prometheus.Labels{"client_id": id}, cfg.registerer)
+		reg := prometheus.WrapRegistererWith(prometheus.Labels{"client_id": id}, conn.Registerer)
 		if p.metrics, err = newMetrics(reg); err != nil {
-			return nil, &ConfigError{Pkg: "producer", Sentinel: ErrInvalidConfig, Field: "Registerer", Rule: "cannot register producer metrics", Err: err}
+			return nil, &ConfigError{Pkg: "producer", Sentinel: ErrInvalidConfig, Field: "Connection.Registerer", Rule: "cannot register producer metrics", Err: err}
 		}
 	}
 	return p, nil
@@ -176,11 +160,12 @@ func NewFromClient(cl *kgo.Client, opts ...Option) (*Producer, error) {
 
 func newProducer(cl *kgo.Client, owned bool, cfg *config) *Producer {
 	p := &Producer{
-		cl:      cl,
-		owned:   owned,
-		topic:   cfg.defaultTopic,
-		timeout: cfg.flushTimeout,
-		log:     cfg.logger,
+		cl:         cl,
+		owned:      owned,
+		topic:      cfg.defaultTopic,
+		timeout:    cfg.flushTimeout,
+		log:        connect.Logger(cfg.conn),
+		unregister: func() {},
 	}
 	p.pending.init()
 	return p
@@ -524,12 +509,6 @@ func (p *Producer) close(ctx context.Context) error {
 	}
 	p.unregister()
 	return err
-}
-
-func (p *Producer) unregister() {
-	if p.kprom != nil {
-		p.kReg.Unregister(p.kprom)
-	}
 }
 
 // pending counts records handed to the producer whose callback has not yet

@@ -16,12 +16,18 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/producer"
 )
 
 func newProducer(t *testing.T, c *kfake.Cluster, opts ...producer.Option) *producer.Producer {
 	t.Helper()
-	p, err := producer.New(append([]producer.Option{producer.Brokers(c.ListenAddrs()...)}, opts...)...)
+	return newProducerWith(t, whippet.Connection{Brokers: c.ListenAddrs()}, opts...)
+}
+
+func newProducerWith(t *testing.T, conn whippet.Connection, opts ...producer.Option) *producer.Producer {
+	t.Helper()
+	p, err := producer.New(conn, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +231,7 @@ func TestProduceContextEndsWhileClusterDown(t *testing.T) {
 	noLeaks(t)
 	c := fakeCluster(t, 1, "t")
 	core, logs := observer.New(zap.InfoLevel)
-	p := newProducer(t, c, producer.FlushTimeout(100*time.Millisecond), producer.Logger(zap.New(core)))
+	p := newProducerWith(t, whippet.Connection{Brokers: c.ListenAddrs(), Logger: zap.New(core)}, producer.FlushTimeout(100*time.Millisecond))
 	if _, err := p.Produce(t.Context(), &kgo.Record{Topic: "t"}); err != nil {
 		t.Fatal(err)
 	}
@@ -532,7 +538,7 @@ func TestNewFromClientDoesNotCloseClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	p, err := producer.NewFromClient(cl, producer.DefaultTopic("t"))
+	p, err := producer.NewFromClient(cl, whippet.Connection{}, producer.DefaultTopic("t"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -563,7 +569,7 @@ func TestNewFromClientCloseTimeoutLeavesRecordsToOwner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := producer.NewFromClient(cl, producer.FlushTimeout(100*time.Millisecond))
+	p, err := producer.NewFromClient(cl, whippet.Connection{}, producer.FlushTimeout(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/internal/securetest"
 	"github.com/whippet-go/whippet/producer"
 )
@@ -42,8 +43,7 @@ func TestSecurity(t *testing.T) {
 
 	t.Run("right password", func(t *testing.T) {
 		reg := prometheus.NewRegistry()
-		p, err := producer.New(producer.Brokers(kc.SecureBrokers...), producer.ClientOptions(kc.Opts(t)...),
-			producer.Logger(log), producer.Registerer(reg), producer.DefaultTopic(topic))
+		p, err := producer.New(whippet.Connection{Brokers: kc.SecureBrokers, Logger: log, Registerer: reg, ClientOptions: kc.Opts(t)}, producer.DefaultTopic(topic))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -78,8 +78,7 @@ func TestSecurity(t *testing.T) {
 	})
 
 	t.Run("wrong password", func(t *testing.T) {
-		p, err := producer.New(producer.Brokers(kc.SecureBrokers...), producer.ClientOptions(kc.OptsAs(t, wrong)...),
-			producer.Logger(log), producer.DefaultTopic(topic))
+		p, err := producer.New(whippet.Connection{Brokers: kc.SecureBrokers, Logger: log, ClientOptions: kc.OptsAs(t, wrong)}, producer.DefaultTopic(topic))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -124,7 +123,7 @@ func TestSecurity(t *testing.T) {
 	})
 
 	t.Run("plaintext client on the secure port", func(t *testing.T) {
-		p, err := producer.New(producer.Brokers(kc.SecureBrokers...), producer.Logger(log), producer.DefaultTopic(topic))
+		p, err := producer.New(whippet.Connection{Brokers: kc.SecureBrokers, Logger: log}, producer.DefaultTopic(topic))
 		if err != nil {
 			t.Fatal(err)
 		}

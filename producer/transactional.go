@@ -9,10 +9,11 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/plugin/kzap"
 	"go.uber.org/zap"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/internal/check"
+	"github.com/whippet-go/whippet/internal/connect"
 )
 
 var (
@@ -49,48 +50,49 @@ type Transactional struct {
 	topic string
 	log   *zap.Logger
 
+	unregister func() // the Kafka client metrics
+
 	mu     sync.Mutex // one transaction at a time; guards closed
 	closed bool
 }
 
-// NewTransactional validates opts and creates a Transactional producer with
-// the transactional id id. It does no network I/O. The options are those of
-// New, except Registerer, which is not supported; FlushTimeout does not
-// apply (Transact's context bounds each transaction).
-func NewTransactional(id string, opts ...Option) (*Transactional, error) {
-	cfg := newConfig(opts)
+// NewTransactional validates conn and opts and creates a Transactional
+// producer with the transactional id id. It does no network I/O. The options
+// are those of New; FlushTimeout does not apply (Transact's context bounds
+// each transaction). With conn.Registerer, franz-go's client metrics are
+// registered (whippet_kafka_*, component "producer"); Close unregisters
+// them.
+func NewTransactional(conn whippet.Connection, id string, opts ...Option) (*Transactional, error) {
+	cfg := newConfig(conn, opts)
 	errs := check.NewErrors("producer", ErrInvalidConfig)
 	if id == "" {
 		errs.Add("TransactionalID", "must not be empty (use one unique per instance and stable across its restarts)")
 	}
-	if cfg.set["Registerer"] {
-		errs.Add("Registerer", "not supported by NewTransactional")
-	}
 	if err := errors.Join(errs.Err(), cfg.validate(false)); err != nil {
 		return nil, err
 	}
-	kopts := []kgo.Opt{
-		kgo.SeedBrokers(cfg.brokers...),
-		kgo.ClientID(cfg.clientID),
+	kc := connect.New(conn, "producer")
+	cl, err := kgo.NewClient(append(kc.All(
 		kgo.ProducerLinger(cfg.linger),
 		kgo.ProducerBatchMaxBytes(cfg.maxBatchBytes),
-		kgo.WithLogger(kzap.New(cfg.logger)),
 		// As in the consumer's transactional mode: Kafka 4 (transactions v2,
 		// KIP-890) answers a produce that comes while the last transaction's
 		// markers are still being written with CONCURRENT_TRANSACTIONS, which
 		// franz-go retries only after a metadata refresh, no sooner than
 		// MetadataMinAge (default 5s); 20ms is its default backoff for the
 		// same error on AddPartitionsToTxn.
-		kgo.ConcurrentTransactionsBackoff(5 * time.Millisecond),
-		kgo.MetadataMinAge(250 * time.Millisecond),
-	}
-	kopts = append(kopts, cfg.clientOpts...)
-	kopts = append(kopts, kgo.TransactionalID(id))
-	cl, err := kgo.NewClient(kopts...)
+		kgo.ConcurrentTransactionsBackoff(5*time.Millisecond),
+		kgo.MetadataMinAge(250*time.Millisecond),
+	), kgo.TransactionalID(id))...) // last: the id is this constructor's argument
 	if err != nil {
-		return nil, &ConfigError{Pkg: "producer", Sentinel: ErrInvalidConfig, Field: "ClientOptions", Rule: "franz-go rejected the client configuration", Err: err}
+		return nil, &ConfigError{Pkg: "producer", Sentinel: ErrInvalidConfig, Field: "Connection.ClientOptions", Rule: "franz-go rejected the client configuration", Err: err}
 	}
-	return &Transactional{cl: cl, id: id, topic: cfg.defaultTopic, log: cfg.logger}, nil
+	unregister, err := kc.Register()
+	if err != nil {
+		cl.Close()
+		return nil, &ConfigError{Pkg: "producer", Sentinel: ErrInvalidConfig, Field: "Connection.Registerer", Rule: "cannot register the Kafka client metrics", Err: err}
+	}
+	return &Transactional{cl: cl, id: id, topic: cfg.defaultTopic, log: connect.Logger(conn), unregister: unregister}, nil
 }
 
 // Client returns the underlying franz-go client, for admin requests. Do not
@@ -178,15 +180,19 @@ func (t *Transactional) failure(what string, err error) error {
 	return fmt.Errorf("producer: transactional id %q: %s: %w", t.id, what, err)
 }
 
-// Close releases the client. It waits for a Transact under way. Later
-// Transact calls fail with ErrClosed.
-func (t *Transactional) Close() {
+// Close releases the client and its metrics. It waits for a Transact under
+// way, which that call's context bounds, so ctx is not consulted; it always
+// returns nil and takes ctx for the lifecycle every whippet type shares.
+// Later Transact calls fail with ErrClosed.
+func (t *Transactional) Close(context.Context) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !t.closed {
 		t.closed = true
 		t.cl.Close()
+		t.unregister()
 	}
+	return nil
 }
 
 // Tx is one transaction of a Transactional producer, valid only during the

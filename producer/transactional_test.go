@@ -11,17 +11,18 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/producer"
 	"github.com/whippet-go/whippet/testkit"
 )
 
 func newTransactional(t *testing.T, kc *testkit.Cluster, id string, opts ...producer.Option) *producer.Transactional {
 	t.Helper()
-	tp, err := producer.NewTransactional(id, append([]producer.Option{producer.Brokers(kc.Brokers...)}, opts...)...)
+	tp, err := producer.NewTransactional(whippet.Connection{Brokers: kc.Brokers}, id, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(tp.Close)
+	t.Cleanup(func() { _ = tp.Close(context.Background()) })
 	return tp
 }
 
@@ -156,12 +157,12 @@ func TestTransactFencedByANewerProducer(t *testing.T) {
 }
 
 func TestNewTransactionalValidates(t *testing.T) {
-	_, err := producer.NewTransactional("", producer.Brokers("127.0.0.1:9092"))
+	_, err := producer.NewTransactional(whippet.Connection{Brokers: []string{"127.0.0.1:9092"}}, "")
 	var ce *producer.ConfigError
 	if !errors.Is(err, producer.ErrInvalidConfig) || !errors.As(err, &ce) || ce.Field != "TransactionalID" {
 		t.Fatalf("empty id: %v, want a ConfigError about TransactionalID", err)
 	}
-	if _, err := producer.NewTransactional("id"); err == nil || !strings.Contains(err.Error(), "Brokers") {
+	if _, err := producer.NewTransactional(whippet.Connection{}, "id"); err == nil || !strings.Contains(err.Error(), "Connection.Brokers") {
 		t.Fatalf("no brokers: %v", err)
 	}
 }

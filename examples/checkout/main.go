@@ -34,6 +34,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/producer"
@@ -88,7 +89,7 @@ func run(brokersFlag string) error {
 	logger, _ := zap.NewDevelopment(zap.IncreaseLevel(zap.WarnLevel), zap.AddStacktrace(zap.DPanicLevel))
 
 	// 1. The payment service: an idempotent producer (whippet's default).
-	p, err := producer.New(producer.Brokers(brokers...))
+	p, err := producer.New(whippet.Connection{Brokers: brokers})
 	if err != nil {
 		return err
 	}

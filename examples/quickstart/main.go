@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/examples/internal/demo"
@@ -55,7 +56,7 @@ func run(brokersFlag string) error {
 	defer stopCluster()
 
 	// The producer is idempotent by default: retries never duplicate a request.
-	p, err := producer.New(producer.Brokers(brokers...))
+	p, err := producer.New(whippet.Connection{Brokers: brokers})
 	if err != nil {
 		return err
 	}

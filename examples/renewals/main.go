@@ -18,6 +18,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/examples/internal/demo"
@@ -49,7 +50,7 @@ func run(brokersFlag string) error {
 	}
 	defer stopCluster()
 
-	p, err := producer.New(producer.Brokers(brokers...))
+	p, err := producer.New(whippet.Connection{Brokers: brokers})
 	if err != nil {
 		return err
 	}
