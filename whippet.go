@@ -44,10 +44,8 @@ type Connection struct {
 	// github.com/twmb/franz-go/pkg/sasl/scram. Default: none.
 	SASL sasl.Mechanism
 
-	// ClientID is the client.id the brokers see and the client_id label of
-	// the Kafka client metrics. Default: "whippet-<component>", e.g.
-	// "whippet-consumer". Components that share a Registerer need distinct
-	// ClientIDs only when they are of the same kind (two producers, say).
+	// ClientID is the client.id the brokers see (in their logs and quotas).
+	// Default: "whippet-<component>", e.g. "whippet-consumer".
 	ClientID string
 
 	// ClientOptions are extra franz-go options, applied after whippet's own,
@@ -60,7 +58,9 @@ type Connection struct {
 
 	// Registerer, when set, receives the component's metrics
 	// (whippet_<component>_*) and its franz-go client's metrics
-	// (whippet_kafka_*, labelled component and client_id). Default: no
+	// (whippet_kafka_*, labelled component and name: a consumer's group, a
+	// store's name, a producer's client id). Two components of one kind with
+	// one name on one Registerer are refused with an error. Default: no
 	// metrics.
 	Registerer prometheus.Registerer
 }

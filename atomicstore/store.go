@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/kvstore"
 )
@@ -107,10 +108,8 @@ func Open[K comparable, V any](ctx context.Context, name string, keys codec.Code
 	// 3 brokers this failed the chaos suite once), so a missing topic is
 	// asked for again for a few seconds.
 	for attempt := 0; ; attempt++ {
-		kv, err = kvstore.Open(ctx, StoreTopic(name), keys, values,
-			kvstore.Brokers(cfg.brokers...), kvstore.Logger(cfg.logger), kvstore.Name(name),
-			kvstore.CreateTopic(false),
-			kvstore.ClientOptions(append(append([]kgo.Opt(nil), cfg.clientOpts...), kgo.WithHooks(w))...))
+		kv, err = kvstore.Open(ctx, whippet.Connection{Brokers: cfg.brokers, Logger: cfg.logger, ClientOptions: append(append([]kgo.Opt(nil), cfg.clientOpts...), kgo.WithHooks(w))}, StoreTopic(name), keys, values, kvstore.Name(name),
+			kvstore.CreateTopic(false))
 		if !errors.Is(err, kvstore.ErrTopicNotFound) || attempt == 50 || ctx.Err() != nil {
 			break
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/kvstore"
@@ -423,7 +424,7 @@ func s3Whippet(ctx context.Context, f contenderFlags) (result, error) {
 // WaitReady.
 func s4Store(ctx context.Context, f contenderFlags) (result, error) {
 	start := time.Now()
-	s, err := kvstore.Open(ctx, f.topic, codec.String(), codec.String(), kvstore.Brokers(strings.Split(f.brokers, ",")...))
+	s, err := kvstore.Open(ctx, whippet.Connection{Brokers: strings.Split(f.brokers, ",")}, f.topic, codec.String(), codec.String())
 	if err != nil {
 		return result{}, err
 	}

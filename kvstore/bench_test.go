@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/kvstore"
 	"github.com/whippet-go/whippet/testkit"
@@ -133,7 +134,7 @@ func loadStore(b *testing.B, kc *testkit.Cluster, topic string, records int) (fl
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	start := time.Now()
-	s, err := kvstore.Open(ctx, topic, codec.String(), codec.String(), kvstore.Brokers(kc.Brokers...))
+	s, err := kvstore.Open(ctx, whippet.Connection{Brokers: kc.Brokers}, topic, codec.String(), codec.String())
 	if err != nil {
 		b.Fatal(err)
 	}

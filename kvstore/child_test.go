@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/kvstore"
 	"github.com/whippet-go/whippet/testkit"
@@ -55,8 +56,7 @@ func runChild() {
 func child(mode string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	s, err := kvstore.Open(ctx, os.Getenv("WHIPPET_KVSTORE_TOPIC"), codec.String(), codec.JSON[Value](),
-		kvstore.Brokers(strings.Split(os.Getenv("WHIPPET_KVSTORE_BROKERS"), ",")...), kvstore.CreateTopic(false))
+	s, err := kvstore.Open(ctx, whippet.Connection{Brokers: strings.Split(os.Getenv("WHIPPET_KVSTORE_BROKERS"), ",")}, os.Getenv("WHIPPET_KVSTORE_TOPIC"), codec.String(), codec.JSON[Value](), kvstore.CreateTopic(false))
 	if err != nil {
 		return err
 	}

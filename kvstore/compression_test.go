@@ -12,6 +12,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/testkit"
 )
@@ -73,7 +74,7 @@ func TestLoadsEveryCompressionCodec(t *testing.T) {
 			)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			s, err := Open(ctx, topic, codec.String(), codec.String(), Brokers(kc.Brokers...), AwaitApplied(true),
+			s, err := Open(ctx, whippet.Connection{Brokers: kc.Brokers}, topic, codec.String(), codec.String(), AwaitApplied(true),
 				OnDecodeError(func(r *kgo.Record, _ error) {
 					mu.Lock()
 					skipped = append(skipped, r)

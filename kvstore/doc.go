@@ -74,11 +74,11 @@
 //     delete.retention.ms above the longest a store may be down or behind
 //     (TopicConfig sets it when the store creates the topic).
 //
-// Metrics (with Registerer; constant labels store and topic):
+// Metrics (with Connection.Registerer; constant labels store and topic):
 // whippet_kvstore_entries, _bytes (raw key + value bytes), _lag_records,
 // _load_duration_seconds, _ready, _records_applied_total,
 // _decode_errors_total, _fetch_errors_total, _writes_total,
 // _write_failures_total, _subscriber_pending, _subscribers,
 // _subscriber_panics_total, and franz-go's client metrics as
-// whippet_kvstore_kafka_*.
+// whippet_kafka_*{component="kvstore", name=<store name>}.
 package kvstore

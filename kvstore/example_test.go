@@ -6,6 +6,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/kvstore"
 )
@@ -27,10 +28,8 @@ func Example() {
 	defer cluster.Close()
 	ctx := context.Background()
 
-	countries, err := kvstore.Open(ctx, "countries", codec.String(), codec.JSON[Country](),
-		kvstore.Brokers(cluster.ListenAddrs()...),
-		kvstore.Partitions(1),
-	)
+	countries, err := kvstore.Open(ctx, whippet.Connection{Brokers: cluster.ListenAddrs()}, "countries", codec.String(), codec.JSON[Country](),
+		kvstore.Partitions(1))
 	if err != nil {
 		panic(err)
 	}
@@ -70,8 +69,7 @@ func Example() {
 
 // Options are checked before any network I/O, and each error names its option.
 func ExampleOpen_invalidConfig() {
-	_, err := kvstore.Open(context.Background(), "countries", codec.String(), codec.JSON[Country](),
-		kvstore.Brokers("127.0.0.1:9092"), kvstore.Partitions(0))
+	_, err := kvstore.Open(context.Background(), whippet.Connection{Brokers: []string{"127.0.0.1:9092"}}, "countries", codec.String(), codec.JSON[Country](), kvstore.Partitions(0))
 	fmt.Println(err)
 	// Output:
 	// kvstore: Partitions: must be -1 (broker default) or > 0, got 0

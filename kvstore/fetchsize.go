@@ -20,7 +20,7 @@ import (
 // of compressed batches, takes that much longer to arrive and decode, and
 // the load waits for it); uncompressed ones at 0.72x with 256 KiB (240
 // fetches, each a round trip) and 0.88x with 512 KiB. Over a slow link,
-// raise it with ClientOptions.
+// raise it with Connection.ClientOptions.
 const (
 	compressedFetchBytes   = 256 << 10
 	uncompressedFetchBytes = 512 << 10

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/kvstore"
 	"github.com/whippet-go/whippet/testkit"
@@ -98,7 +99,7 @@ func checkLayout[K comparable, V any](t *testing.T, kc *testkit.Cluster, keys co
 	reg := prometheus.NewRegistry()
 	var decodeErrors atomic.Int64
 	ctx := ctxT(t, 60*time.Second)
-	s, err := kvstore.Open(ctx, topic, keys, values, kvstore.Brokers(kc.Brokers...), kvstore.Registerer(reg),
+	s, err := kvstore.Open(ctx, whippet.Connection{Brokers: kc.Brokers, Registerer: reg}, topic, keys, values,
 		kvstore.OnDecodeError(func(*kgo.Record, error) { decodeErrors.Add(1) }))
 	if err != nil {
 		t.Fatal(err)

@@ -18,11 +18,9 @@ import (
 // that the store's consuming client is created only once the topic exists
 // (a direct consumer of a missing topic waits for its next metadata refresh).
 func (s *Store[K, V]) ensureTopic(ctx context.Context) error {
-	opts := append([]kgo.Opt{kgo.ClientID(s.cfg.clientID)}, s.cfg.clientOpts...)
-	opts = append(opts, kgo.SeedBrokers(s.cfg.brokers...))
-	cl, err := kgo.NewClient(opts...)
+	cl, err := kgo.NewClient(append(s.kc.Plain(), kgo.SeedBrokers(s.cfg.conn.Brokers...))...)
 	if err != nil {
-		return &ConfigError{Pkg: "kvstore", Sentinel: ErrInvalidConfig, Field: "ClientOptions", Rule: "franz-go rejected the client configuration", Err: err}
+		return &ConfigError{Pkg: "kvstore", Sentinel: ErrInvalidConfig, Field: "Connection.ClientOptions", Rule: "franz-go rejected the client configuration", Err: err}
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)

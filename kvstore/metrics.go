@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/plugin/kprom"
 )
 
 // stats are the store's counters. They are plain atomics, updated by the
@@ -35,14 +34,15 @@ func (s *stats) getLoadSeconds() float64  { return math.Float64frombits(s.loadSe
 
 // metrics holds what was registered on the user's Registerer.
 type metrics struct {
-	reg        prometheus.Registerer
-	registered []prometheus.Collector
-	once       sync.Once
+	reg             prometheus.Registerer
+	registered      []prometheus.Collector
+	unregisterKafka func() // the Kafka client metrics, once registered
+	once            sync.Once
 }
 
-// newMetrics registers the store's collectors (and kprom's, if not nil) on
-// reg; with a nil reg it registers nothing.
-func newMetrics(st *stats, store, topic string, reg prometheus.Registerer, kp *kprom.Metrics) (*metrics, error) {
+// newMetrics registers the store's collectors on reg; with a nil reg it
+// registers nothing.
+func newMetrics(st *stats, store, topic string, reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{reg: reg}
 	if reg == nil {
 		return m, nil
@@ -78,18 +78,15 @@ func newMetrics(st *stats, store, topic string, reg prometheus.Registerer, kp *k
 		gauge("subscriber_pending", "Changes waiting to be delivered to subscribers, summed over subscribers.", func() float64 { return float64(st.subPending.Load()) }),
 		gauge("subscribers", "Active subscriptions.", func() float64 { return float64(st.subscribers.Load()) }),
 	}
-	if kp != nil {
-		cs = append(cs, kp)
-	}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			m.unregister()
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {
-				return nil, &ConfigError{Pkg: "kvstore", Sentinel: ErrInvalidConfig, Field: "Registerer",
+				return nil, &ConfigError{Pkg: "kvstore", Sentinel: ErrInvalidConfig, Field: "Connection.Registerer",
 					Rule: "metrics for store " + strconv.Quote(store) + " are already registered (stores sharing a Registerer need distinct Names)", Err: err}
 			}
-			return nil, &ConfigError{Pkg: "kvstore", Sentinel: ErrInvalidConfig, Field: "Registerer", Rule: "cannot register the store's metrics", Err: err}
+			return nil, &ConfigError{Pkg: "kvstore", Sentinel: ErrInvalidConfig, Field: "Connection.Registerer", Rule: "cannot register the store's metrics", Err: err}
 		}
 		m.registered = append(m.registered, c)
 	}
@@ -101,6 +98,9 @@ func (m *metrics) unregister() {
 	m.once.Do(func() {
 		for _, c := range m.registered {
 			m.reg.Unregister(c)
+		}
+		if m.unregisterKafka != nil {
+			m.unregisterKafka()
 		}
 	})
 }

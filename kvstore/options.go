@@ -2,15 +2,15 @@ package kvstore
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 	"unicode/utf8"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/internal/check"
+	"github.com/whippet-go/whippet/internal/connect"
 )
 
 // ErrInvalidConfig is matched (with errors.Is) by every error Open returns
@@ -23,15 +23,12 @@ var ErrInvalidConfig = errors.New("kvstore: invalid config")
 // "kvstore: Partitions: must be -1 (broker default) or > 0, got 0".
 type ConfigError = check.Error
 
-// DefaultClientID is the Kafka client.id used when ClientID is not set.
-const DefaultClientID = "whippet-kvstore"
-
 // Option configures a Store. Every option documents its default. Options are
 // applied in order and validated as a whole by Open before any network I/O.
 type Option func(*config)
 
 type config struct {
-	brokers           []string
+	conn              whippet.Connection
 	name              string
 	partitions        int32
 	replication       int16
@@ -39,11 +36,7 @@ type config struct {
 	createTopic       bool
 	allowNotCompacted bool
 	awaitApplied      bool
-	logger            *zap.Logger
-	registerer        prometheus.Registerer
-	registererSet     bool
-	clientID          string
-	clientOpts        []kgo.Opt
+	logger            *zap.Logger // conn.Logger or a no-op logger
 	onDecodeError     func(rec *kgo.Record, err error)
 }
 
@@ -54,18 +47,12 @@ func defaultConfig() config {
 		topicConfigs: map[string]string{},
 		createTopic:  true,
 		awaitApplied: true,
-		logger:       zap.NewNop(),
-		clientID:     DefaultClientID,
 	}
 }
 
-// Brokers sets the seed brokers ("host:port"). Required; no default.
-func Brokers(brokers ...string) Option {
-	return func(c *config) { c.brokers = append(c.brokers, brokers...) }
-}
-
-// Name names the store in its metrics (the constant label store) and logs.
-// Stores sharing a Registerer need distinct names. Default: the topic.
+// Name names the store in its metrics (the constant label store, and name
+// on the Kafka client metrics) and logs. Stores sharing a Registerer need
+// distinct names. Default: the topic.
 func Name(name string) Option { return func(c *config) { c.name = name } }
 
 // Partitions sets the partition count used when Open creates the topic; it is
@@ -107,33 +94,6 @@ func AllowNotCompacted(on bool) Option { return func(c *config) { c.allowNotComp
 // after. Default: true.
 func AwaitApplied(on bool) Option { return func(c *config) { c.awaitApplied = on } }
 
-// Logger sets the structured logger. franz-go's own logs go through it as
-// well (at warn level and above). Default: a no-op logger.
-func Logger(l *zap.Logger) Option { return func(c *config) { c.logger = l } }
-
-// Registerer registers the store's Prometheus metrics on r, all named
-// whippet_kvstore_* and labelled with the constant labels store (see Name)
-// and topic, and franz-go's client metrics as whippet_kvstore_kafka_*
-// (kprom, labelled with store). Close unregisters them. Default: no metrics.
-func Registerer(r prometheus.Registerer) Option {
-	return func(c *config) { c.registerer, c.registererSet = r, true }
-}
-
-// ClientID sets the Kafka client.id. Default: DefaultClientID
-// ("whippet-kvstore").
-func ClientID(id string) Option { return func(c *config) { c.clientID = id } }
-
-// ClientOptions passes extra options to the underlying franz-go client (TLS,
-// SASL, fetch sizes, ...). They override whippet's client defaults
-// (ProducerLinger 0, MetadataMinAge and FetchMaxWait 500ms, the warn-level
-// logger), but not
-// the options the store relies on (brokers, the topic to consume, no consumer
-// group, reading from the earliest offset, read-committed isolation, control
-// records kept), which are set after them. Default: none.
-func ClientOptions(opts ...kgo.Opt) Option {
-	return func(c *config) { c.clientOpts = append(c.clientOpts, opts...) }
-}
-
 // OnDecodeError is called, on the loader goroutine, for every record whose
 // key or value the codecs could not decode, after the error is logged
 // (rate-limited) and counted. The record is skipped: the key keeps its
@@ -157,7 +117,8 @@ func (c *config) validate(topic string, keysNil, valuesNil bool) error {
 	if valuesNil {
 		bad("values", "the value codec must not be nil (for example codec.JSON[T]())")
 	}
-	errs.Brokers("Brokers", c.brokers)
+	connect.Validate(errs, c.conn)
+	c.logger = connect.Logger(c.conn)
 	if c.name == "" {
 		c.name = topic
 	} else if !utf8.ValidString(c.name) {
@@ -175,20 +136,6 @@ func (c *config) validate(topic string, keysNil, valuesNil bool) error {
 			bad("TopicConfig", "%q is not a topic config name", k)
 		case k == "cleanup.policy" && !c.allowNotCompacted && !hasCompact(v):
 			bad("TopicConfig", "cleanup.policy=%q would not compact the topic; a store needs \"compact\" (or set AllowNotCompacted)", v)
-		}
-	}
-	if c.logger == nil {
-		bad("Logger", "must not be nil (leave the option out for no logging)")
-	}
-	if c.registererSet && c.registerer == nil {
-		bad("Registerer", "must not be nil (leave the option out for no metrics)")
-	}
-	if n := len(c.clientID); n == 0 || n > 256 {
-		bad("ClientID", "must be 1 to 256 characters, got %d", n)
-	}
-	for i, o := range c.clientOpts {
-		if o == nil {
-			bad(fmt.Sprintf("ClientOptions[%d]", i), "must not be nil")
 		}
 	}
 	return errs.Err()

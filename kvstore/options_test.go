@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/kvstore"
 )
@@ -19,8 +20,10 @@ import (
 // below would never answer), as a *ConfigError naming its field.
 func TestOpenValidatesOptions(t *testing.T) {
 	const noBroker = "127.0.0.1:1"
+	ok := whippet.Connection{Brokers: []string{noBroker}}
 	cases := []struct {
 		name   string
+		conn   whippet.Connection
 		topic  string
 		keys   codec.Codec[string]
 		values codec.Codec[Value]
@@ -28,31 +31,24 @@ func TestOpenValidatesOptions(t *testing.T) {
 		field  string
 		rule   string
 	}{
-		{"no brokers", "t", codec.String(), codec.JSON[Value](), nil, "Brokers", "at least one"},
-		{"bad broker", "t", codec.String(), codec.JSON[Value](), []kvstore.Option{kvstore.Brokers("nohostport")}, "Brokers", "not host:port"},
-		{"bad port", "t", codec.String(), codec.JSON[Value](), []kvstore.Option{kvstore.Brokers("h:99999")}, "Brokers", "invalid port"},
-		{"empty topic", "", codec.String(), codec.JSON[Value](), nil, "topic", "must not be empty"},
-		{"bad topic", "a b", codec.String(), codec.JSON[Value](), nil, "topic", "only ASCII"},
-		{"nil keys", "t", nil, codec.JSON[Value](), nil, "keys", "must not be nil"},
-		{"nil values", "t", codec.String(), nil, nil, "values", "must not be nil"},
-		{"partitions", "t", codec.String(), codec.JSON[Value](), []kvstore.Option{kvstore.Partitions(0)}, "Partitions", "got 0"},
-		{"replication", "t", codec.String(), codec.JSON[Value](), []kvstore.Option{kvstore.ReplicationFactor(-2)}, "ReplicationFactor", "got -2"},
-		{"topic config name", "t", codec.String(), codec.JSON[Value](), []kvstore.Option{kvstore.TopicConfig("", "x")}, "TopicConfig", "not a topic config"},
-		{"delete policy", "t", codec.String(), codec.JSON[Value](), []kvstore.Option{kvstore.TopicConfig("cleanup.policy", "delete")}, "TopicConfig", "would not compact"},
-		{"nil logger", "t", codec.String(), codec.JSON[Value](), []kvstore.Option{kvstore.Logger(nil)}, "Logger", "must not be nil"},
-		{"nil registerer", "t", codec.String(), codec.JSON[Value](), []kvstore.Option{kvstore.Registerer(nil)}, "Registerer", "must not be nil"},
-		{"client id", "t", codec.String(), codec.JSON[Value](), []kvstore.Option{kvstore.ClientID("")}, "ClientID", "1 to 256"},
-		{"nil client option", "t", codec.String(), codec.JSON[Value](), []kvstore.Option{kvstore.ClientOptions(nil)}, "ClientOptions[0]", "must not be nil"},
-		{"name", "t", codec.String(), codec.JSON[Value](), []kvstore.Option{kvstore.Name("\xff")}, "Name", "UTF-8"},
+		{"no brokers", whippet.Connection{}, "t", codec.String(), codec.JSON[Value](), nil, "Connection.Brokers", "at least one"},
+		{"bad broker", whippet.Connection{Brokers: []string{"no host"}}, "t", codec.String(), codec.JSON[Value](), nil, "Connection.Brokers[0]", "without spaces"},
+		{"bad port", whippet.Connection{Brokers: []string{"h:99999"}}, "t", codec.String(), codec.JSON[Value](), nil, "Connection.Brokers[0]", "port must be"},
+		{"empty topic", ok, "", codec.String(), codec.JSON[Value](), nil, "topic", "must not be empty"},
+		{"bad topic", ok, "a b", codec.String(), codec.JSON[Value](), nil, "topic", "only ASCII"},
+		{"nil keys", ok, "t", nil, codec.JSON[Value](), nil, "keys", "must not be nil"},
+		{"nil values", ok, "t", codec.String(), nil, nil, "values", "must not be nil"},
+		{"partitions", ok, "t", codec.String(), codec.JSON[Value](), []kvstore.Option{kvstore.Partitions(0)}, "Partitions", "got 0"},
+		{"replication", ok, "t", codec.String(), codec.JSON[Value](), []kvstore.Option{kvstore.ReplicationFactor(-2)}, "ReplicationFactor", "got -2"},
+		{"topic config name", ok, "t", codec.String(), codec.JSON[Value](), []kvstore.Option{kvstore.TopicConfig("", "x")}, "TopicConfig", "not a topic config"},
+		{"delete policy", ok, "t", codec.String(), codec.JSON[Value](), []kvstore.Option{kvstore.TopicConfig("cleanup.policy", "delete")}, "TopicConfig", "would not compact"},
+		{"nil client option", whippet.Connection{Brokers: []string{noBroker}, ClientOptions: []kgo.Opt{nil}}, "t", codec.String(), codec.JSON[Value](), nil, "Connection.ClientOptions[0]", "must not be nil"},
+		{"name", ok, "t", codec.String(), codec.JSON[Value](), []kvstore.Option{kvstore.Name("\xff")}, "Name", "UTF-8"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			opts := c.opts
-			if c.field != "Brokers" {
-				opts = append([]kvstore.Option{kvstore.Brokers(noBroker)}, opts...)
-			}
 			start := time.Now()
-			s, err := kvstore.Open(context.Background(), c.topic, c.keys, c.values, opts...)
+			s, err := kvstore.Open(context.Background(), c.conn, c.topic, c.keys, c.values, c.opts...)
 			if err == nil {
 				_ = s.Close()
 				t.Fatal("no error")
@@ -77,9 +73,9 @@ func TestOpenValidatesOptions(t *testing.T) {
 // All violations are reported at once, and the valid options are accepted
 // (AllowNotCompacted lets TopicConfig set another cleanup.policy).
 func TestOpenReportsEveryViolation(t *testing.T) {
-	_, err := kvstore.Open[string, Value](context.Background(), "", nil, nil, kvstore.Partitions(-5))
+	_, err := kvstore.Open[string, Value](context.Background(), whippet.Connection{}, "", nil, nil, kvstore.Partitions(-5))
 	msg := err.Error()
-	for _, f := range []string{"topic", "keys", "values", "Brokers", "Partitions"} {
+	for _, f := range []string{"topic", "keys", "values", "Connection.Brokers", "Partitions"} {
 		if !strings.Contains(msg, "kvstore: "+f+": ") {
 			t.Errorf("%q does not report %s", msg, f)
 		}
@@ -87,11 +83,9 @@ func TestOpenReportsEveryViolation(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	// Valid options: Open gets past validation and fails on the network.
-	_, err = kvstore.Open(ctx, "t", codec.String(), codec.JSON[Value](),
-		kvstore.Brokers("127.0.0.1:1"), kvstore.AllowNotCompacted(true), kvstore.TopicConfig("cleanup.policy", "delete"),
+	_, err = kvstore.Open(ctx, whippet.Connection{Brokers: []string{"127.0.0.1:1"}, Logger: zap.NewNop(), Registerer: prometheus.NewRegistry(), ClientID: "c", ClientOptions: []kgo.Opt{kgo.RetryTimeout(50 * time.Millisecond)}}, "t", codec.String(), codec.JSON[Value](), kvstore.AllowNotCompacted(true), kvstore.TopicConfig("cleanup.policy", "delete"),
 		kvstore.Name("n"), kvstore.Partitions(3), kvstore.ReplicationFactor(3), kvstore.CreateTopic(false),
-		kvstore.AwaitApplied(false), kvstore.Logger(zap.NewNop()), kvstore.Registerer(prometheus.NewRegistry()),
-		kvstore.ClientID("c"), kvstore.ClientOptions(kgo.RetryTimeout(50*time.Millisecond)),
+		kvstore.AwaitApplied(false),
 		kvstore.OnDecodeError(func(*kgo.Record, error) {}))
 	if err == nil || errors.Is(err, kvstore.ErrInvalidConfig) {
 		t.Fatalf("valid options: %v", err)

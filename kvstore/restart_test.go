@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/kvstore"
 	"github.com/whippet-go/whippet/testkit"
 )
@@ -40,7 +41,7 @@ func TestSurvivesBrokerRestart(t *testing.T) {
 	broker := start()
 	kc := &testkit.Cluster{Brokers: broker.ListenAddrs(), Backend: testkit.BackendKfake}
 	core, logs := observer.New(zap.WarnLevel)
-	s := openStore(t, kc, "countries", kvstore.Logger(zap.New(core)), kvstore.Partitions(2))
+	s := openStoreConn(t, whippet.Connection{Brokers: kc.Brokers, Logger: zap.New(core)}, "countries", kvstore.Partitions(2))
 	ctx := ctxT(t, 60*time.Second)
 	if err := s.Put(ctx, "before", Value{Version: 1}); err != nil {
 		t.Fatal(err)
@@ -98,8 +99,8 @@ func TestFetchErrorsAreLoggedAndSurvived(t *testing.T) {
 	defer h.Remove()
 	core, logs := observer.New(zap.WarnLevel)
 	reg := prometheus.NewRegistry()
-	s := openStoreNoWait(t, kc, "rates", kvstore.Logger(zap.New(core)), kvstore.Registerer(reg),
-		kvstore.ClientOptions(kgo.RetryBackoffFn(func(int) time.Duration { return 10 * time.Millisecond })))
+	s := openStoreNoWaitConn(t, whippet.Connection{Brokers: kc.Brokers, Logger: zap.New(core), Registerer: reg,
+		ClientOptions: []kgo.Opt{kgo.RetryBackoffFn(func(int) time.Duration { return 10 * time.Millisecond })}}, "rates")
 	if err := s.WaitReady(ctxT(t, 30*time.Second)); err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"go.uber.org/goleak"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/internal/securetest"
 	"github.com/whippet-go/whippet/kvstore"
@@ -33,8 +34,7 @@ func TestSecurity(t *testing.T) {
 	t.Run("right password", func(t *testing.T) {
 		reg := prometheus.NewRegistry()
 		open := func(name string) *kvstore.Store[string, string] {
-			s, err := kvstore.Open(ctx, topic, codec.String(), codec.String(), kvstore.Name(name),
-				kvstore.Brokers(kc.SecureBrokers...), kvstore.ClientOptions(kc.Opts(t)...), kvstore.Logger(log), kvstore.Registerer(reg))
+			s, err := kvstore.Open(ctx, whippet.Connection{Brokers: kc.SecureBrokers, Logger: log, Registerer: reg, ClientOptions: kc.Opts(t)}, topic, codec.String(), codec.String(), kvstore.Name(name))
 			if err != nil {
 				t.Fatalf("Open over SASL_SSL: %v", err)
 			}
@@ -60,8 +60,7 @@ func TestSecurity(t *testing.T) {
 		octx, ocancel := context.WithTimeout(ctx, time.Minute)
 		defer ocancel()
 		start := time.Now()
-		s, err := kvstore.Open(octx, topic, codec.String(), codec.String(),
-			kvstore.Brokers(kc.SecureBrokers...), kvstore.ClientOptions(kc.OptsAs(t, wrong)...), kvstore.Logger(log))
+		s, err := kvstore.Open(octx, whippet.Connection{Brokers: kc.SecureBrokers, Logger: log, ClientOptions: kc.OptsAs(t, wrong)}, topic, codec.String(), codec.String())
 		t.Logf("Open with a wrong password returned after %s: %v", time.Since(start), err)
 		if err == nil {
 			s.Close()

@@ -12,15 +12,14 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/plugin/kprom"
 	"github.com/twmb/franz-go/plugin/kzap"
 	"go.uber.org/zap"
 
 	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/codec"
+	"github.com/whippet-go/whippet/internal/connect"
 	"github.com/whippet-go/whippet/producer"
 )
 
@@ -61,8 +60,9 @@ type Store[K comparable, V any] struct {
 	copyValues bool
 	log        *zap.Logger
 	tab        table[K, V]
-	fetchSize  int32         // FetchMaxPartitionBytes: see fetchBytes
-	pool       *loadPool     // while loading, for a table that keeps raw values
+	fetchSize  int32     // FetchMaxPartitionBytes: see fetchBytes
+	pool       *loadPool // while loading, for a table that keeps raw values
+	kc         *connect.Client
 	handedOut  []*kgo.Record // the loader's: records of the poll given to OnDecodeError
 	st         stats
 	m          *metrics
@@ -101,7 +101,7 @@ type waiter struct {
 	done   chan struct{}
 }
 
-// Open validates the options, then checks the topic (creating it, compacted,
+// Open validates conn and the options, then checks the topic (creating it, compacted,
 // if it does not exist; see CreateTopic, Partitions, ReplicationFactor and
 // TopicConfig), and starts loading the topic into memory in the background.
 // It returns as soon as loading started: use WaitReady (or Ready, or
@@ -109,15 +109,16 @@ type waiter struct {
 // network calls, not the store's life.
 //
 // keys and values convert keys and values to and from record bytes; use the
-// producer package's codecs (codec.String(), codec.JSON[T](),
+// codec package's codecs (codec.String(), codec.JSON[T](),
 // codec.Bytes()) or your own. A key's encoding must be deterministic:
 // compaction and partitioning work on the bytes.
 //
 // A bad option or argument is reported before any network I/O, with the
 // option's name and the rule it breaks (errors.Is(err, ErrInvalidConfig)).
 // An existing topic that is not compacted is ErrNotCompacted.
-func Open[K comparable, V any](ctx context.Context, topic string, keys codec.Codec[K], values codec.Codec[V], opts ...Option) (*Store[K, V], error) {
+func Open[K comparable, V any](ctx context.Context, conn whippet.Connection, topic string, keys codec.Codec[K], values codec.Codec[V], opts ...Option) (*Store[K, V], error) {
 	cfg := defaultConfig()
+	cfg.conn = conn
 	for _, o := range opts {
 		if o != nil {
 			o(&cfg)
@@ -144,12 +145,8 @@ func Open[K comparable, V any](ctx context.Context, topic string, keys codec.Cod
 	s.tab = s.newTable()
 	// Register the store's own collectors first: a name clash is a config
 	// error, reported before any network I/O.
-	var kp *kprom.Metrics
-	if cfg.registerer != nil {
-		kp = kprom.NewMetrics("whippet", kprom.Subsystem("kvstore_kafka"), kprom.Registry(nil),
-			kprom.WithStaticLabel(map[string]string{"store": cfg.name})) // kprom has its own topic label
-	}
-	m, err := newMetrics(&s.st, cfg.name, topic, cfg.registerer, nil)
+	s.kc = connect.New(cfg.conn, "kvstore", cfg.name)
+	m, err := newMetrics(&s.st, cfg.name, topic, cfg.conn.Registerer)
 	if err != nil {
 		return nil, err
 	}
@@ -159,24 +156,18 @@ func Open[K comparable, V any](ctx context.Context, topic string, keys codec.Cod
 		s.m.unregister()
 		return nil, err
 	}
-	cl, err := kgo.NewClient(s.clientOptions(kp)...)
+	cl, err := kgo.NewClient(s.clientOptions()...)
 	if err != nil {
 		s.m.unregister()
-		return nil, &ConfigError{Pkg: "kvstore", Sentinel: ErrInvalidConfig, Field: "ClientOptions", Rule: "franz-go rejected the client configuration", Err: err}
+		return nil, &ConfigError{Pkg: "kvstore", Sentinel: ErrInvalidConfig, Field: "Connection.ClientOptions", Rule: "franz-go rejected the client configuration", Err: err}
 	}
-	if kp != nil {
-		if err := cfg.registerer.Register(kp); err != nil {
-			cl.Close()
-			s.m.unregister()
-			rule := "cannot register franz-go's client metrics"
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				rule = fmt.Sprintf("franz-go client metrics for store %q are already registered (stores sharing a Registerer need distinct Names)", cfg.name)
-			}
-			return nil, &ConfigError{Pkg: "kvstore", Sentinel: ErrInvalidConfig, Field: "Registerer", Rule: rule, Err: err}
-		}
-		s.m.registered = append(s.m.registered, kp)
+	unregister, err := s.kc.Register()
+	if err != nil {
+		cl.Close()
+		s.m.unregister()
+		return nil, &ConfigError{Pkg: "kvstore", Sentinel: ErrInvalidConfig, Field: "Connection.Registerer", Rule: "cannot register the Kafka client metrics (stores sharing a Registerer need distinct Names)", Err: err}
 	}
+	s.m.unregisterKafka = unregister
 	prod, err := producer.NewFromClient(cl, whippet.Connection{Logger: cfg.logger}, producer.FlushTimeout(closeFlushTimeout))
 	if err != nil { // cannot happen: the options are fixed
 		cl.Close()
@@ -231,35 +222,35 @@ func invalidUTF8(err error) error {
 	return err
 }
 
-func (s *Store[K, V]) clientOptions(kp *kprom.Metrics) []kgo.Opt {
-	opts := []kgo.Opt{
-		kgo.ClientID(s.cfg.clientID),
+func (s *Store[K, V]) clientOptions() []kgo.Opt {
+	opts := append([]kgo.Opt(nil), s.kc.Base...)
+	opts = append(opts,
 		kgo.WithLogger(kzap.New(s.cfg.logger, kzap.Level(kgo.LogLevelWarn))),
 		// A Put is one record that its caller waits for: send it at once.
 		kgo.ProducerLinger(0),
 		// After an error in the metadata (a topic just created, a leader
 		// moving, a broker restarting) franz-go asks again no sooner than
 		// this; its default, 5s, would stall writes and updates that long.
-		kgo.MetadataMinAge(500 * time.Millisecond),
+		kgo.MetadataMinAge(500*time.Millisecond),
 		// The Java consumer's fetch.max.wait.ms rather than franz-go's 5s: a
 		// partition whose offset had to be reloaded joins the next fetch
 		// only when the fetch in flight returns.
-		kgo.FetchMaxWait(500 * time.Millisecond),
+		kgo.FetchMaxWait(500*time.Millisecond),
 		// Smaller polls than franz-go's 1 MiB per partition (which, once
 		// decompressed, can be 50,000 records each): the loader applies
 		// one poll while franz-go fetches and decodes the next, so smaller
 		// polls overlap better, and the first records arrive sooner. The
 		// size depends on the topic's compression: see fetchBytes.
 		kgo.FetchMaxPartitionBytes(s.fetchSize),
-	}
+	)
 	if s.pool != nil {
 		// Before the user's options: franz-go uses the first pool given
 		// of each kind.
 		opts = append(opts, kgo.WithPools(s.pool))
 	}
-	opts = append(opts, s.cfg.clientOpts...)
+	opts = append(opts, s.kc.Extra...)
 	opts = append(opts,
-		kgo.SeedBrokers(s.cfg.brokers...),
+		kgo.SeedBrokers(s.cfg.conn.Brokers...),
 		kgo.ConsumeTopics(s.topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		// Records of aborted transactions never reach the store, and the
@@ -268,8 +259,8 @@ func (s *Store[K, V]) clientOptions(kp *kprom.Metrics) []kgo.Opt {
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.KeepControlRecords(),
 	)
-	if kp != nil {
-		opts = append(opts, kgo.WithHooks(kp))
+	if s.kc.Metrics != nil {
+		opts = append(opts, kgo.WithHooks(s.kc.Metrics))
 	}
 	return opts
 }

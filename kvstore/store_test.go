@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/kvstore"
 	"github.com/whippet-go/whippet/testkit"
@@ -47,7 +48,14 @@ func ctxT(t testing.TB, d time.Duration) context.Context {
 // waits until it is ready, and closes it when the test ends.
 func openStore(t testing.TB, kc *testkit.Cluster, topic string, opts ...kvstore.Option) *kvstore.Store[string, Value] {
 	t.Helper()
-	s := openStoreNoWait(t, kc, topic, opts...)
+	return openStoreConn(t, whippet.Connection{Brokers: kc.Brokers}, topic, opts...)
+}
+
+// openStoreConn is openStore with a Connection of the test's own (a Logger,
+// a Registerer, ...).
+func openStoreConn(t testing.TB, conn whippet.Connection, topic string, opts ...kvstore.Option) *kvstore.Store[string, Value] {
+	t.Helper()
+	s := openStoreNoWaitConn(t, conn, topic, opts...)
 	if err := s.WaitReady(ctxT(t, 60*time.Second)); err != nil {
 		t.Fatal(err)
 	}
@@ -56,8 +64,12 @@ func openStore(t testing.TB, kc *testkit.Cluster, topic string, opts ...kvstore.
 
 func openStoreNoWait(t testing.TB, kc *testkit.Cluster, topic string, opts ...kvstore.Option) *kvstore.Store[string, Value] {
 	t.Helper()
-	opts = append([]kvstore.Option{kvstore.Brokers(kc.Brokers...)}, opts...)
-	s, err := kvstore.Open(ctxT(t, 30*time.Second), topic, codec.String(), codec.JSON[Value](), opts...)
+	return openStoreNoWaitConn(t, whippet.Connection{Brokers: kc.Brokers}, topic, opts...)
+}
+
+func openStoreNoWaitConn(t testing.TB, conn whippet.Connection, topic string, opts ...kvstore.Option) *kvstore.Store[string, Value] {
+	t.Helper()
+	s, err := kvstore.Open(ctxT(t, 30*time.Second), conn, topic, codec.String(), codec.JSON[Value](), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +245,7 @@ func TestSubscribe(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	topic := newCompactedTopic(t, kc, 1)
 	reg := prometheus.NewRegistry()
-	s := openStore(t, kc, topic, kvstore.Registerer(reg))
+	s := openStoreConn(t, whippet.Connection{Brokers: kc.Brokers, Registerer: reg}, topic)
 	ctx := ctxT(t, 60*time.Second)
 	for i := range 3 {
 		if err := s.Put(ctx, fmt.Sprint("a", i), Value{Version: i}); err != nil {
@@ -364,7 +376,7 @@ func TestPanickingSubscriberKeepsGoing(t *testing.T) {
 	kc := testkit.Shared(t)
 	topic := newCompactedTopic(t, kc, 1)
 	reg := prometheus.NewRegistry()
-	s := openStore(t, kc, topic, kvstore.Registerer(reg))
+	s := openStoreConn(t, whippet.Connection{Brokers: kc.Brokers, Registerer: reg}, topic)
 	ctx := ctxT(t, 60*time.Second)
 	got := make(chan string, 10)
 	if err := s.Subscribe(ctx, func(c kvstore.Change[string, Value]) {
@@ -423,7 +435,7 @@ func TestMetricsAndReadiness(t *testing.T) {
 	}
 	kc.Produce(t, recs...)
 	reg := prometheus.NewRegistry()
-	s := openStoreNoWait(t, kc, topic, kvstore.Registerer(reg), kvstore.Name("countries"))
+	s := openStoreNoWaitConn(t, whippet.Connection{Brokers: kc.Brokers, Registerer: reg}, topic, kvstore.Name("countries"))
 	h := s.ReadyHandler()
 	if err := s.WaitReady(ctxT(t, 60*time.Second)); err != nil {
 		t.Fatal(err)
@@ -450,7 +462,8 @@ func TestMetricsAndReadiness(t *testing.T) {
 	mfs, _ := reg.Gather()
 	var kafkaMetrics int
 	for _, mf := range mfs {
-		if strings.HasPrefix(mf.GetName(), "whippet_kvstore_kafka_") {
+		kafka := strings.HasPrefix(mf.GetName(), "whippet_kafka_")
+		if kafka {
 			kafkaMetrics++
 		}
 		for _, m := range mf.GetMetric() {
@@ -458,19 +471,19 @@ func TestMetricsAndReadiness(t *testing.T) {
 			for _, l := range m.GetLabel() {
 				labels[l.GetName()] = l.GetValue()
 			}
-			if labels["store"] != "countries" || labels["topic"] != topic && !strings.HasPrefix(mf.GetName(), "whippet_kvstore_kafka_") {
+			if kafka && (labels["component"] != "kvstore" || labels["name"] != "countries") ||
+				!kafka && (labels["store"] != "countries" || labels["topic"] != topic) {
 				t.Fatalf("%s has labels %v", mf.GetName(), labels)
 			}
 		}
 	}
 	if kafkaMetrics == 0 {
-		t.Error("no whippet_kvstore_kafka_* (kprom) metrics")
+		t.Error("no whippet_kafka_* (kprom) metrics")
 	}
 	// A second store with the same name on the same registry is a config error.
-	_, err := kvstore.Open(ctxT(t, 30*time.Second), topic, codec.String(), codec.JSON[Value](),
-		kvstore.Brokers(kc.Brokers...), kvstore.Registerer(reg), kvstore.Name("countries"))
+	_, err := kvstore.Open(ctxT(t, 30*time.Second), whippet.Connection{Brokers: kc.Brokers, Registerer: reg}, topic, codec.String(), codec.JSON[Value](), kvstore.Name("countries"))
 	var ce *kvstore.ConfigError
-	if !errors.Is(err, kvstore.ErrInvalidConfig) || !errors.As(err, &ce) || ce.Field != "Registerer" {
+	if !errors.Is(err, kvstore.ErrInvalidConfig) || !errors.As(err, &ce) || ce.Field != "Connection.Registerer" {
 		t.Fatalf("second store with the same Name: %v", err)
 	}
 	_ = s.Close()
@@ -513,15 +526,14 @@ func TestTopicCreatedCompactedOrRefused(t *testing.T) {
 
 	// Existing and not compacted: refused, unless allowed.
 	plain := kc.NewTopic(t, 1, nil)
-	_, err = kvstore.Open(ctx, plain, codec.String(), codec.JSON[Value](), kvstore.Brokers(kc.Brokers...))
+	_, err = kvstore.Open(ctx, whippet.Connection{Brokers: kc.Brokers}, plain, codec.String(), codec.JSON[Value]())
 	if !errors.Is(err, kvstore.ErrNotCompacted) || !strings.Contains(err.Error(), `cleanup.policy="delete"`) {
 		t.Fatalf("Open on a non-compacted topic: %v", err)
 	}
 	openStore(t, kc, plain, kvstore.AllowNotCompacted(true))
 
 	// Missing with CreateTopic(false).
-	_, err = kvstore.Open(ctx, testkit.TopicName("missing"), codec.String(), codec.JSON[Value](),
-		kvstore.Brokers(kc.Brokers...), kvstore.CreateTopic(false))
+	_, err = kvstore.Open(ctx, whippet.Connection{Brokers: kc.Brokers}, testkit.TopicName("missing"), codec.String(), codec.JSON[Value](), kvstore.CreateTopic(false))
 	if !errors.Is(err, kvstore.ErrTopicNotFound) {
 		t.Fatalf("Open on a missing topic with CreateTopic(false): %v", err)
 	}

@@ -96,7 +96,7 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("%s{topic=%q} = %v (found %v), want %v", tc.name, tc.topic, got, ok, tc.want)
 		}
 	}
-	if _, ok := metricValue(t, reg, "whippet_kafka_produce_bytes_total", map[string]string{"topic": "a", "client_id": "svc"}); !ok {
+	if _, ok := metricValue(t, reg, "whippet_kafka_produce_bytes_total", map[string]string{"topic": "a", "component": "producer", "name": "svc"}); !ok {
 		t.Error("franz-go (kprom) metric whippet_kafka_produce_bytes_total{topic=a} missing")
 	}
 

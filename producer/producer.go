@@ -96,7 +96,7 @@ func New(conn whippet.Connection, opts ...Option) (*Producer, error) {
 	if err := cfg.validate(false); err != nil {
 		return nil, err
 	}
-	kc := connect.New(conn, "producer")
+	kc := connect.New(conn, "producer", connect.ClientID(conn, "producer"))
 	log := connect.Logger(conn)
 	auth := secure.NewWatch(func(err *secure.AuthError) {
 		log.Error("Kafka refused the connection: check Connection.TLS and Connection.SASL; records wait and are retried", zap.Error(err))

@@ -60,7 +60,7 @@ type Transactional struct {
 // producer with the transactional id id. It does no network I/O. The options
 // are those of New; FlushTimeout does not apply (Transact's context bounds
 // each transaction). With conn.Registerer, franz-go's client metrics are
-// registered (whippet_kafka_*, component "producer"); Close unregisters
+// registered (whippet_kafka_*, component "producer", name id); Close unregisters
 // them.
 func NewTransactional(conn whippet.Connection, id string, opts ...Option) (*Transactional, error) {
 	cfg := newConfig(conn, opts)
@@ -71,7 +71,7 @@ func NewTransactional(conn whippet.Connection, id string, opts ...Option) (*Tran
 	if err := errors.Join(errs.Err(), cfg.validate(false)); err != nil {
 		return nil, err
 	}
-	kc := connect.New(conn, "producer")
+	kc := connect.New(conn, "producer", id)
 	cl, err := kgo.NewClient(append(kc.All(
 		kgo.ProducerLinger(cfg.linger),
 		kgo.ProducerBatchMaxBytes(cfg.maxBatchBytes),

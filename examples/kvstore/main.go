@@ -36,6 +36,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/kvstore"
 )
@@ -80,10 +81,11 @@ func run(brokersFlag string) error {
 	}
 	defer cleanup()
 	logger, _ := zap.NewDevelopment(zap.IncreaseLevel(zap.WarnLevel), zap.AddStacktrace(zap.DPanicLevel))
-	opts := []kvstore.Option{kvstore.Brokers(brokers...), kvstore.Partitions(3), kvstore.Logger(logger)}
+	kafka := whippet.Connection{Brokers: brokers, Logger: logger}
+	opts := []kvstore.Option{kvstore.Partitions(3)}
 
 	// The reference-data service: it owns the countries and writes them.
-	refdata, err := kvstore.Open(ctx, countriesTopic, codec.String(), codec.JSON[Country](), opts...)
+	refdata, err := kvstore.Open(ctx, kafka, countriesTopic, codec.String(), codec.JSON[Country](), opts...)
 	if err != nil {
 		return err
 	}
@@ -96,7 +98,7 @@ func run(brokersFlag string) error {
 	fmt.Printf("reference data: wrote %d countries to %q\n", len(initialCountries), countriesTopic)
 
 	// The scheduling service, instance 1.
-	a, err := startService(ctx, "instance-1", countriesTopic, zonesTopic, opts)
+	a, err := startService(ctx, kafka, "instance-1", countriesTopic, zonesTopic, opts)
 	if err != nil {
 		return err
 	}
@@ -148,7 +150,7 @@ func run(brokersFlag string) error {
 
 	// Instance 2 starts: both stores load from their compacted topics.
 	start := time.Now()
-	b, err := startService(ctx, "instance-2", countriesTopic, zonesTopic, opts)
+	b, err := startService(ctx, kafka, "instance-2", countriesTopic, zonesTopic, opts)
 	if err != nil {
 		return err
 	}
@@ -177,12 +179,12 @@ type service struct {
 	stop      context.CancelFunc
 }
 
-func startService(ctx context.Context, name, countriesTopic, zonesTopic string, opts []kvstore.Option) (*service, error) {
-	countries, err := kvstore.Open(ctx, countriesTopic, codec.String(), codec.JSON[Country](), opts...)
+func startService(ctx context.Context, kafka whippet.Connection, name, countriesTopic, zonesTopic string, opts []kvstore.Option) (*service, error) {
+	countries, err := kvstore.Open(ctx, kafka, countriesTopic, codec.String(), codec.JSON[Country](), opts...)
 	if err != nil {
 		return nil, err
 	}
-	zones, err := kvstore.Open(ctx, zonesTopic, codec.String(), codec.JSON[TimeZone](), opts...)
+	zones, err := kvstore.Open(ctx, kafka, zonesTopic, codec.String(), codec.JSON[TimeZone](), opts...)
 	if err != nil {
 		countries.Close()
 		return nil, err

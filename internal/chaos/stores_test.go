@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/atomicstore"
 	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/kvstore"
@@ -69,7 +70,7 @@ func testStores(t *testing.T, e *env) {
 	// The KV store.
 	topic := testkit.TopicName(t.Name())
 	openKV := func(name string) *kvstore.Store[string, kvValue] {
-		s, err := kvstore.Open(ctx, topic, codec.String(), codec.JSON[kvValue](), kvstore.Brokers(e.lk.Brokers...),
+		s, err := kvstore.Open(ctx, whippet.Connection{Brokers: e.lk.Brokers}, topic, codec.String(), codec.JSON[kvValue](),
 			kvstore.Partitions(3), kvstore.Name(name))
 		if err != nil {
 			t.Fatal(err)

@@ -61,46 +61,51 @@ func Logger(c whippet.Connection) *zap.Logger {
 // Client describes the franz-go client a component builds from a
 // Connection.
 type Client struct {
-	// Opts are the options to create the client with (the component appends
-	// its own before Extra).
-	Opts []kgo.Opt
-	// Extra are the user's ClientOptions: append them last.
+	// Base are the seeds, client id, TLS, SASL and logger options (no
+	// metrics hook).
+	Base []kgo.Opt
+	// Extra are the user's ClientOptions: they go after the component's own.
 	Extra []kgo.Opt
-	// Metrics is the kprom hook when c.Registerer is set (already in Opts);
-	// Register it once the client exists.
+	// Metrics is the kprom hook when c.Registerer is set, nil otherwise; All
+	// adds it. One kprom hook serves one client: a component's secondary
+	// clients use Plain. Register it once the client exists.
 	Metrics *kprom.Metrics
 
-	reg prometheus.Registerer
+	reg             prometheus.Registerer
+	component, name string
 }
 
 // New returns the options for a component's client: seeds, client id, TLS,
-// SASL, kzap and, with a Registerer, the kprom hook.
-func New(c whippet.Connection, component string) *Client {
+// SASL, kzap and, with a Registerer, the kprom hook. name tells this client
+// from others of the same component in the metrics (a consumer's group, a
+// store's name, a producer's client id): the metrics are
+// whippet_kafka_*{component, name}.
+func New(c whippet.Connection, component, name string) *Client {
 	id := ClientID(c, component)
 	cl := &Client{Extra: c.ClientOptions}
-	cl.Opts = []kgo.Opt{
+	cl.Base = []kgo.Opt{
 		kgo.SeedBrokers(c.Brokers...),
 		kgo.ClientID(id),
 		kgo.WithLogger(kzap.New(Logger(c))),
 	}
 	if c.TLS != nil {
-		cl.Opts = append(cl.Opts, kgo.DialTLSConfig(c.TLS.Clone()))
+		cl.Base = append(cl.Base, kgo.DialTLSConfig(c.TLS.Clone()))
 	}
 	if c.SASL != nil {
-		cl.Opts = append(cl.Opts, kgo.SASL(c.SASL))
+		cl.Base = append(cl.Base, kgo.SASL(c.SASL))
 	}
 	if c.Registerer != nil {
-		cl.reg = prometheus.WrapRegistererWith(prometheus.Labels{"component": component, "client_id": id}, c.Registerer)
+		cl.reg = prometheus.WrapRegistererWith(prometheus.Labels{"component": component, "name": name}, c.Registerer)
+		cl.component, cl.name = component, name
 		// With a nil registry kprom only builds its collectors; Register
 		// registers them so that a clash is an error, not a panic.
 		cl.Metrics = kprom.NewMetrics("whippet", kprom.Subsystem("kafka"), kprom.Registry(nil))
-		cl.Opts = append(cl.Opts, kgo.WithHooks(cl.Metrics))
 	}
 	return cl
 }
 
 // ErrMetricsClash is wrapped by Register's error when another client of the
-// same component and ClientID already registered its metrics.
+// same component and name already registered its metrics.
 var ErrMetricsClash = errors.New("Kafka client metrics already registered")
 
 // Register registers the client metrics (if any) and returns a function that
@@ -110,17 +115,28 @@ func (cl *Client) Register() (unregister func(), err error) {
 		return func() {}, nil
 	}
 	if err := cl.reg.Register(cl.Metrics); err != nil {
-		return nil, fmt.Errorf("%w (components of one kind sharing a Registerer need distinct Connection.ClientID values): %w", ErrMetricsClash, err)
+		return nil, fmt.Errorf("%w for %s %q (two of a kind sharing a Registerer need distinct names): %w", ErrMetricsClash, cl.component, cl.name, err)
 	}
 	m, reg := cl.Metrics, cl.reg
 	return func() { reg.Unregister(m) }, nil
 }
 
-// All returns Opts followed by extra (the component's own) and then the
-// user's ClientOptions.
+// All returns the options of a component's main client: Base, the metrics
+// hook (if any), extra (the component's own) and then the user's
+// ClientOptions, which so win where they set the same thing.
 func (cl *Client) All(extra ...kgo.Opt) []kgo.Opt {
-	out := make([]kgo.Opt, 0, len(cl.Opts)+len(extra)+len(cl.Extra))
-	out = append(out, cl.Opts...)
+	out := cl.Plain(extra...)
+	if cl.Metrics != nil {
+		out = append(out, kgo.WithHooks(cl.Metrics))
+	}
+	return out
+}
+
+// Plain is All without the metrics hook, for a component's secondary
+// clients.
+func (cl *Client) Plain(extra ...kgo.Opt) []kgo.Opt {
+	out := make([]kgo.Opt, 0, len(cl.Base)+len(extra)+len(cl.Extra)+1)
+	out = append(out, cl.Base...)
 	out = append(out, extra...)
 	return append(out, cl.Extra...)
 }

@@ -57,7 +57,7 @@ func TestNewBuildsTheClient(t *testing.T) {
 		TLS:           tc,
 		SASL:          mech,
 		ClientOptions: []kgo.Opt{kgo.ProducerLinger(0)},
-	}, "producer")
+	}, "producer", "p")
 	cl, err := kgo.NewClient(kc.All(kgo.ProducerLinger(time.Second))...)
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +83,7 @@ func TestRegisterClash(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	conn := whippet.Connection{Brokers: []string{"127.0.0.1:1"}, Registerer: reg, ClientID: "svc"}
 	register := func(component string) (func(), error) {
-		kc := connect.New(conn, component)
+		kc := connect.New(conn, component, "svc")
 		cl, err := kgo.NewClient(kc.All()...)
 		if err != nil {
 			t.Fatal(err)
@@ -95,11 +95,11 @@ func TestRegisterClash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := register("consumer"); !errors.Is(err, connect.ErrMetricsClash) || !strings.Contains(err.Error(), "Connection.ClientID") {
-		t.Fatalf("second Register = %v, want ErrMetricsClash naming Connection.ClientID", err)
+	if _, err := register("consumer"); !errors.Is(err, connect.ErrMetricsClash) || !strings.Contains(err.Error(), `consumer "svc"`) {
+		t.Fatalf("second Register = %v, want ErrMetricsClash naming the consumer", err)
 	}
 	if _, err := register("producer"); err != nil {
-		t.Fatalf("another component with the same client id: %v", err)
+		t.Fatalf("another component with the same name: %v", err)
 	}
 	unregister()
 	if _, err := register("consumer"); err != nil {
