@@ -5,6 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +17,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet/consumer"
+	"github.com/whippet-go/whippet/consumer/admin"
 	"github.com/whippet-go/whippet/dlq"
 	"github.com/whippet-go/whippet/retry"
 	"github.com/whippet-go/whippet/testkit"
@@ -288,4 +294,142 @@ func sumEnds(t *testing.T, adm *kadm.Client, topic string) int64 {
 	var n int64
 	ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
 	return n
+}
+
+// dlqTopicWith creates a source topic and its dead-letter topic of one
+// partition holding the records build returns for the source (their Topic
+// and Partition are set here), and returns both names.
+func dlqTopicWith(t *testing.T, kc *testkit.Cluster, build func(source string) []*kgo.Record) (dlqTopic, source string) {
+	t.Helper()
+	source = kc.NewTopic(t, 1, nil)
+	dlqTopic = retry.DLQTopicName(source, "renewals")
+	kc.CreateTopic(t, dlqTopic, 1, nil)
+	adm := kc.Admin(t)
+	t.Cleanup(func() {
+		if _, err := adm.DeleteTopic(context.Background(), dlqTopic); err != nil && !errors.Is(err, kerr.UnknownTopicOrPartition) {
+			t.Logf("delete %s: %v", dlqTopic, err)
+		}
+	})
+	prod := kc.Client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	for _, r := range build(source) {
+		r.Topic, r.Partition = dlqTopic, 0
+		if err := prod.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dlqTopic, source
+}
+
+// deadLetterOf is a record as a whippet consumer of group "renewals"
+// dead-letters it from source, dead-lettered ago.
+func deadLetterOf(source, key string, ago time.Duration) *kgo.Record {
+	at := time.Now().Add(-ago)
+	info := retry.Info{Attempt: 3, OriginalTopic: source, OriginalOffset: 5, OriginalTimestamp: at.Add(-time.Minute),
+		Group: "renewals", FirstFailure: at.Add(-time.Minute), LastFailure: at, LastError: "declined: " + key, Reason: retry.ReasonExhausted}
+	return &kgo.Record{Key: []byte(key), Value: []byte("value of " + key), Timestamp: at, Headers: info.Headers(nil)}
+}
+
+// TestDLQListSinceHugeDays: a -since in days beyond what a time.Duration
+// holds is refused, naming the flag and the bound. It used to wrap around:
+// 213504d is 213504*24h, which overflows int64 nanoseconds to 25m26s, so
+// "everything since 585 years ago" listed only the last 25 minutes.
+func TestDLQListSinceHugeDays(t *testing.T) {
+	kc := testkit.Shared(t)
+	topic, _ := dlqTopicWith(t, kc, func(src string) []*kgo.Record {
+		return []*kgo.Record{deadLetterOf(src, "old", 3*time.Hour), deadLetterOf(src, "new", 10*time.Minute)}
+	})
+	brokers := "-brokers=" + strings.Join(kc.Brokers, ",")
+
+	code, out, errOut := cli(t, "dlq", "list", brokers, "-topic", topic, "-json", "-since", "213504d")
+	if code != 2 || !strings.Contains(errOut, "-since") || !strings.Contains(errOut, "213504d") || !strings.Contains(errOut, "at most 106751") {
+		t.Errorf("list -since 213504d: exit %d, stdout %q, stderr %q; want exit 2 naming -since and the bound", code, out, errOut)
+	}
+	// The most days a duration holds lists both records.
+	code, out, errOut = cli(t, "dlq", "list", brokers, "-topic", topic, "-json", "-since", "106751d")
+	if code != 0 || strings.Count(out, "\n") != 2 {
+		t.Errorf("list -since 106751d: exit %d, stdout %q, stderr %q; want both records", code, out, errOut)
+	}
+	// The same on replay -dry-run, which shares the flag.
+	code, _, errOut = cli(t, "dlq", "replay", brokers, "-topic", topic, "-dry-run", "-until", "9999999d")
+	if code != 2 || !strings.Contains(errOut, "-until") {
+		t.Errorf("replay -until 9999999d: exit %d, stderr %q; want exit 2 naming -until", code, errOut)
+	}
+}
+
+// TestDLQJSONIsTheAdminAPIs: `whippet dlq list|show -json` prints a
+// dead-letter record exactly as the admin API (consumer/admin) answers it:
+// one JSON view of a record, the same fields and values.
+func TestDLQJSONIsTheAdminAPIs(t *testing.T) {
+	kc := testkit.Shared(t)
+	topic, src := dlqTopicWith(t, kc, func(src string) []*kgo.Record {
+		rec := deadLetterOf(src, "user-9", time.Hour)
+		rec.Value = []byte{0xde, 0xad, 0xbe, 0xef}
+		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: "trace-id", Value: []byte("t-9")},
+			kgo.RecordHeader{Key: dlq.HeaderReplayedFrom, Value: []byte("x-dlq/0/4")}, kgo.RecordHeader{Key: dlq.HeaderReplayCount, Value: []byte("2")})
+		return []*kgo.Record{rec}
+	})
+	brokers := "-brokers=" + strings.Join(kc.Brokers, ",")
+
+	dc, err := dlq.New(dlq.Brokers(kc.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dc.Close)
+	c, err := consumer.New(consumer.HandlerFunc(func(context.Context, *kgo.Record) error { return nil }),
+		consumer.Brokers(kc.Brokers...), consumer.Group("renewals"), consumer.Topics(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close) // never run
+	h, err := admin.New(admin.Consumer("renewals", c, "renewals", src), admin.DLQ(dc), admin.DLQTopics(topic),
+		admin.Authorize(func(*http.Request, admin.Action) (string, error) { return "ops", nil }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	apiGet := func(path string) []byte {
+		t.Helper()
+		res, err := srv.Client().Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		if err != nil || res.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d %s %v", path, res.StatusCode, b, err)
+		}
+		return b
+	}
+	decode := func(what string, b []byte) map[string]any {
+		t.Helper()
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatalf("%s: %v: %s", what, err, b)
+		}
+		return m
+	}
+
+	code, out, errOut := cli(t, "dlq", "show", brokers, "-topic", topic, "-partition", "0", "-offset", "0", "-json")
+	if code != 0 {
+		t.Fatalf("show -json: %d %s", code, errOut)
+	}
+	cliShow := decode("show -json", []byte(out))
+	apiShow := decode("GET one record", apiGet("/api/dlq/"+topic+"/0/0"))
+	if !reflect.DeepEqual(cliShow, apiShow) {
+		t.Errorf("whippet dlq show -json and the admin API differ:\ncli: %v\napi: %v", cliShow, apiShow)
+	}
+
+	code, out, errOut = cli(t, "dlq", "list", brokers, "-topic", topic, "-json")
+	if code != 0 {
+		t.Fatalf("list -json: %d %s", code, errOut)
+	}
+	cliList := decode("list -json", []byte(out))
+	var page struct{ Records []json.RawMessage }
+	if err := json.Unmarshal(apiGet("/api/dlq/"+topic), &page); err != nil || len(page.Records) != 1 {
+		t.Fatalf("GET the listing: %v, %d records", err, len(page.Records))
+	}
+	if apiList := decode("listed record", page.Records[0]); !reflect.DeepEqual(cliList, apiList) {
+		t.Errorf("whippet dlq list -json and the admin API's listing differ:\ncli: %v\napi: %v", cliList, apiList)
+	}
 }
