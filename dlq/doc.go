@@ -32,7 +32,11 @@
 //     error.
 //
 // Times are the dead-letter records' Kafka timestamps (when they were
-// dead-lettered), for the time filters and for PurgeBefore alike.
+// dead-lettered), for the time filters and for PurgeBefore alike. [ParseTime]
+// reads the times operators type ("2h", "7d", RFC 3339), and [Record.View]
+// gives a record's JSON form ([RecordView]): the whippet CLI and the admin
+// API (package consumer/admin) both use them, so they take and print the
+// same.
 //
 // The `whippet dlq` command (cmd/whippet) wraps this package for operators.
 package dlq

@@ -70,27 +70,6 @@ func TestDLQUsage(t *testing.T) {
 	}
 }
 
-func TestParseWhen(t *testing.T) {
-	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
-	for in, want := range map[string]time.Time{
-		"2026-04-30T10:00:00Z":      time.Date(2026, 4, 30, 10, 0, 0, 0, time.UTC),
-		"2026-04-30T10:00:00+02:00": time.Date(2026, 4, 30, 8, 0, 0, 0, time.UTC),
-		"90m":                       now.Add(-90 * time.Minute),
-		"2h":                        now.Add(-2 * time.Hour),
-		"7d":                        now.Add(-7 * 24 * time.Hour),
-		"0s":                        now,
-	} {
-		if got, err := parseWhen(in, now); err != nil || !got.Equal(want) {
-			t.Errorf("parseWhen(%q) = %v, %v; want %v", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"", "-2h", "yesterday", "2026-04-30", "xd"} {
-		if _, err := parseWhen(in, now); err == nil {
-			t.Errorf("parseWhen(%q): no error", in)
-		}
-	}
-}
-
 func TestTruncateAndDisplay(t *testing.T) {
 	if got := truncate("héllo wörld", 6); got != "héllo…" {
 		t.Errorf("truncate = %q", got)
@@ -158,7 +137,7 @@ func TestDLQCommands(t *testing.T) {
 
 	// -source/-group, filters, JSON.
 	code, out, _ = cli(t, "dlq", "list", brokers, "-source", orig, "-group", group, "-reason", "decode", "-json")
-	var j jsonRecord
+	var j dlq.RecordView
 	if code != 0 || strings.Count(out, "\n") != 1 || json.Unmarshal([]byte(out), &j) != nil {
 		t.Fatalf("list -json: %d %q", code, out)
 	}
@@ -181,7 +160,7 @@ func TestDLQCommands(t *testing.T) {
 		code, out, errOut := cli(t, append([]string{"dlq", "list", brokers, "-topic", topic, "-json"}, tc.args...)...)
 		var keys []string
 		for line := range strings.SplitSeq(strings.TrimSpace(out), "\n") {
-			var r jsonRecord
+			var r dlq.RecordView
 			if line != "" && json.Unmarshal([]byte(line), &r) == nil {
 				keys = append(keys, *r.Key)
 			}

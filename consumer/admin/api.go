@@ -175,58 +175,14 @@ type DLQPage struct {
 	Next string `json:"next,omitempty"`
 }
 
-// DLQRecord is one dead-letter record. In a listing, values longer than
-// 4 KiB are cut (ValueTruncated); GET /api/dlq/{topic}/{partition}/{offset}
-// gives the whole record.
-type DLQRecord struct {
-	// Topic, Partition and Offset locate the record in the dead-letter
-	// topic; Position is the same as "<topic>/<partition>/<offset>".
-	Topic     string `json:"topic"`
-	Partition int32  `json:"partition"`
-	Offset    int64  `json:"offset"`
-	Position  string `json:"position"`
-	// Timestamp is when it was dead-lettered.
-	Timestamp time.Time `json:"timestamp,omitzero"`
-	// Key and Value are the original record's.
-	Key            *string `json:"key"`
-	KeyEncoding    string  `json:"key_encoding,omitempty"`
-	Value          *string `json:"value"`
-	ValueEncoding  string  `json:"value_encoding,omitempty"`
-	ValueSize      int     `json:"value_size"`
-	ValueTruncated bool    `json:"value_truncated,omitempty"`
-	// Headers are the original record's headers.
-	Headers []Header `json:"headers"`
-	// DeadLetter is false for a record without retry headers (not written
-	// by a whippet consumer).
-	DeadLetter bool `json:"dead_letter"`
-	// Attempts, Reason, Error, Group, the Original* fields and the failure
-	// times are the failure information of the retry headers (retry.Info).
-	Attempts          int       `json:"attempts"`
-	Reason            string    `json:"reason"`
-	Error             string    `json:"error"`
-	Group             string    `json:"group"`
-	OriginalTopic     string    `json:"original_topic"`
-	OriginalPartition int32     `json:"original_partition"`
-	OriginalOffset    int64     `json:"original_offset"`
-	OriginalTimestamp time.Time `json:"original_timestamp,omitzero"`
-	FirstFailure      time.Time `json:"first_failure,omitzero"`
-	LastFailure       time.Time `json:"last_failure,omitzero"`
-	// ReplayedFrom, ReplayedAt and ReplayCount are set when the original
-	// record was itself produced by a replay (dlq.Record.Replayed).
-	ReplayedFrom string    `json:"replayed_from,omitempty"`
-	ReplayedAt   time.Time `json:"replayed_at,omitzero"`
-	ReplayCount  int       `json:"replay_count,omitempty"`
-}
+// DLQRecord is one dead-letter record: the JSON view the dlq package defines
+// (dlq.RecordView), which `whippet dlq list|show -json` prints too. In a
+// listing, values longer than 4 KiB are cut (ValueTruncated); GET
+// /api/dlq/{topic}/{partition}/{offset} gives the whole record.
+type DLQRecord = dlq.RecordView
 
-// Header is a record header.
-type Header struct {
-	// Key is the header's name.
-	Key string `json:"key"`
-	// Value is its value: text, or base64 when Encoding says so.
-	Value string `json:"value"`
-	// Encoding is "base64" when the value is not UTF-8.
-	Encoding string `json:"encoding,omitempty"`
-}
+// Header is a record header (dlq.HeaderView).
+type Header = dlq.HeaderView
 
 // ReplayRequest is the body of POST /api/dlq/{topic}/replay. Exactly one of
 // Positions, All and Filter selects what to replay.
@@ -354,37 +310,5 @@ func blockedView(name string, b *consumer.BlockedRecord) BlockedView {
 	v := BlockedView{Consumer: name, Topic: b.Topic, Partition: b.Partition, Offset: b.Offset,
 		Error: b.Error, Attempts: b.Attempts, Since: b.Since, NextAttempt: b.NextAttempt, Forwarding: b.Forwarding}
 	v.Key, v.KeyEncoding = encodeBytes(b.Key)
-	return v
-}
-
-func dlqRecordView(r *dlq.Record, cut bool) DLQRecord {
-	v := DLQRecord{
-		Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Position: r.Position.String(),
-		Timestamp: r.Timestamp, ValueSize: len(r.Value), Headers: []Header{}, DeadLetter: r.DeadLetter,
-		Attempts: r.Info.Attempt, Reason: string(r.Info.Reason), Error: r.Info.LastError, Group: r.Info.Group,
-		OriginalTopic: r.Info.OriginalTopic, OriginalPartition: r.Info.OriginalPartition,
-		OriginalOffset: r.Info.OriginalOffset, OriginalTimestamp: r.Info.OriginalTimestamp,
-		FirstFailure: r.Info.FirstFailure, LastFailure: r.Info.LastFailure,
-	}
-	v.Key, v.KeyEncoding = encodeBytes(r.Key)
-	value := r.Value
-	if cut && len(value) > maxListedValue {
-		value, v.ValueTruncated = value[:maxListedValue], true
-		for !utf8.Valid(value) && utf8.Valid(r.Value) && len(value) > maxListedValue-utf8.UTFMax {
-			value = value[:len(value)-1] // do not cut a rune of a text value in two
-		}
-	}
-	v.Value, v.ValueEncoding = encodeBytes(value)
-	for _, h := range r.Headers {
-		val, enc := encodeBytes(h.Value)
-		hv := Header{Key: h.Key, Encoding: enc}
-		if val != nil {
-			hv.Value = *val
-		}
-		v.Headers = append(v.Headers, hv)
-	}
-	if m := r.Replayed; m != nil {
-		v.ReplayedFrom, v.ReplayedAt, v.ReplayCount = m.From.String(), m.At, m.Count
-	}
 	return v
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -99,29 +98,14 @@ func (h *Handler) listDLQTopics(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// parseWhen reads an RFC 3339 time, or a duration before now ("90m", "2h",
-// "7d"), as the whippet CLI does.
+// parseWhen reads a time parameter as dlq.ParseTime does (the whippet CLI
+// too): an RFC 3339 time, or a duration before now ("90m", "2h", "7d").
 func parseWhen(param, s string, now time.Time) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
+	t, err := dlq.ParseTime(s, now)
+	if err != nil {
+		return time.Time{}, badParam(param, "%v", err)
 	}
-	var d time.Duration
-	var err error
-	if n, ok := strings.CutSuffix(s, "d"); ok {
-		var days int
-		days, err = strconv.Atoi(n)
-		if err == nil && days > int(math.MaxInt64/(24*time.Hour)) {
-			// More than time.Duration holds: it would wrap around.
-			return time.Time{}, badParam(param, "%q is more days ago than can be told (at most %d)", s, math.MaxInt64/(24*time.Hour))
-		}
-		d = time.Duration(days) * 24 * time.Hour
-	} else {
-		d, err = time.ParseDuration(s)
-	}
-	if err != nil || d < 0 {
-		return time.Time{}, badParam(param, "%q is neither an RFC 3339 time (2026-05-01T10:00:00Z) nor a duration ago (90m, 2h, 7d)", s)
-	}
-	return now.Add(-d), nil
+	return t, nil
 }
 
 func parseReason(param, s string) (retry.Reason, error) {
@@ -201,7 +185,7 @@ func (h *Handler) listDLQ(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := DLQPage{Topic: topic, Records: make([]DLQRecord, 0, len(page.Records)), Next: page.Next}
 	for i := range page.Records {
-		out.Records = append(out.Records, dlqRecordView(&page.Records[i], true))
+		out.Records = append(out.Records, page.Records[i].View(dlq.ViewOptions{MaxValue: maxListedValue}))
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -229,7 +213,7 @@ func (h *Handler) getDLQ(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return dlqError(ctx, err)
 	}
-	writeJSON(w, http.StatusOK, dlqRecordView(&rec, false))
+	writeJSON(w, http.StatusOK, rec.View(dlq.ViewOptions{}))
 	return nil
 }
 
