@@ -2,6 +2,7 @@ package dlq_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -222,5 +223,38 @@ func TestReplaySkipsAndPages(t *testing.T) {
 	slices.Sort(keys)
 	if strings.Join(keys, ",") != "a,b,c" {
 		t.Errorf("original topic got keys %v", keys)
+	}
+}
+
+// TestReplayResultPairsEachRecord: each Replayed entry's To is where the
+// record of its From was written. franz-go's ProduceSync returns results in
+// the order Kafka acknowledged them, not the order given, so pairing them
+// by index sent the caller to other records.
+func TestReplayResultPairsEachRecord(t *testing.T) {
+	fx := newFixture(t, 1)
+	ctx := ctxT(t)
+	var ds []dead
+	for i := range 30 {
+		ds = append(ds, dead{p: 0, key: fmt.Sprintf("k%d", i), reason: retry.ReasonExhausted})
+	}
+	fx.deadLetter(t, ds...)
+	res, err := fx.c.Replay(ctx, fx.dlqTopic, dlq.Filter{})
+	if err != nil || len(res.Replayed) != len(ds) {
+		t.Fatalf("Replay = %d replayed, %v", len(res.Replayed), err)
+	}
+	got := fx.kc.ConsumeUntil(ctx, t, fx.orig, func(all []*kgo.Record) bool { return len(all) >= len(ds) })
+	at := map[dlq.Position]string{}
+	for _, r := range got {
+		at[dlq.Position{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}] = headerValue(r, dlq.HeaderReplayedFrom)
+	}
+	wrong := 0
+	for _, r := range res.Replayed {
+		if at[r.To] != r.From.String() {
+			wrong++
+			t.Logf("Replayed{From: %v, To: %v}, but the record at %v came from %s", r.From, r.To, r.To, at[r.To])
+		}
+	}
+	if wrong > 0 {
+		t.Errorf("%d of %d Replayed entries pair a record with another's position", wrong, len(res.Replayed))
 	}
 }
