@@ -109,7 +109,19 @@ func (c *Client) Replay(ctx context.Context, dlqTopic string, f Filter, opts ...
 			first  error
 			failed int
 		)
-		for i, r := range c.cl.ProduceSync(ctx, batch...) {
+		// ProduceSync answers in the order Kafka acknowledged, not the
+		// order given: pair each result with its record, and list them in
+		// the order selected.
+		idx := make(map[*kgo.Record]int, len(batch))
+		for i, r := range batch {
+			idx[r] = i
+		}
+		done := make([]*kgo.ProduceResult, len(batch))
+		results := c.cl.ProduceSync(ctx, batch...)
+		for i := range results {
+			done[idx[results[i].Record]] = &results[i]
+		}
+		for i, r := range done {
 			if r.Err != nil {
 				if failed++; first == nil {
 					first = fmt.Errorf("%s to %q: %w", from[i], r.Record.Topic, r.Err)
