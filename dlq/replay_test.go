@@ -258,3 +258,33 @@ func TestReplayResultPairsEachRecord(t *testing.T) {
 		t.Errorf("%d of %d Replayed entries pair a record with another's position", wrong, len(res.Replayed))
 	}
 }
+
+// TestReplayKeepsToTheSourceTopic: a dead-letter topic holds the dead letters
+// of one topic, so Replay sends records only there. A record whose
+// whippet-original-topic header names another topic (forged: a producer of
+// the source topic can set the header, and the consumer keeps it) is
+// skipped, saying why, instead of being produced to whatever topic it names.
+func TestReplayKeepsToTheSourceTopic(t *testing.T) {
+	fx := newFixture(t, 1)
+	ctx := ctxT(t)
+	adm := fx.kc.Admin(t)
+	victim := fx.kc.NewTopic(t, 1, nil)
+	pos := fx.deadLetter(t, dead{p: 0, key: "good", reason: retry.ReasonExhausted})
+	forged := retry.Info{Attempt: 1, OriginalTopic: victim, Group: group, LastError: "boom", Reason: retry.ReasonNonRetriable}
+	pos = append(pos, fx.produce(t, &kgo.Record{Topic: fx.dlqTopic, Key: []byte("forged"), Value: []byte("evil"), Headers: forged.Headers(nil)})...)
+
+	res, err := fx.c.Replay(ctx, fx.dlqTopic, dlq.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := endSum(t, adm, victim); n != 0 {
+		t.Errorf("replay of every record of %s produced %d record(s) to %s, the topic a forged header names", fx.dlqTopic, n, victim)
+	}
+	if len(res.Replayed) != 1 || res.Replayed[0].From != pos[0] || res.Replayed[0].To.Topic != fx.orig {
+		t.Errorf("replayed %+v, want only %v to %s", res.Replayed, pos[0], fx.orig)
+	}
+	if len(res.Skipped) != 1 || res.Skipped[0].From != pos[1] ||
+		!strings.Contains(res.Skipped[0].Reason, victim) || !strings.Contains(res.Skipped[0].Reason, fx.orig) {
+		t.Errorf("skipped %+v, want %v, naming %s and %s", res.Skipped, pos[1], victim, fx.orig)
+	}
+}

@@ -412,3 +412,41 @@ func TestDLQJSONIsTheAdminAPIs(t *testing.T) {
 		t.Errorf("whippet dlq list -json and the admin API's listing differ:\ncli: %v\napi: %v", cliList, apiList)
 	}
 }
+
+// TestDLQReplayKeepsToTheSourceTopic: `whippet dlq replay` sends records
+// only to the topic the dead-letter topic belongs to. A record whose
+// whippet-original-topic header names another topic is refused, the error
+// saying what is wrong, unless -to names the target.
+func TestDLQReplayKeepsToTheSourceTopic(t *testing.T) {
+	kc := testkit.Shared(t)
+	adm := kc.Admin(t)
+	victim := kc.NewTopic(t, 1, nil)
+	topic, src := dlqTopicWith(t, kc, func(src string) []*kgo.Record {
+		return []*kgo.Record{deadLetterOf(src, "good", time.Hour), deadLetterOf(victim, "forged", time.Hour)}
+	})
+	brokers := "-brokers=" + strings.Join(kc.Brokers, ",")
+	forged := topic + "/0/1"
+
+	for _, args := range [][]string{{"-topic", topic}, {"-source", src, "-group", "renewals"}} {
+		code, out, errOut := cli(t, append([]string{"dlq", "replay", brokers, "-dry-run"}, args...)...)
+		if code != 1 || !strings.Contains(out, "would replay "+topic+"/0/0 to "+src) || strings.Contains(out, victim) ||
+			!strings.Contains(errOut, "skipped "+forged+": ") || !strings.Contains(errOut, victim) || !strings.Contains(errOut, "-to") {
+			t.Errorf("replay -dry-run %q: exit %d\nstdout: %s\nstderr: %s\nwant the forged record refused, naming %s and -to", args, code, out, errOut, victim)
+		}
+	}
+	code, out, errOut := cli(t, "dlq", "replay", brokers, "-topic", topic)
+	if code != 1 || !strings.Contains(out, "replayed "+topic+"/0/0 to "+src+"/0/0") || !strings.Contains(errOut, "skipped "+forged+": ") {
+		t.Errorf("replay: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	if n := sumEnds(t, adm, victim); n != 0 {
+		t.Fatalf("replay produced %d record(s) to %s, the topic a forged header names", n, victim)
+	}
+	// Named with -to, the target is the operator's choice.
+	code, out, errOut = cli(t, "dlq", "replay", brokers, "-topic", topic, "-key", "forged", "-to", victim)
+	if code != 0 || !strings.Contains(out, "replayed "+forged+" to "+victim+"/0/0") {
+		t.Errorf("replay -to %s: exit %d\nstdout: %s\nstderr: %s", victim, code, out, errOut)
+	}
+	if n := sumEnds(t, adm, victim); n != 1 {
+		t.Errorf("replay -to %s produced %d record(s) there, want 1", victim, n)
+	}
+}
