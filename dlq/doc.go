@@ -24,7 +24,9 @@
 //     first attempts) and with replay headers ([HeaderReplayedFrom],
 //     [HeaderReplayedAt], [HeaderReplayCount]) that say where they came
 //     from. The dead-letter topic is not changed: replaying twice produces
-//     twice, visibly. [DryRun] shows what would be replayed.
+//     twice, visibly. [DryRun] shows what would be replayed. Records go
+//     only to the topic the dead-letter topic belongs to, whatever their
+//     original-topic header says, unless [ReplayTo] names the target.
 //   - [Client.Purge] deletes records for good. Kafka can only delete every
 //     record before an offset of a partition, so a purge takes everything
 //     ([PurgeAll]) or everything dead-lettered before a time

@@ -2,6 +2,7 @@ package dlq_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -180,7 +181,8 @@ func TestReplaySkipsAndPages(t *testing.T) {
 		dead{p: 0, key: "a", reason: retry.ReasonExhausted},
 		dead{p: 0, key: "b", reason: retry.ReasonExhausted},
 	)
-	// A record with no retry headers, and one whose original topic is gone.
+	// A record with no retry headers, and one that names another topic and
+	// no group.
 	gone := retry.Info{Attempt: 2, OriginalTopic: fx.orig + "-gone", Reason: retry.ReasonExhausted}
 	pos = append(pos, fx.produce(t,
 		&kgo.Record{Topic: fx.dlqTopic, Key: []byte("raw"), Value: []byte("x")},
@@ -211,8 +213,8 @@ func TestReplaySkipsAndPages(t *testing.T) {
 	if !slices.Equal(replayed, pick(pos, 0, 1, 4)) {
 		t.Errorf("replayed %v, want %v", replayed, pick(pos, 0, 1, 4))
 	}
-	if len(skipped) != 2 || skipped[0].From != pos[2] || !strings.Contains(skipped[0].Reason, "no retry headers") ||
-		skipped[1].From != pos[3] || !strings.Contains(skipped[1].Reason, "does not exist") {
+	if len(skipped) != 2 || skipped[0].From != pos[2] || !strings.Contains(skipped[0].Reason, "no retry headers") || skipped[0].OtherTopic ||
+		skipped[1].From != pos[3] || !strings.Contains(skipped[1].Reason, "where the record belongs is unknown") || !skipped[1].OtherTopic {
 		t.Errorf("skipped %+v", skipped)
 	}
 	got := fx.kc.ConsumeUntil(ctx, t, fx.orig, func(all []*kgo.Record) bool { return len(all) >= 3 })
@@ -283,8 +285,61 @@ func TestReplayKeepsToTheSourceTopic(t *testing.T) {
 	if len(res.Replayed) != 1 || res.Replayed[0].From != pos[0] || res.Replayed[0].To.Topic != fx.orig {
 		t.Errorf("replayed %+v, want only %v to %s", res.Replayed, pos[0], fx.orig)
 	}
-	if len(res.Skipped) != 1 || res.Skipped[0].From != pos[1] ||
-		!strings.Contains(res.Skipped[0].Reason, victim) || !strings.Contains(res.Skipped[0].Reason, fx.orig) {
+	if len(res.Skipped) != 1 || res.Skipped[0].From != pos[1] || !res.Skipped[0].OtherTopic ||
+		!strings.Contains(res.Skipped[0].Reason, victim) || !strings.Contains(res.Skipped[0].Reason, `"`+fx.orig+`"`) {
 		t.Errorf("skipped %+v, want %v, naming %s and %s", res.Skipped, pos[1], victim, fx.orig)
+	}
+
+	// Told the source, Replay does not need the group header; told another
+	// source, it replays nothing there.
+	res, err = fx.c.Replay(ctx, fx.dlqTopic, dlq.Filter{}, dlq.ReplaySource(fx.orig), dlq.DryRun())
+	if err != nil || len(res.Replayed) != 1 || res.Replayed[0].From != pos[0] || len(res.Skipped) != 1 || res.Skipped[0].From != pos[1] {
+		t.Errorf("ReplaySource(%s): %+v, %v", fx.orig, res, err)
+	}
+	res, err = fx.c.Replay(ctx, fx.dlqTopic, dlq.Filter{}, dlq.ReplaySource(victim), dlq.DryRun())
+	if err != nil || len(res.Replayed) != 1 || res.Replayed[0].From != pos[1] || len(res.Skipped) != 1 || !res.Skipped[0].OtherTopic {
+		t.Errorf("ReplaySource(%s): %+v, %v", victim, res, err)
+	}
+
+	// Named by the operator, the target takes every selected record.
+	res, err = fx.c.Replay(ctx, fx.dlqTopic, dlq.Filter{}, dlq.ReplayTo(victim))
+	if err != nil || len(res.Replayed) != 2 || len(res.Skipped) != 0 || res.Replayed[0].To.Topic != victim || res.Replayed[1].To.Topic != victim {
+		t.Fatalf("ReplayTo(%s): %+v, %v", victim, res, err)
+	}
+	if n := endSum(t, adm, victim); n != 2 {
+		t.Errorf("ReplayTo(%s) produced %d record(s) there, want 2", victim, n)
+	}
+	for _, tc := range []struct {
+		opt  dlq.ActionOption
+		want error
+		msg  string
+	}{
+		{dlq.ReplayTo(fx.dlqTopic), dlq.ErrInvalidArgument, "ReplayTo: " + `"` + fx.dlqTopic + `" is the dead-letter topic itself`},
+		{dlq.ReplayTo("bad topic"), dlq.ErrInvalidArgument, "ReplayTo: must contain only"},
+		{dlq.ReplayTo(victim + "-nope"), dlq.ErrUnknownTopic, victim + "-nope"},
+		{dlq.ReplaySource(fx.dlqTopic), dlq.ErrInvalidArgument, "ReplaySource: "},
+	} {
+		if _, err := fx.c.Replay(ctx, fx.dlqTopic, dlq.Filter{}, tc.opt); !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("Replay with a bad option: %v; want %v saying %q", err, tc.want, tc.msg)
+		}
+	}
+	for _, opt := range []dlq.ActionOption{dlq.ReplayTo(victim), dlq.ReplaySource(fx.orig)} {
+		if _, err := fx.c.Purge(ctx, fx.dlqTopic, dlq.PurgeAll(), opt, dlq.DryRun()); !errors.Is(err, dlq.ErrInvalidArgument) ||
+			!strings.Contains(err.Error(), "an option of Replay, not of Purge") {
+			t.Errorf("Purge with a Replay option: %v", err)
+		}
+	}
+
+	// The source topic deleted: its dead letters have nowhere to go.
+	missing := fx.orig + "-deleted"
+	gone := retry.DLQTopicName(missing, group)
+	fx.kc.CreateTopic(t, gone, 1, nil)
+	t.Cleanup(func() { _, _ = adm.DeleteTopic(context.Background(), gone) })
+	info := retry.Info{Attempt: 2, OriginalTopic: missing, Group: group, Reason: retry.ReasonExhausted}
+	lost := fx.produce(t, &kgo.Record{Topic: gone, Key: []byte("k"), Headers: info.Headers(nil)})
+	res, err = fx.c.Replay(ctx, gone, dlq.Filter{})
+	if err != nil || len(res.Skipped) != 1 || res.Skipped[0].From != lost[0] || res.Skipped[0].OtherTopic ||
+		!strings.Contains(res.Skipped[0].Reason, "does not exist") {
+		t.Errorf("replay from %s: %+v, %v; want skipped: the topic does not exist", gone, res, err)
 	}
 }

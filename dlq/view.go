@@ -98,6 +98,10 @@ type RecordView struct {
 	ReplayedFrom string    `json:"replayed_from,omitempty"`
 	ReplayedAt   time.Time `json:"replayed_at,omitzero"`
 	ReplayCount  int       `json:"replay_count,omitempty"`
+	// PayloadHidden is true when the view leaves out the payload
+	// (ViewOptions.HidePayload): Key and Value are null, header values
+	// and Error empty; ValueSize is still the value's size.
+	PayloadHidden bool `json:"payload_hidden,omitempty"`
 }
 
 // HeaderView is a record header as JSON.
@@ -117,6 +121,12 @@ type ViewOptions struct {
 	// value at a rune boundary) and sets RecordView.ValueTruncated. The
 	// default, 0, shows whole values.
 	MaxValue int
+	// HidePayload leaves out what the record says rather than where it
+	// failed: key, value, header values (not their names) and the error
+	// text, which often quotes the payload. It sets
+	// RecordView.PayloadHidden. The admin API hides payloads from who lacks
+	// its view-payloads permission. Default: false, shown.
+	HidePayload bool
 }
 
 // View returns the JSON view of r.
@@ -148,6 +158,13 @@ func (r *Record) View(o ViewOptions) RecordView {
 	}
 	if m := r.Replayed; m != nil {
 		v.ReplayedFrom, v.ReplayedAt, v.ReplayCount = m.From.String(), utc(m.At), m.Count
+	}
+	if o.HidePayload {
+		v.Key, v.KeyEncoding, v.Value, v.ValueEncoding, v.ValueTruncated, v.Error = nil, "", nil, "", false, ""
+		for i := range v.Headers {
+			v.Headers[i].Value, v.Headers[i].Encoding = "", ""
+		}
+		v.PayloadHidden = true
 	}
 	return v
 }

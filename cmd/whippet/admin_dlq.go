@@ -147,7 +147,7 @@ func (a *adminClient) dlqList(ctx context.Context, base string) error {
 
 func (a *adminClient) dlqReplay(ctx context.Context, base, topic string) error {
 	o := a.o
-	req := admin.ReplayRequest{DryRun: o.dryRun, All: o.all}
+	req := admin.ReplayRequest{DryRun: o.dryRun, All: o.all, To: o.to}
 	if len(o.positions) > 0 {
 		req.Positions = o.positions
 	} else if !o.all {
@@ -173,7 +173,7 @@ func (a *adminClient) dlqReplay(ctx context.Context, base, topic string) error {
 			}
 		}
 		for _, s := range res.Skipped {
-			fmt.Fprintf(a.stderr, "skipped %s: %s\n", s.From, s.Reason)
+			fmt.Fprintf(a.stderr, "skipped %s: %s%s\n", s.From, s.Reason, otherTopicHint(s.OtherTopic))
 		}
 	}
 	if res.DryRun {

@@ -28,7 +28,10 @@ const dlqUsage = `usage: whippet dlq <list|show|replay|purge> [flags]
   show    show one record in full (-partition P -offset O)
   replay  produce the selected records back to their original topic, without
           the retry headers, marked whippet-replayed-from; the dead-letter
-          topic is not changed, so replaying twice produces twice
+          topic is not changed, so replaying twice produces twice. Records go
+          only to the topic the dead-letter topic belongs to: one whose
+          original-topic header names another is refused, unless -to TOPIC
+          names the target (every selected record then goes there)
   purge   delete records for good: -all, or -before TIME; needs -yes, and
           without it only shows what it would delete. Kafka deletes whole
           prefixes of partitions: purge cannot select by key, error or reason
@@ -51,6 +54,8 @@ type dlqFlags struct {
 	key, errText, reason, since, until, cursor string
 	partition, limit                           int
 	jsonOut, dryRun                            bool
+	// replay
+	to string
 	// show
 	offset int64
 	// purge
@@ -116,6 +121,7 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		} else {
 			fs.IntVar(&o.limit, "limit", 0, "replay at most this many records (0: all)")
 			fs.BoolVar(&o.dryRun, "dry-run", false, "only print what would be replayed")
+			fs.StringVar(&o.to, "to", "", "replay every selected record to this topic, whatever topic its headers name (default: the topic the dead-letter topic belongs to)")
 		}
 	case "show":
 		fs.IntVar(&o.partition, "partition", -1, "the record's partition (required)")
@@ -200,7 +206,17 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	case "show":
 		err = dlqShow(ctx, c, topic, int32(o.partition), o.offset, o.jsonOut, stdout)
 	case "replay":
-		err = dlqReplay(ctx, c, topic, filter, o.dryRun, o.jsonOut, stdout, stderr)
+		var opts []dlq.ActionOption
+		if o.dryRun {
+			opts = append(opts, dlq.DryRun())
+		}
+		if o.source != "" {
+			opts = append(opts, dlq.ReplaySource(o.source))
+		}
+		if o.to != "" {
+			opts = append(opts, dlq.ReplayTo(o.to))
+		}
+		err = dlqReplay(ctx, c, topic, filter, opts, o.dryRun, o.jsonOut, stdout, stderr)
 	case "purge":
 		err = dlqPurge(ctx, c, topic, scope, o.yes, o.jsonOut, stdout, stderr)
 	}
@@ -211,6 +227,18 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return o.security.explain(trimmed{err})
 	}
 	return err
+}
+
+// hiddenText stands for a payload the admin API did not show.
+const hiddenText = "(hidden: needs the view-payloads permission)"
+
+// otherTopicHint tells how to replay a record refused for naming another
+// topic than the dead-letter topic's source.
+func otherTopicHint(other bool) string {
+	if !other {
+		return ""
+	}
+	return "; to replay it to a topic of your choice, name it with -to TOPIC"
 }
 
 // trimmed drops the "dlq: " prefix of the package's errors, which would
@@ -295,6 +323,9 @@ func printRecordTable(w io.Writer, views []dlq.RecordView) error {
 	fmt.Fprintln(tw, "POSITION\tDEAD-LETTERED\tKEY\tATTEMPTS\tREASON\tERROR")
 	for _, r := range views {
 		key, errText := display(viewBytes(r.Key, r.KeyEncoding)), oneLine(r.Error)
+		if r.PayloadHidden {
+			key, errText = hiddenText, hiddenText
+		}
 		fmt.Fprintf(tw, "%d/%d\t%s\t%s\t%d\t%s\t%s\n", r.Partition, r.Offset, formatTime(r.Timestamp),
 			truncate(key, 32), r.Attempts, dash(r.Reason), truncate(errText, 72))
 	}
@@ -319,6 +350,12 @@ func dlqShow(ctx context.Context, c *dlq.Client, topic string, partition int32, 
 func printRecord(w io.Writer, r *dlq.RecordView) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	line := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
+	hidden := func(s string) string {
+		if r.PayloadHidden {
+			return hiddenText
+		}
+		return s
+	}
 	line("record", r.Position)
 	line("dead-lettered", formatTime(r.Timestamp))
 	if !r.DeadLetter {
@@ -326,7 +363,7 @@ func printRecord(w io.Writer, r *dlq.RecordView) error {
 	}
 	line("reason", r.Reason)
 	line("attempts", strconv.Itoa(r.Attempts))
-	line("error", oneLine(r.Error))
+	line("error", hidden(oneLine(r.Error)))
 	line("group", r.Group)
 	line("original", fmt.Sprintf("%s/%d/%d at %s", r.OriginalTopic, r.OriginalPartition, r.OriginalOffset, formatTime(r.OriginalTimestamp)))
 	line("first failure", formatTime(r.FirstFailure))
@@ -334,13 +371,13 @@ func printRecord(w io.Writer, r *dlq.RecordView) error {
 	if r.ReplayedFrom != "" {
 		line("replayed", fmt.Sprintf("from %s at %s (replay %d)", r.ReplayedFrom, formatTime(r.ReplayedAt), r.ReplayCount))
 	}
-	line("key", displayFull(viewBytes(r.Key, r.KeyEncoding)))
+	line("key", hidden(displayFull(viewBytes(r.Key, r.KeyEncoding))))
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "headers (%d):\n", len(r.Headers))
 	for _, h := range r.Headers {
-		fmt.Fprintf(w, "  %s: %s\n", h.Key, displayFull(viewBytes(&h.Value, h.Encoding)))
+		fmt.Fprintf(w, "  %s: %s\n", h.Key, hidden(displayFull(viewBytes(&h.Value, h.Encoding))))
 	}
 	value := viewBytes(r.Value, r.ValueEncoding)
 	cut := ""
@@ -348,6 +385,8 @@ func printRecord(w io.Writer, r *dlq.RecordView) error {
 		cut = fmt.Sprintf(", the first %d shown", len(value))
 	}
 	switch {
+	case r.PayloadHidden:
+		fmt.Fprintf(w, "value (%d bytes): %s\n", r.ValueSize, hiddenText)
 	case value == nil:
 		fmt.Fprintln(w, "value: null")
 	case printable(value):
@@ -358,11 +397,7 @@ func printRecord(w io.Writer, r *dlq.RecordView) error {
 	return nil
 }
 
-func dlqReplay(ctx context.Context, c *dlq.Client, topic string, f dlq.Filter, dryRun, jsonOut bool, stdout, stderr io.Writer) error {
-	var opts []dlq.ActionOption
-	if dryRun {
-		opts = append(opts, dlq.DryRun())
-	}
+func dlqReplay(ctx context.Context, c *dlq.Client, topic string, f dlq.Filter, opts []dlq.ActionOption, dryRun, jsonOut bool, stdout, stderr io.Writer) error {
 	res, err := c.Replay(ctx, topic, f, opts...)
 	enc := json.NewEncoder(stdout)
 	for _, r := range res.Replayed {
@@ -383,7 +418,7 @@ func dlqReplay(ctx context.Context, c *dlq.Client, topic string, f dlq.Filter, d
 		if jsonOut {
 			_ = enc.Encode(map[string]any{"from": s.From.String(), "skipped": s.Reason})
 		}
-		fmt.Fprintf(stderr, "skipped %s: %s\n", s.From, s.Reason)
+		fmt.Fprintf(stderr, "skipped %s: %s%s\n", s.From, s.Reason, otherTopicHint(s.OtherTopic))
 	}
 	if err != nil {
 		return fmt.Errorf("%w (%d record(s) replayed before the failure)", err, len(res.Replayed))

@@ -25,6 +25,10 @@ type Info struct {
 	ReadOnly bool `json:"read_only"`
 	// Who is who the authorization hook says is asking; "" without a hook.
 	Who string `json:"who"`
+	// Payloads is true when the asker may read payloads (keys, values,
+	// header values, error texts: ActionViewPayloads); false without a
+	// hook.
+	Payloads bool `json:"payloads"`
 	// Consumers are the registered consumers' names.
 	Consumers []string `json:"consumers"`
 	// DLQ is true when the dead-letter views are enabled (DLQ option).
@@ -110,6 +114,9 @@ type BlockedView struct {
 	// Forwarding is true when the record is done with but its forward to a
 	// retry or dead-letter topic fails; such a record cannot be skipped.
 	Forwarding bool `json:"forwarding"`
+	// PayloadHidden is true when the asker may not read payloads
+	// (ActionViewPayloads): Key is null and Error empty.
+	PayloadHidden bool `json:"payload_hidden,omitempty"`
 }
 
 // ActionRecord is one entry of the action log (GET /api/actions), and the
@@ -195,6 +202,12 @@ type ReplayRequest struct {
 	Filter *ReplayFilter `json:"filter,omitempty"`
 	// DryRun only reports what would be replayed.
 	DryRun bool `json:"dry_run,omitempty"`
+	// To, if set, is the topic every selected record is replayed to,
+	// whatever topic its headers name. Without it, records go back only to
+	// the topic the dead-letter topic belongs to, and one whose headers name
+	// another is skipped (SkippedRecord.OtherTopic). The authorization hook
+	// sees it as Action.ReplayTo.
+	To string `json:"to,omitempty"`
 }
 
 // PartitionOffset locates a record in the topic of the request.
@@ -250,6 +263,10 @@ type SkippedRecord struct {
 	From string `json:"from"`
 	// Reason says why it was not replayed.
 	Reason string `json:"reason"`
+	// OtherTopic is true when its headers name another topic than the one
+	// the dead-letter topic belongs to: ReplayRequest.To replays it to a
+	// topic the operator names.
+	OtherTopic bool `json:"other_topic,omitempty"`
 }
 
 // PurgeRequest is the body of POST /api/dlq/{topic}/purge: exactly one of All
@@ -304,6 +321,21 @@ func encodeBytes(b []byte) (*string, string) {
 	}
 	s := base64.StdEncoding.EncodeToString(b)
 	return &s, "base64"
+}
+
+// hidePayload leaves the key and error text out of a blocked record
+// (ActionViewPayloads).
+func (v *BlockedView) hidePayload() {
+	v.Key, v.KeyEncoding, v.Error, v.PayloadHidden = nil, "", "", true
+}
+
+// hidePayloads hides the payloads of a consumer's blocked records.
+func (v *ConsumerView) hidePayloads() {
+	for i := range v.Partitions {
+		for j := range v.Partitions[i].Blocked {
+			v.Partitions[i].Blocked[j].hidePayload()
+		}
+	}
 }
 
 func blockedView(name string, b *consumer.BlockedRecord) BlockedView {
