@@ -24,7 +24,9 @@
 //     first attempts) and with replay headers ([HeaderReplayedFrom],
 //     [HeaderReplayedAt], [HeaderReplayCount]) that say where they came
 //     from. The dead-letter topic is not changed: replaying twice produces
-//     twice, visibly. [DryRun] shows what would be replayed.
+//     twice, visibly. [DryRun] shows what would be replayed. Records go
+//     only to the topic the dead-letter topic belongs to, whatever their
+//     original-topic header says, unless [ReplayTo] names the target.
 //   - [Client.Purge] deletes records for good. Kafka can only delete every
 //     record before an offset of a partition, so a purge takes everything
 //     ([PurgeAll]) or everything dead-lettered before a time
@@ -32,7 +34,11 @@
 //     error.
 //
 // Times are the dead-letter records' Kafka timestamps (when they were
-// dead-lettered), for the time filters and for PurgeBefore alike.
+// dead-lettered), for the time filters and for PurgeBefore alike. [ParseTime]
+// reads the times operators type ("2h", "7d", RFC 3339), and [Record.View]
+// gives a record's JSON form ([RecordView]): the whippet CLI and the admin
+// API (package consumer/admin) both use them, so they take and print the
+// same.
 //
 // The `whippet dlq` command (cmd/whippet) wraps this package for operators.
 package dlq

@@ -124,7 +124,7 @@ func FuzzParse(f *testing.F) {
 		if !r.DeadLetter || check.TopicRule(r.Info.OriginalTopic) != "" {
 			return // Replay skips it
 		}
-		out := replayRecord(&r, 1_700_000_000_000)
+		out := replayRecord(&r, r.Info.OriginalTopic, 1_700_000_000_000)
 		// The replayed record fails again and is dead-lettered: its
 		// headers go through the consumer's retry.Info.Headers.
 		info := retry.Info{Attempt: 1, OriginalTopic: out.Topic, Reason: retry.ReasonExhausted}

@@ -90,6 +90,9 @@ func (c *Client) Purge(ctx context.Context, dlqTopic string, scope PurgeScope, o
 	if err := c.checkOpen(); err != nil {
 		return PurgeResult{}, err
 	}
+	if err := act.forPurge(); err != nil {
+		return PurgeResult{}, err
+	}
 	if err := checkTopic("dlqTopic", dlqTopic); err != nil {
 		return PurgeResult{}, err
 	}

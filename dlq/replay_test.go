@@ -2,6 +2,8 @@ package dlq_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -179,7 +181,8 @@ func TestReplaySkipsAndPages(t *testing.T) {
 		dead{p: 0, key: "a", reason: retry.ReasonExhausted},
 		dead{p: 0, key: "b", reason: retry.ReasonExhausted},
 	)
-	// A record with no retry headers, and one whose original topic is gone.
+	// A record with no retry headers, and one that names another topic and
+	// no group.
 	gone := retry.Info{Attempt: 2, OriginalTopic: fx.orig + "-gone", Reason: retry.ReasonExhausted}
 	pos = append(pos, fx.produce(t,
 		&kgo.Record{Topic: fx.dlqTopic, Key: []byte("raw"), Value: []byte("x")},
@@ -210,8 +213,8 @@ func TestReplaySkipsAndPages(t *testing.T) {
 	if !slices.Equal(replayed, pick(pos, 0, 1, 4)) {
 		t.Errorf("replayed %v, want %v", replayed, pick(pos, 0, 1, 4))
 	}
-	if len(skipped) != 2 || skipped[0].From != pos[2] || !strings.Contains(skipped[0].Reason, "no retry headers") ||
-		skipped[1].From != pos[3] || !strings.Contains(skipped[1].Reason, "does not exist") {
+	if len(skipped) != 2 || skipped[0].From != pos[2] || !strings.Contains(skipped[0].Reason, "no retry headers") || skipped[0].OtherTopic ||
+		skipped[1].From != pos[3] || !strings.Contains(skipped[1].Reason, "where the record belongs is unknown") || !skipped[1].OtherTopic {
 		t.Errorf("skipped %+v", skipped)
 	}
 	got := fx.kc.ConsumeUntil(ctx, t, fx.orig, func(all []*kgo.Record) bool { return len(all) >= 3 })
@@ -222,5 +225,121 @@ func TestReplaySkipsAndPages(t *testing.T) {
 	slices.Sort(keys)
 	if strings.Join(keys, ",") != "a,b,c" {
 		t.Errorf("original topic got keys %v", keys)
+	}
+}
+
+// TestReplayResultPairsEachRecord: each Replayed entry's To is where the
+// record of its From was written. franz-go's ProduceSync returns results in
+// the order Kafka acknowledged them, not the order given, so pairing them
+// by index sent the caller to other records.
+func TestReplayResultPairsEachRecord(t *testing.T) {
+	fx := newFixture(t, 1)
+	ctx := ctxT(t)
+	var ds []dead
+	for i := range 30 {
+		ds = append(ds, dead{p: 0, key: fmt.Sprintf("k%d", i), reason: retry.ReasonExhausted})
+	}
+	fx.deadLetter(t, ds...)
+	res, err := fx.c.Replay(ctx, fx.dlqTopic, dlq.Filter{})
+	if err != nil || len(res.Replayed) != len(ds) {
+		t.Fatalf("Replay = %d replayed, %v", len(res.Replayed), err)
+	}
+	got := fx.kc.ConsumeUntil(ctx, t, fx.orig, func(all []*kgo.Record) bool { return len(all) >= len(ds) })
+	at := map[dlq.Position]string{}
+	for _, r := range got {
+		at[dlq.Position{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}] = headerValue(r, dlq.HeaderReplayedFrom)
+	}
+	wrong := 0
+	for _, r := range res.Replayed {
+		if at[r.To] != r.From.String() {
+			wrong++
+			t.Logf("Replayed{From: %v, To: %v}, but the record at %v came from %s", r.From, r.To, r.To, at[r.To])
+		}
+	}
+	if wrong > 0 {
+		t.Errorf("%d of %d Replayed entries pair a record with another's position", wrong, len(res.Replayed))
+	}
+}
+
+// TestReplayKeepsToTheSourceTopic: a dead-letter topic holds the dead letters
+// of one topic, so Replay sends records only there. A record whose
+// whippet-original-topic header names another topic (forged: a producer of
+// the source topic can set the header, and the consumer keeps it) is
+// skipped, saying why, instead of being produced to whatever topic it names.
+func TestReplayKeepsToTheSourceTopic(t *testing.T) {
+	fx := newFixture(t, 1)
+	ctx := ctxT(t)
+	adm := fx.kc.Admin(t)
+	victim := fx.kc.NewTopic(t, 1, nil)
+	pos := fx.deadLetter(t, dead{p: 0, key: "good", reason: retry.ReasonExhausted})
+	forged := retry.Info{Attempt: 1, OriginalTopic: victim, Group: group, LastError: "boom", Reason: retry.ReasonNonRetriable}
+	pos = append(pos, fx.produce(t, &kgo.Record{Topic: fx.dlqTopic, Key: []byte("forged"), Value: []byte("evil"), Headers: forged.Headers(nil)})...)
+
+	res, err := fx.c.Replay(ctx, fx.dlqTopic, dlq.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := endSum(t, adm, victim); n != 0 {
+		t.Errorf("replay of every record of %s produced %d record(s) to %s, the topic a forged header names", fx.dlqTopic, n, victim)
+	}
+	if len(res.Replayed) != 1 || res.Replayed[0].From != pos[0] || res.Replayed[0].To.Topic != fx.orig {
+		t.Errorf("replayed %+v, want only %v to %s", res.Replayed, pos[0], fx.orig)
+	}
+	if len(res.Skipped) != 1 || res.Skipped[0].From != pos[1] || !res.Skipped[0].OtherTopic ||
+		!strings.Contains(res.Skipped[0].Reason, victim) || !strings.Contains(res.Skipped[0].Reason, `"`+fx.orig+`"`) {
+		t.Errorf("skipped %+v, want %v, naming %s and %s", res.Skipped, pos[1], victim, fx.orig)
+	}
+
+	// Told the source, Replay does not need the group header; told another
+	// source, it replays nothing there.
+	res, err = fx.c.Replay(ctx, fx.dlqTopic, dlq.Filter{}, dlq.ReplaySource(fx.orig), dlq.DryRun())
+	if err != nil || len(res.Replayed) != 1 || res.Replayed[0].From != pos[0] || len(res.Skipped) != 1 || res.Skipped[0].From != pos[1] {
+		t.Errorf("ReplaySource(%s): %+v, %v", fx.orig, res, err)
+	}
+	res, err = fx.c.Replay(ctx, fx.dlqTopic, dlq.Filter{}, dlq.ReplaySource(victim), dlq.DryRun())
+	if err != nil || len(res.Replayed) != 1 || res.Replayed[0].From != pos[1] || len(res.Skipped) != 1 || !res.Skipped[0].OtherTopic {
+		t.Errorf("ReplaySource(%s): %+v, %v", victim, res, err)
+	}
+
+	// Named by the operator, the target takes every selected record.
+	res, err = fx.c.Replay(ctx, fx.dlqTopic, dlq.Filter{}, dlq.ReplayTo(victim))
+	if err != nil || len(res.Replayed) != 2 || len(res.Skipped) != 0 || res.Replayed[0].To.Topic != victim || res.Replayed[1].To.Topic != victim {
+		t.Fatalf("ReplayTo(%s): %+v, %v", victim, res, err)
+	}
+	if n := endSum(t, adm, victim); n != 2 {
+		t.Errorf("ReplayTo(%s) produced %d record(s) there, want 2", victim, n)
+	}
+	for _, tc := range []struct {
+		opt  dlq.ActionOption
+		want error
+		msg  string
+	}{
+		{dlq.ReplayTo(fx.dlqTopic), dlq.ErrInvalidArgument, "ReplayTo: " + `"` + fx.dlqTopic + `" is the dead-letter topic itself`},
+		{dlq.ReplayTo("bad topic"), dlq.ErrInvalidArgument, "ReplayTo: must contain only"},
+		{dlq.ReplayTo(victim + "-nope"), dlq.ErrUnknownTopic, victim + "-nope"},
+		{dlq.ReplaySource(fx.dlqTopic), dlq.ErrInvalidArgument, "ReplaySource: "},
+	} {
+		if _, err := fx.c.Replay(ctx, fx.dlqTopic, dlq.Filter{}, tc.opt); !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("Replay with a bad option: %v; want %v saying %q", err, tc.want, tc.msg)
+		}
+	}
+	for _, opt := range []dlq.ActionOption{dlq.ReplayTo(victim), dlq.ReplaySource(fx.orig)} {
+		if _, err := fx.c.Purge(ctx, fx.dlqTopic, dlq.PurgeAll(), opt, dlq.DryRun()); !errors.Is(err, dlq.ErrInvalidArgument) ||
+			!strings.Contains(err.Error(), "an option of Replay, not of Purge") {
+			t.Errorf("Purge with a Replay option: %v", err)
+		}
+	}
+
+	// The source topic deleted: its dead letters have nowhere to go.
+	missing := fx.orig + "-deleted"
+	gone := retry.DLQTopicName(missing, group)
+	fx.kc.CreateTopic(t, gone, 1, nil)
+	t.Cleanup(func() { _, _ = adm.DeleteTopic(context.Background(), gone) })
+	info := retry.Info{Attempt: 2, OriginalTopic: missing, Group: group, Reason: retry.ReasonExhausted}
+	lost := fx.produce(t, &kgo.Record{Topic: gone, Key: []byte("k"), Headers: info.Headers(nil)})
+	res, err = fx.c.Replay(ctx, gone, dlq.Filter{})
+	if err != nil || len(res.Skipped) != 1 || res.Skipped[0].From != lost[0] || res.Skipped[0].OtherTopic ||
+		!strings.Contains(res.Skipped[0].Reason, "does not exist") {
+		t.Errorf("replay from %s: %+v, %v; want skipped: the topic does not exist", gone, res, err)
 	}
 }

@@ -38,7 +38,7 @@ logged by the service with who did it.
   dlq topics                  the service's dead-letter topics and their record counts
   dlq list [-topic T] [-key K] [-error E] [-reason R] [-partition P] [-since S] [-until U] [-limit N] [-cursor C]
   dlq show [-topic T] PARTITION/OFFSET
-  dlq replay [-topic T] (-position P/O ... | -all | filter flags) [-dry-run]
+  dlq replay [-topic T] (-position P/O ... | -all | filter flags) [-dry-run] [-to TOPIC]
   dlq purge [-topic T] (-all | -before TIME) [-yes]
 
 Flags, before or after the command:
@@ -54,6 +54,10 @@ Flags, before or after the command:
   -tls-cert FILE -tls-key FILE
                     for https: present this client certificate [$WHIPPET_ADMIN_TLS_CERT, $WHIPPET_ADMIN_TLS_KEY]
 
+Keys, values, header values and error texts are shown only to who the service
+lets read payloads (its hook's view-payloads permission); filtering by -key or
+-error needs it too. replay sends records only to the topic the dead-letter
+topic belongs to, unless -to names another.
 -topic may be left out when the service has one dead-letter topic. Times are
 RFC 3339 or a duration ago (90m, 2h, 7d). To work on dead-letter topics
 directly through Kafka instead, use "whippet dlq".
@@ -105,11 +109,11 @@ type adminFlags struct {
 	jsonOut              bool
 	timeout              time.Duration
 	// dlq
-	topic, key, errText, reason, since, until, cursor, before string
-	partition, limit                                          int
-	positions                                                 positionsFlag
-	all, dryRun, yes                                          bool
-	keySet                                                    bool
+	topic, key, errText, reason, since, until, cursor, before, to string
+	partition, limit                                              int
+	positions                                                     positionsFlag
+	all, dryRun, yes                                              bool
+	keySet                                                        bool
 	// https
 	caFile, certFile, keyFile string
 }
@@ -212,6 +216,7 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			fs.Var(&o.positions, "position", "replay the record at PARTITION/OFFSET (repeatable)")
 			fs.BoolVar(&o.all, "all", false, "replay every record of the topic")
 			fs.BoolVar(&o.dryRun, "dry-run", false, "only print what would be replayed")
+			fs.StringVar(&o.to, "to", "", "replay every selected record to this topic, whatever topic its headers name (default: the topic the dead-letter topic belongs to)")
 		}
 	case "purge":
 		fs.BoolVar(&o.all, "all", false, "purge every record (up to the end of each partition now)")
@@ -369,6 +374,9 @@ func (a *adminClient) info(ctx context.Context, pos []string) error {
 		}
 		fmt.Fprintf(tw, "you are\t%s\n", who)
 	}
+	if !info.Payloads {
+		fmt.Fprintf(tw, "payloads\t%s\n", hiddenText)
+	}
 	fmt.Fprintf(tw, "dead letters\t%v\n", map[bool]string{true: "browsable", false: "not served"}[info.DLQ])
 	return tw.Flush()
 }
@@ -491,6 +499,9 @@ func (a *adminClient) blocked(ctx context.Context, pos []string) error {
 			next = "now"
 		}
 		errText := oneLine(b.Error)
+		if b.PayloadHidden {
+			key, errText = hiddenText, hiddenText
+		}
 		if b.Forwarding {
 			errText = "(forward failing, cannot be skipped) " + errText
 		}

@@ -80,8 +80,7 @@ func (a *adminClient) dlq(ctx context.Context, sub string, pos []string) error {
 		if err := a.call(ctx, "GET", fmt.Sprintf("%s/%d/%d", base, at.Partition, at.Offset), nil, &r, true); err != nil || a.o.jsonOut {
 			return err
 		}
-		a.printRecord(&r)
-		return nil
+		return printRecord(a.stdout, &r)
 	case "replay":
 		return a.dlqReplay(ctx, base, topic)
 	}
@@ -135,13 +134,7 @@ func (a *adminClient) dlqList(ctx context.Context, base string) error {
 		return err
 	}
 	if !o.jsonOut {
-		tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "POSITION\tDEAD-LETTERED\tKEY\tATTEMPTS\tREASON\tERROR")
-		for _, r := range page.Records {
-			fmt.Fprintf(tw, "%d/%d\t%s\t%s\t%d\t%s\t%s\n", r.Partition, r.Offset, formatTime(r.Timestamp),
-				truncate(textOf(r.Key, r.KeyEncoding), 32), r.Attempts, dash(r.Reason), truncate(oneLine(r.Error), 72))
-		}
-		if err := tw.Flush(); err != nil {
+		if err := printRecordTable(a.stdout, page.Records); err != nil {
 			return err
 		}
 	}
@@ -152,57 +145,9 @@ func (a *adminClient) dlqList(ctx context.Context, base string) error {
 	return nil
 }
 
-func textOf(v *string, enc string) string {
-	switch {
-	case v == nil:
-		return "(null)"
-	case enc == "base64":
-		return "base64:" + *v
-	}
-	return oneLine(*v)
-}
-
-func (a *adminClient) printRecord(r *admin.DLQRecord) {
-	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-	line := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
-	line("record", r.Position)
-	line("dead-lettered", formatTime(r.Timestamp))
-	if !r.DeadLetter {
-		line("note", "no retry headers: not written by a whippet consumer")
-	}
-	line("reason", r.Reason)
-	line("attempts", strconv.Itoa(r.Attempts))
-	line("error", oneLine(r.Error))
-	line("group", r.Group)
-	line("original", fmt.Sprintf("%s/%d/%d at %s", r.OriginalTopic, r.OriginalPartition, r.OriginalOffset, formatTime(r.OriginalTimestamp)))
-	line("first failure", formatTime(r.FirstFailure))
-	line("last failure", formatTime(r.LastFailure))
-	if r.ReplayedFrom != "" {
-		line("replayed", fmt.Sprintf("from %s at %s (replay %d)", r.ReplayedFrom, formatTime(r.ReplayedAt), r.ReplayCount))
-	}
-	line("key", textOf(r.Key, r.KeyEncoding))
-	_ = tw.Flush()
-	fmt.Fprintf(a.stdout, "headers (%d):\n", len(r.Headers))
-	for _, h := range r.Headers {
-		v := h.Value
-		if h.Encoding == "base64" {
-			v = "base64:" + v
-		}
-		fmt.Fprintf(a.stdout, "  %s: %s\n", h.Key, v)
-	}
-	switch {
-	case r.Value == nil:
-		fmt.Fprintln(a.stdout, "value: null")
-	case r.ValueEncoding == "base64":
-		fmt.Fprintf(a.stdout, "value (%d bytes, base64):\n%s\n", r.ValueSize, *r.Value)
-	default:
-		fmt.Fprintf(a.stdout, "value (%d bytes, text):\n%s\n", r.ValueSize, *r.Value)
-	}
-}
-
 func (a *adminClient) dlqReplay(ctx context.Context, base, topic string) error {
 	o := a.o
-	req := admin.ReplayRequest{DryRun: o.dryRun, All: o.all}
+	req := admin.ReplayRequest{DryRun: o.dryRun, All: o.all, To: o.to}
 	if len(o.positions) > 0 {
 		req.Positions = o.positions
 	} else if !o.all {
@@ -228,7 +173,7 @@ func (a *adminClient) dlqReplay(ctx context.Context, base, topic string) error {
 			}
 		}
 		for _, s := range res.Skipped {
-			fmt.Fprintf(a.stderr, "skipped %s: %s\n", s.From, s.Reason)
+			fmt.Fprintf(a.stderr, "skipped %s: %s%s\n", s.From, s.Reason, otherTopicHint(s.OtherTopic))
 		}
 	}
 	if res.DryRun {

@@ -138,16 +138,22 @@ func TestAdminCommands(t *testing.T) {
 	}
 
 	testkit.Eventually(t, 30*time.Second, func() error {
-		if _, stdout, _ := cli(t, "admin", u, "blocked"); !strings.Contains(stdout, "user-7") {
+		if _, stdout, _ := cli(t, "admin", u, "-token", "s3cret", "blocked"); !strings.Contains(stdout, "user-7") {
 			return fmt.Errorf("blocked: %q", stdout)
 		}
 		return nil
 	})
-	stdout, _ := ok("blocked")
+	stdout, _ := ok("-token", "s3cret", "blocked")
 	for _, want := range []string{"CONSUMER", "renewals", topic + "/0", "user-7", "card declined"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("blocked lacks %q:\n%s", want, stdout)
 		}
+	}
+	// Without the token, the hook refuses view-payloads: no key, no error.
+	stdout, _ = ok("blocked")
+	if !strings.Contains(stdout, topic+"/0") || strings.Contains(stdout, "user-7") || strings.Contains(stdout, "card declined") ||
+		!strings.Contains(stdout, "hidden: needs the view-payloads permission") {
+		t.Errorf("blocked without the token shows the payload:\n%s", stdout)
 	}
 	stdout, stderr := ok("consumers")
 	if !strings.Contains(stdout, topic+"/0  blocked at 1") || !strings.Contains(stdout, topic+"/1  running") ||
@@ -155,7 +161,7 @@ func TestAdminCommands(t *testing.T) {
 		t.Errorf("consumers:\n%s%s", stdout, stderr)
 	}
 	stdout, _ = ok("info")
-	if !strings.Contains(stdout, "renewal-service") || !strings.Contains(stdout, "(unnamed)") {
+	if !strings.Contains(stdout, "renewal-service") || !strings.Contains(stdout, "(unnamed)") || !strings.Contains(stdout, "payloads") {
 		t.Errorf("info without a token:\n%s", stdout)
 	}
 
@@ -208,7 +214,7 @@ func TestAdminCommands(t *testing.T) {
 
 	// Dead letters through the API.
 	testkit.Eventually(t, 30*time.Second, func() error {
-		if _, stdout, _ := cli(t, "admin", u, "dlq", "list"); !strings.Contains(stdout, "user-7") {
+		if _, stdout, _ := cli(t, "admin", u, "-token", "s3cret", "dlq", "list"); !strings.Contains(stdout, "user-7") {
 			return fmt.Errorf("dlq list: %q", stdout)
 		}
 		return nil
@@ -217,24 +223,38 @@ func TestAdminCommands(t *testing.T) {
 	if !strings.Contains(stdout, dlqTopic) || !strings.Contains(stdout, "renewals") {
 		t.Errorf("dlq topics:\n%s", stdout)
 	}
-	stdout, _ = ok("dlq", "list", "-json", "-key", "user-7")
+	if code, _, stderr := cli(t, "admin", u, "dlq", "list", "-key", "user-7"); code != 1 || !strings.Contains(stderr, "403 Forbidden") ||
+		!strings.Contains(stderr, "view-payloads") {
+		t.Errorf("dlq list -key without the token: %d %q", code, stderr)
+	}
+	stdout, _ = ok(append(auth, "dlq", "list", "-json", "-key", "user-7")...)
 	var page admin.DLQPage
 	if err := json.Unmarshal([]byte(stdout), &page); err != nil || len(page.Records) != 1 {
 		t.Fatalf("dlq list -json -key user-7: %v\n%s", err, stdout)
 	}
 	rec := page.Records[0]
 	at := fmt.Sprintf("%d/%d", rec.Partition, rec.Offset)
-	stdout, _ = ok("dlq", "show", "-topic", dlqTopic, at)
+	stdout, _ = ok(append(auth, "dlq", "show", "-topic", dlqTopic, at)...)
 	for _, want := range []string{"reason         skipped", "card declined", "value (6 bytes, text):\npoison"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("dlq show lacks %q:\n%s", want, stdout)
 		}
+	}
+	stdout, _ = ok("dlq", "show", "-topic", dlqTopic, at)
+	if !strings.Contains(stdout, "reason         skipped") || strings.Contains(stdout, "card declined") || strings.Contains(stdout, "poison") ||
+		!strings.Contains(stdout, "value (6 bytes): (hidden") {
+		t.Errorf("dlq show without the token shows the payload:\n%s", stdout)
 	}
 	fixed.Store(true)
 	before := handled.Load()
 	_, stderr = ok(append(auth, "dlq", "replay", "-all", "-dry-run")...)
 	if !strings.Contains(stderr, "dry run: would replay 1 record(s)") {
 		t.Errorf("replay dry run: %q", stderr)
+	}
+	elsewhere := kc.NewTopic(t, 1, nil)
+	stdout, _ = ok(append(auth, "dlq", "replay", "-all", "-dry-run", "-to", elsewhere)...)
+	if !strings.Contains(stdout, "would replay "+rec.Position+" to "+elsewhere) {
+		t.Errorf("replay -to dry run: %q", stdout)
 	}
 	stdout, _ = ok(append(auth, "dlq", "replay", "-position", at)...)
 	if !strings.Contains(stdout, "replayed "+rec.Position+" to "+topic+"/") {

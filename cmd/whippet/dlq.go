@@ -28,7 +28,10 @@ const dlqUsage = `usage: whippet dlq <list|show|replay|purge> [flags]
   show    show one record in full (-partition P -offset O)
   replay  produce the selected records back to their original topic, without
           the retry headers, marked whippet-replayed-from; the dead-letter
-          topic is not changed, so replaying twice produces twice
+          topic is not changed, so replaying twice produces twice. Records go
+          only to the topic the dead-letter topic belongs to: one whose
+          original-topic header names another is refused, unless -to TOPIC
+          names the target (every selected record then goes there)
   purge   delete records for good: -all, or -before TIME; needs -yes, and
           without it only shows what it would delete. Kafka deletes whole
           prefixes of partitions: purge cannot select by key, error or reason
@@ -51,6 +54,8 @@ type dlqFlags struct {
 	key, errText, reason, since, until, cursor string
 	partition, limit                           int
 	jsonOut, dryRun                            bool
+	// replay
+	to string
 	// show
 	offset int64
 	// purge
@@ -116,6 +121,7 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		} else {
 			fs.IntVar(&o.limit, "limit", 0, "replay at most this many records (0: all)")
 			fs.BoolVar(&o.dryRun, "dry-run", false, "only print what would be replayed")
+			fs.StringVar(&o.to, "to", "", "replay every selected record to this topic, whatever topic its headers name (default: the topic the dead-letter topic belongs to)")
 		}
 	case "show":
 		fs.IntVar(&o.partition, "partition", -1, "the record's partition (required)")
@@ -175,7 +181,7 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		case o.all:
 			scope = dlq.PurgeAll()
 		default:
-			t, err := parseWhen(o.before, now)
+			t, err := dlq.ParseTime(o.before, now)
 			if err != nil {
 				return fmt.Errorf("%w: -before: %w", errUsage, err)
 			}
@@ -200,7 +206,17 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	case "show":
 		err = dlqShow(ctx, c, topic, int32(o.partition), o.offset, o.jsonOut, stdout)
 	case "replay":
-		err = dlqReplay(ctx, c, topic, filter, o.dryRun, o.jsonOut, stdout, stderr)
+		var opts []dlq.ActionOption
+		if o.dryRun {
+			opts = append(opts, dlq.DryRun())
+		}
+		if o.source != "" {
+			opts = append(opts, dlq.ReplaySource(o.source))
+		}
+		if o.to != "" {
+			opts = append(opts, dlq.ReplayTo(o.to))
+		}
+		err = dlqReplay(ctx, c, topic, filter, opts, o.dryRun, o.jsonOut, stdout, stderr)
 	case "purge":
 		err = dlqPurge(ctx, c, topic, scope, o.yes, o.jsonOut, stdout, stderr)
 	}
@@ -211,6 +227,18 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return o.security.explain(trimmed{err})
 	}
 	return err
+}
+
+// hiddenText stands for a payload the admin API did not show.
+const hiddenText = "(hidden: needs the view-payloads permission)"
+
+// otherTopicHint tells how to replay a record refused for naming another
+// topic than the dead-letter topic's source.
+func otherTopicHint(other bool) string {
+	if !other {
+		return ""
+	}
+	return "; to replay it to a topic of your choice, name it with -to TOPIC"
 }
 
 // trimmed drops the "dlq: " prefix of the package's errors, which would
@@ -250,37 +278,16 @@ func (o *dlqFlags) filter(now time.Time) (dlq.Filter, error) {
 	}
 	var err error
 	if o.since != "" {
-		if f.Since, err = parseWhen(o.since, now); err != nil {
+		if f.Since, err = dlq.ParseTime(o.since, now); err != nil {
 			return f, fmt.Errorf("%w: -since: %w", errUsage, err)
 		}
 	}
 	if o.until != "" {
-		if f.Until, err = parseWhen(o.until, now); err != nil {
+		if f.Until, err = dlq.ParseTime(o.until, now); err != nil {
 			return f, fmt.Errorf("%w: -until: %w", errUsage, err)
 		}
 	}
 	return f, nil
-}
-
-// parseWhen reads an RFC 3339 time, or a duration before now ("90m", "2h",
-// "7d").
-func parseWhen(s string, now time.Time) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
-	}
-	var d time.Duration
-	var err error
-	if n, ok := strings.CutSuffix(s, "d"); ok {
-		var days int
-		days, err = strconv.Atoi(n)
-		d = time.Duration(days) * 24 * time.Hour
-	} else {
-		d, err = time.ParseDuration(s)
-	}
-	if err != nil || d < 0 {
-		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time (2026-05-01T10:00:00Z) nor a duration ago (90m, 2h, 7d)", s)
-	}
-	return now.Add(-d), nil
 }
 
 func dlqList(ctx context.Context, c *dlq.Client, topic string, f dlq.Filter, jsonOut bool, stdout, stderr io.Writer) error {
@@ -288,27 +295,19 @@ func dlqList(ctx context.Context, c *dlq.Client, topic string, f dlq.Filter, jso
 	if err != nil {
 		return err
 	}
+	views := make([]dlq.RecordView, len(page.Records))
+	for i := range page.Records {
+		views[i] = page.Records[i].View(dlq.ViewOptions{})
+	}
 	if jsonOut {
 		enc := json.NewEncoder(stdout)
-		for i := range page.Records {
-			if err := enc.Encode(toJSON(&page.Records[i])); err != nil {
+		for i := range views {
+			if err := enc.Encode(&views[i]); err != nil {
 				return err
 			}
 		}
-	} else {
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "POSITION\tDEAD-LETTERED\tKEY\tATTEMPTS\tREASON\tERROR")
-		for _, r := range page.Records {
-			reason := string(r.Info.Reason)
-			if reason == "" {
-				reason = "-"
-			}
-			fmt.Fprintf(tw, "%d/%d\t%s\t%s\t%d\t%s\t%s\n", r.Partition, r.Offset, formatTime(r.Timestamp),
-				truncate(display(r.Key), 32), r.Info.Attempt, reason, truncate(oneLine(r.Info.LastError), 72))
-		}
-		if err := tw.Flush(); err != nil {
-			return err
-		}
+	} else if err := printRecordTable(stdout, views); err != nil {
+		return err
 	}
 	fmt.Fprintf(stderr, "%d record(s) in %s\n", len(page.Records), topic)
 	if page.Next != "" {
@@ -317,55 +316,88 @@ func dlqList(ctx context.Context, c *dlq.Client, topic string, f dlq.Filter, jso
 	return nil
 }
 
+// printRecordTable prints dead-letter records one a line, as `whippet dlq
+// list` and `whippet admin dlq list` do.
+func printRecordTable(w io.Writer, views []dlq.RecordView) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "POSITION\tDEAD-LETTERED\tKEY\tATTEMPTS\tREASON\tERROR")
+	for _, r := range views {
+		key, errText := display(viewBytes(r.Key, r.KeyEncoding)), oneLine(r.Error)
+		if r.PayloadHidden {
+			key, errText = hiddenText, hiddenText
+		}
+		fmt.Fprintf(tw, "%d/%d\t%s\t%s\t%d\t%s\t%s\n", r.Partition, r.Offset, formatTime(r.Timestamp),
+			truncate(key, 32), r.Attempts, dash(r.Reason), truncate(errText, 72))
+	}
+	return tw.Flush()
+}
+
 func dlqShow(ctx context.Context, c *dlq.Client, topic string, partition int32, offset int64, jsonOut bool, stdout io.Writer) error {
 	r, err := c.Get(ctx, topic, partition, offset)
 	if err != nil {
 		return err
 	}
+	v := r.View(dlq.ViewOptions{})
 	if jsonOut {
-		return json.NewEncoder(stdout).Encode(toJSON(&r))
+		return json.NewEncoder(stdout).Encode(&v)
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	return printRecord(stdout, &v)
+}
+
+// printRecord prints one dead-letter record in full, as `whippet dlq show`
+// and `whippet admin dlq show` do: text values as they are, binary ones as a
+// hex dump.
+func printRecord(w io.Writer, r *dlq.RecordView) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	line := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
-	line("record", r.Position.String())
+	hidden := func(s string) string {
+		if r.PayloadHidden {
+			return hiddenText
+		}
+		return s
+	}
+	line("record", r.Position)
 	line("dead-lettered", formatTime(r.Timestamp))
 	if !r.DeadLetter {
 		line("note", "no retry headers: not written by a whippet consumer")
 	}
-	line("reason", string(r.Info.Reason))
-	line("attempts", strconv.Itoa(r.Info.Attempt))
-	line("error", oneLine(r.Info.LastError))
-	line("group", r.Info.Group)
-	line("original", fmt.Sprintf("%s/%d/%d at %s", r.Info.OriginalTopic, r.Info.OriginalPartition, r.Info.OriginalOffset, formatTime(r.Info.OriginalTimestamp)))
-	line("first failure", formatTime(r.Info.FirstFailure))
-	line("last failure", formatTime(r.Info.LastFailure))
-	if m := r.Replayed; m != nil {
-		line("replayed", fmt.Sprintf("from %s at %s (replay %d)", m.From, formatTime(m.At), m.Count))
+	line("reason", r.Reason)
+	line("attempts", strconv.Itoa(r.Attempts))
+	line("error", hidden(oneLine(r.Error)))
+	line("group", r.Group)
+	line("original", fmt.Sprintf("%s/%d/%d at %s", r.OriginalTopic, r.OriginalPartition, r.OriginalOffset, formatTime(r.OriginalTimestamp)))
+	line("first failure", formatTime(r.FirstFailure))
+	line("last failure", formatTime(r.LastFailure))
+	if r.ReplayedFrom != "" {
+		line("replayed", fmt.Sprintf("from %s at %s (replay %d)", r.ReplayedFrom, formatTime(r.ReplayedAt), r.ReplayCount))
 	}
-	line("key", displayFull(r.Key))
+	line("key", hidden(displayFull(viewBytes(r.Key, r.KeyEncoding))))
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "headers (%d):\n", len(r.Headers))
+	fmt.Fprintf(w, "headers (%d):\n", len(r.Headers))
 	for _, h := range r.Headers {
-		fmt.Fprintf(stdout, "  %s: %s\n", h.Key, displayFull(h.Value))
+		fmt.Fprintf(w, "  %s: %s\n", h.Key, hidden(displayFull(viewBytes(&h.Value, h.Encoding))))
+	}
+	value := viewBytes(r.Value, r.ValueEncoding)
+	cut := ""
+	if r.ValueTruncated {
+		cut = fmt.Sprintf(", the first %d shown", len(value))
 	}
 	switch {
-	case r.Value == nil:
-		fmt.Fprintln(stdout, "value: null")
-	case printable(r.Value):
-		fmt.Fprintf(stdout, "value (%d bytes, text):\n%s\n", len(r.Value), r.Value)
+	case r.PayloadHidden:
+		fmt.Fprintf(w, "value (%d bytes): %s\n", r.ValueSize, hiddenText)
+	case value == nil:
+		fmt.Fprintln(w, "value: null")
+	case printable(value):
+		fmt.Fprintf(w, "value (%d bytes, text%s):\n%s\n", r.ValueSize, cut, value)
 	default:
-		fmt.Fprintf(stdout, "value (%d bytes, hex):\n%s", len(r.Value), hex.Dump(r.Value))
+		fmt.Fprintf(w, "value (%d bytes, hex%s):\n%s", r.ValueSize, cut, hex.Dump(value))
 	}
 	return nil
 }
 
-func dlqReplay(ctx context.Context, c *dlq.Client, topic string, f dlq.Filter, dryRun, jsonOut bool, stdout, stderr io.Writer) error {
-	var opts []dlq.ActionOption
-	if dryRun {
-		opts = append(opts, dlq.DryRun())
-	}
+func dlqReplay(ctx context.Context, c *dlq.Client, topic string, f dlq.Filter, opts []dlq.ActionOption, dryRun, jsonOut bool, stdout, stderr io.Writer) error {
 	res, err := c.Replay(ctx, topic, f, opts...)
 	enc := json.NewEncoder(stdout)
 	for _, r := range res.Replayed {
@@ -386,7 +418,7 @@ func dlqReplay(ctx context.Context, c *dlq.Client, topic string, f dlq.Filter, d
 		if jsonOut {
 			_ = enc.Encode(map[string]any{"from": s.From.String(), "skipped": s.Reason})
 		}
-		fmt.Fprintf(stderr, "skipped %s: %s\n", s.From, s.Reason)
+		fmt.Fprintf(stderr, "skipped %s: %s%s\n", s.From, s.Reason, otherTopicHint(s.OtherTopic))
 	}
 	if err != nil {
 		return fmt.Errorf("%w (%d record(s) replayed before the failure)", err, len(res.Replayed))
@@ -455,83 +487,18 @@ func dlqPurge(ctx context.Context, c *dlq.Client, topic string, scope dlq.PurgeS
 	return nil
 }
 
-// jsonRecord is a dead-letter record as -json prints it. Keys, values and
-// header values are text when they are valid UTF-8, else base64 with an
-// *_encoding field saying so.
-type jsonRecord struct {
-	Topic             string       `json:"topic"`
-	Partition         int32        `json:"partition"`
-	Offset            int64        `json:"offset"`
-	Timestamp         string       `json:"timestamp"`
-	Key               *string      `json:"key"`
-	KeyEncoding       string       `json:"key_encoding,omitempty"`
-	Value             *string      `json:"value"`
-	ValueEncoding     string       `json:"value_encoding,omitempty"`
-	Headers           []jsonHeader `json:"headers"`
-	DeadLetter        bool         `json:"dead_letter"`
-	Attempts          int          `json:"attempts"`
-	Reason            string       `json:"reason"`
-	Error             string       `json:"error"`
-	Group             string       `json:"group"`
-	OriginalTopic     string       `json:"original_topic"`
-	OriginalPartition int32        `json:"original_partition"`
-	OriginalOffset    int64        `json:"original_offset"`
-	OriginalTimestamp string       `json:"original_timestamp,omitempty"`
-	FirstFailure      string       `json:"first_failure,omitempty"`
-	LastFailure       string       `json:"last_failure,omitempty"`
-	ReplayedFrom      string       `json:"replayed_from,omitempty"`
-	ReplayedAt        string       `json:"replayed_at,omitempty"`
-	ReplayCount       int          `json:"replay_count,omitempty"`
-}
-
-type jsonHeader struct {
-	Key      string `json:"key"`
-	Value    string `json:"value"`
-	Encoding string `json:"encoding,omitempty"`
-}
-
-func toJSON(r *dlq.Record) jsonRecord {
-	j := jsonRecord{
-		Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Timestamp: jsonTime(r.Timestamp),
-		Headers: []jsonHeader{}, DeadLetter: r.DeadLetter, Attempts: r.Info.Attempt, Reason: string(r.Info.Reason),
-		Error: r.Info.LastError, Group: r.Info.Group, OriginalTopic: r.Info.OriginalTopic,
-		OriginalPartition: r.Info.OriginalPartition, OriginalOffset: r.Info.OriginalOffset,
-		OriginalTimestamp: jsonTime(r.Info.OriginalTimestamp), FirstFailure: jsonTime(r.Info.FirstFailure),
-		LastFailure: jsonTime(r.Info.LastFailure),
-	}
-	j.Key, j.KeyEncoding = encodeBytes(r.Key)
-	j.Value, j.ValueEncoding = encodeBytes(r.Value)
-	for _, h := range r.Headers {
-		v, enc := encodeBytes(h.Value)
-		jh := jsonHeader{Key: h.Key, Encoding: enc}
-		if v != nil {
-			jh.Value = *v
+// viewBytes returns the bytes a JSON view holds: text, or base64 when enc
+// says so; nil for null.
+func viewBytes(v *string, enc string) []byte {
+	switch {
+	case v == nil:
+		return nil
+	case enc == "base64":
+		if b, err := base64.StdEncoding.DecodeString(*v); err == nil {
+			return b
 		}
-		j.Headers = append(j.Headers, jh)
 	}
-	if m := r.Replayed; m != nil {
-		j.ReplayedFrom, j.ReplayedAt, j.ReplayCount = m.From.String(), jsonTime(m.At), m.Count
-	}
-	return j
-}
-
-func encodeBytes(b []byte) (*string, string) {
-	if b == nil {
-		return nil, ""
-	}
-	if utf8.Valid(b) {
-		s := string(b)
-		return &s, ""
-	}
-	s := base64.StdEncoding.EncodeToString(b)
-	return &s, "base64"
-}
-
-func jsonTime(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.UTC().Format(time.RFC3339Nano)
+	return []byte(*v)
 }
 
 func formatTime(t time.Time) string {

@@ -5,6 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +17,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet/consumer"
+	"github.com/whippet-go/whippet/consumer/admin"
 	"github.com/whippet-go/whippet/dlq"
 	"github.com/whippet-go/whippet/retry"
 	"github.com/whippet-go/whippet/testkit"
@@ -60,27 +66,6 @@ func TestDLQUsage(t *testing.T) {
 		code, _, stderr := cli(t, tc.args...)
 		if code != tc.code || !strings.Contains(stderr, tc.inStderr) {
 			t.Errorf("run(%q) = %d, stderr %q; want %d and %q", tc.args, code, stderr, tc.code, tc.inStderr)
-		}
-	}
-}
-
-func TestParseWhen(t *testing.T) {
-	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
-	for in, want := range map[string]time.Time{
-		"2026-04-30T10:00:00Z":      time.Date(2026, 4, 30, 10, 0, 0, 0, time.UTC),
-		"2026-04-30T10:00:00+02:00": time.Date(2026, 4, 30, 8, 0, 0, 0, time.UTC),
-		"90m":                       now.Add(-90 * time.Minute),
-		"2h":                        now.Add(-2 * time.Hour),
-		"7d":                        now.Add(-7 * 24 * time.Hour),
-		"0s":                        now,
-	} {
-		if got, err := parseWhen(in, now); err != nil || !got.Equal(want) {
-			t.Errorf("parseWhen(%q) = %v, %v; want %v", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"", "-2h", "yesterday", "2026-04-30", "xd"} {
-		if _, err := parseWhen(in, now); err == nil {
-			t.Errorf("parseWhen(%q): no error", in)
 		}
 	}
 }
@@ -152,7 +137,7 @@ func TestDLQCommands(t *testing.T) {
 
 	// -source/-group, filters, JSON.
 	code, out, _ = cli(t, "dlq", "list", brokers, "-source", orig, "-group", group, "-reason", "decode", "-json")
-	var j jsonRecord
+	var j dlq.RecordView
 	if code != 0 || strings.Count(out, "\n") != 1 || json.Unmarshal([]byte(out), &j) != nil {
 		t.Fatalf("list -json: %d %q", code, out)
 	}
@@ -175,7 +160,7 @@ func TestDLQCommands(t *testing.T) {
 		code, out, errOut := cli(t, append([]string{"dlq", "list", brokers, "-topic", topic, "-json"}, tc.args...)...)
 		var keys []string
 		for line := range strings.SplitSeq(strings.TrimSpace(out), "\n") {
-			var r jsonRecord
+			var r dlq.RecordView
 			if line != "" && json.Unmarshal([]byte(line), &r) == nil {
 				keys = append(keys, *r.Key)
 			}
@@ -288,4 +273,180 @@ func sumEnds(t *testing.T, adm *kadm.Client, topic string) int64 {
 	var n int64
 	ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
 	return n
+}
+
+// dlqTopicWith creates a source topic and its dead-letter topic of one
+// partition holding the records build returns for the source (their Topic
+// and Partition are set here), and returns both names.
+func dlqTopicWith(t *testing.T, kc *testkit.Cluster, build func(source string) []*kgo.Record) (dlqTopic, source string) {
+	t.Helper()
+	source = kc.NewTopic(t, 1, nil)
+	dlqTopic = retry.DLQTopicName(source, "renewals")
+	kc.CreateTopic(t, dlqTopic, 1, nil)
+	adm := kc.Admin(t)
+	t.Cleanup(func() {
+		if _, err := adm.DeleteTopic(context.Background(), dlqTopic); err != nil && !errors.Is(err, kerr.UnknownTopicOrPartition) {
+			t.Logf("delete %s: %v", dlqTopic, err)
+		}
+	})
+	prod := kc.Client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	for _, r := range build(source) {
+		r.Topic, r.Partition = dlqTopic, 0
+		if err := prod.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dlqTopic, source
+}
+
+// deadLetterOf is a record as a whippet consumer of group "renewals"
+// dead-letters it from source, dead-lettered ago.
+func deadLetterOf(source, key string, ago time.Duration) *kgo.Record {
+	at := time.Now().Add(-ago)
+	info := retry.Info{Attempt: 3, OriginalTopic: source, OriginalOffset: 5, OriginalTimestamp: at.Add(-time.Minute),
+		Group: "renewals", FirstFailure: at.Add(-time.Minute), LastFailure: at, LastError: "declined: " + key, Reason: retry.ReasonExhausted}
+	return &kgo.Record{Key: []byte(key), Value: []byte("value of " + key), Timestamp: at, Headers: info.Headers(nil)}
+}
+
+// TestDLQListSinceHugeDays: a -since in days beyond what a time.Duration
+// holds is refused, naming the flag and the bound. It used to wrap around:
+// 213504d is 213504*24h, which overflows int64 nanoseconds to 25m26s, so
+// "everything since 585 years ago" listed only the last 25 minutes.
+func TestDLQListSinceHugeDays(t *testing.T) {
+	kc := testkit.Shared(t)
+	topic, _ := dlqTopicWith(t, kc, func(src string) []*kgo.Record {
+		return []*kgo.Record{deadLetterOf(src, "old", 3*time.Hour), deadLetterOf(src, "new", 10*time.Minute)}
+	})
+	brokers := "-brokers=" + strings.Join(kc.Brokers, ",")
+
+	code, out, errOut := cli(t, "dlq", "list", brokers, "-topic", topic, "-json", "-since", "213504d")
+	if code != 2 || !strings.Contains(errOut, "-since") || !strings.Contains(errOut, "213504d") || !strings.Contains(errOut, "at most 106751") {
+		t.Errorf("list -since 213504d: exit %d, stdout %q, stderr %q; want exit 2 naming -since and the bound", code, out, errOut)
+	}
+	// The most days a duration holds lists both records.
+	code, out, errOut = cli(t, "dlq", "list", brokers, "-topic", topic, "-json", "-since", "106751d")
+	if code != 0 || strings.Count(out, "\n") != 2 {
+		t.Errorf("list -since 106751d: exit %d, stdout %q, stderr %q; want both records", code, out, errOut)
+	}
+	// The same on replay -dry-run, which shares the flag.
+	code, _, errOut = cli(t, "dlq", "replay", brokers, "-topic", topic, "-dry-run", "-until", "9999999d")
+	if code != 2 || !strings.Contains(errOut, "-until") {
+		t.Errorf("replay -until 9999999d: exit %d, stderr %q; want exit 2 naming -until", code, errOut)
+	}
+}
+
+// TestDLQJSONIsTheAdminAPIs: `whippet dlq list|show -json` prints a
+// dead-letter record exactly as the admin API (consumer/admin) answers it:
+// one JSON view of a record, the same fields and values.
+func TestDLQJSONIsTheAdminAPIs(t *testing.T) {
+	kc := testkit.Shared(t)
+	topic, src := dlqTopicWith(t, kc, func(src string) []*kgo.Record {
+		rec := deadLetterOf(src, "user-9", time.Hour)
+		rec.Value = []byte{0xde, 0xad, 0xbe, 0xef}
+		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: "trace-id", Value: []byte("t-9")},
+			kgo.RecordHeader{Key: dlq.HeaderReplayedFrom, Value: []byte("x-dlq/0/4")}, kgo.RecordHeader{Key: dlq.HeaderReplayCount, Value: []byte("2")})
+		return []*kgo.Record{rec}
+	})
+	brokers := "-brokers=" + strings.Join(kc.Brokers, ",")
+
+	dc, err := dlq.New(dlq.Brokers(kc.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dc.Close)
+	c, err := consumer.New(consumer.HandlerFunc(func(context.Context, *kgo.Record) error { return nil }),
+		consumer.Brokers(kc.Brokers...), consumer.Group("renewals"), consumer.Topics(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close) // never run
+	h, err := admin.New(admin.Consumer("renewals", c, "renewals", src), admin.DLQ(dc), admin.DLQTopics(topic),
+		admin.Authorize(func(*http.Request, admin.Action) (string, error) { return "ops", nil }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	apiGet := func(path string) []byte {
+		t.Helper()
+		res, err := srv.Client().Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		if err != nil || res.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d %s %v", path, res.StatusCode, b, err)
+		}
+		return b
+	}
+	decode := func(what string, b []byte) map[string]any {
+		t.Helper()
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatalf("%s: %v: %s", what, err, b)
+		}
+		return m
+	}
+
+	code, out, errOut := cli(t, "dlq", "show", brokers, "-topic", topic, "-partition", "0", "-offset", "0", "-json")
+	if code != 0 {
+		t.Fatalf("show -json: %d %s", code, errOut)
+	}
+	cliShow := decode("show -json", []byte(out))
+	apiShow := decode("GET one record", apiGet("/api/dlq/"+topic+"/0/0"))
+	if !reflect.DeepEqual(cliShow, apiShow) {
+		t.Errorf("whippet dlq show -json and the admin API differ:\ncli: %v\napi: %v", cliShow, apiShow)
+	}
+
+	code, out, errOut = cli(t, "dlq", "list", brokers, "-topic", topic, "-json")
+	if code != 0 {
+		t.Fatalf("list -json: %d %s", code, errOut)
+	}
+	cliList := decode("list -json", []byte(out))
+	var page struct{ Records []json.RawMessage }
+	if err := json.Unmarshal(apiGet("/api/dlq/"+topic), &page); err != nil || len(page.Records) != 1 {
+		t.Fatalf("GET the listing: %v, %d records", err, len(page.Records))
+	}
+	if apiList := decode("listed record", page.Records[0]); !reflect.DeepEqual(cliList, apiList) {
+		t.Errorf("whippet dlq list -json and the admin API's listing differ:\ncli: %v\napi: %v", cliList, apiList)
+	}
+}
+
+// TestDLQReplayKeepsToTheSourceTopic: `whippet dlq replay` sends records
+// only to the topic the dead-letter topic belongs to. A record whose
+// whippet-original-topic header names another topic is refused, the error
+// saying what is wrong, unless -to names the target.
+func TestDLQReplayKeepsToTheSourceTopic(t *testing.T) {
+	kc := testkit.Shared(t)
+	adm := kc.Admin(t)
+	victim := kc.NewTopic(t, 1, nil)
+	topic, src := dlqTopicWith(t, kc, func(src string) []*kgo.Record {
+		return []*kgo.Record{deadLetterOf(src, "good", time.Hour), deadLetterOf(victim, "forged", time.Hour)}
+	})
+	brokers := "-brokers=" + strings.Join(kc.Brokers, ",")
+	forged := topic + "/0/1"
+
+	for _, args := range [][]string{{"-topic", topic}, {"-source", src, "-group", "renewals"}} {
+		code, out, errOut := cli(t, append([]string{"dlq", "replay", brokers, "-dry-run"}, args...)...)
+		if code != 1 || !strings.Contains(out, "would replay "+topic+"/0/0 to "+src) || strings.Contains(out, victim) ||
+			!strings.Contains(errOut, "skipped "+forged+": ") || !strings.Contains(errOut, victim) || !strings.Contains(errOut, "-to") {
+			t.Errorf("replay -dry-run %q: exit %d\nstdout: %s\nstderr: %s\nwant the forged record refused, naming %s and -to", args, code, out, errOut, victim)
+		}
+	}
+	code, out, errOut := cli(t, "dlq", "replay", brokers, "-topic", topic)
+	if code != 1 || !strings.Contains(out, "replayed "+topic+"/0/0 to "+src+"/0/0") || !strings.Contains(errOut, "skipped "+forged+": ") {
+		t.Errorf("replay: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	if n := sumEnds(t, adm, victim); n != 0 {
+		t.Fatalf("replay produced %d record(s) to %s, the topic a forged header names", n, victim)
+	}
+	// Named with -to, the target is the operator's choice.
+	code, out, errOut = cli(t, "dlq", "replay", brokers, "-topic", topic, "-key", "forged", "-to", victim)
+	if code != 0 || !strings.Contains(out, "replayed "+forged+" to "+victim+"/0/0") {
+		t.Errorf("replay -to %s: exit %d\nstdout: %s\nstderr: %s", victim, code, out, errOut)
+	}
+	if n := sumEnds(t, adm, victim); n != 1 {
+		t.Errorf("replay -to %s produced %d record(s) there, want 1", victim, n)
+	}
 }

@@ -267,6 +267,23 @@ func (h *Handler) view(r *http.Request) (string, error) {
 	return who, nil
 }
 
+// payloads reports whether the request may read payloads
+// (ActionViewPayloads); a refusal only hides them, so it is not logged.
+func (h *Handler) payloads(r *http.Request) bool {
+	if h.cfg.authorize == nil {
+		return false
+	}
+	_, err := h.cfg.authorize(r, Action{Name: ActionViewPayloads, Partition: -1})
+	return err == nil
+}
+
+// payloadFilter refuses a filter by key or error text to who may not read
+// payloads: the answers would tell hidden values apart.
+func payloadFilter(param string) error {
+	return &apiError{status: http.StatusForbidden, param: param,
+		msg: "forbidden: filtering by " + param + " needs the view-payloads permission (admin.ActionViewPayloads), like reading the payloads"}
+}
+
 // authorize authorizes an action, logging a refusal.
 func (h *Handler) authorize(r *http.Request, a Action) (string, error) {
 	fields := func(extra ...zap.Field) []zap.Field {
@@ -330,8 +347,8 @@ func (h *Handler) info(w http.ResponseWriter, r *http.Request) error {
 	for i, e := range h.consumers {
 		names[i] = e.name
 	}
-	writeJSON(w, http.StatusOK, Info{Title: h.cfg.title, ReadOnly: h.cfg.authorize == nil, Who: who, Consumers: names,
-		DLQ: h.cfg.dlq != nil, RefreshMillis: h.cfg.refresh.Milliseconds()})
+	writeJSON(w, http.StatusOK, Info{Title: h.cfg.title, ReadOnly: h.cfg.authorize == nil, Who: who, Payloads: h.payloads(r),
+		Consumers: names, DLQ: h.cfg.dlq != nil, RefreshMillis: h.cfg.refresh.Milliseconds()})
 	return nil
 }
 
@@ -364,7 +381,7 @@ func kafkaError(err error) error {
 	switch {
 	case errors.Is(err, dlq.ErrInvalidArgument) && errors.As(err, &ce):
 		param := map[string]string{"Filter.Cursor": "cursor", "Filter.Limit": "limit", "Filter.Partitions": "partition",
-			"Filter.Until": "until", "dlqTopic": "topic"}[ce.Field]
+			"Filter.Until": "until", "dlqTopic": "topic", "ReplayTo": "to"}[ce.Field]
 		if param == "" {
 			param = ce.Field
 		}

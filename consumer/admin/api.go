@@ -25,6 +25,10 @@ type Info struct {
 	ReadOnly bool `json:"read_only"`
 	// Who is who the authorization hook says is asking; "" without a hook.
 	Who string `json:"who"`
+	// Payloads is true when the asker may read payloads (keys, values,
+	// header values, error texts: ActionViewPayloads); false without a
+	// hook.
+	Payloads bool `json:"payloads"`
 	// Consumers are the registered consumers' names.
 	Consumers []string `json:"consumers"`
 	// DLQ is true when the dead-letter views are enabled (DLQ option).
@@ -110,6 +114,9 @@ type BlockedView struct {
 	// Forwarding is true when the record is done with but its forward to a
 	// retry or dead-letter topic fails; such a record cannot be skipped.
 	Forwarding bool `json:"forwarding"`
+	// PayloadHidden is true when the asker may not read payloads
+	// (ActionViewPayloads): Key is null and Error empty.
+	PayloadHidden bool `json:"payload_hidden,omitempty"`
 }
 
 // ActionRecord is one entry of the action log (GET /api/actions), and the
@@ -175,58 +182,14 @@ type DLQPage struct {
 	Next string `json:"next,omitempty"`
 }
 
-// DLQRecord is one dead-letter record. In a listing, values longer than
-// 4 KiB are cut (ValueTruncated); GET /api/dlq/{topic}/{partition}/{offset}
-// gives the whole record.
-type DLQRecord struct {
-	// Topic, Partition and Offset locate the record in the dead-letter
-	// topic; Position is the same as "<topic>/<partition>/<offset>".
-	Topic     string `json:"topic"`
-	Partition int32  `json:"partition"`
-	Offset    int64  `json:"offset"`
-	Position  string `json:"position"`
-	// Timestamp is when it was dead-lettered.
-	Timestamp time.Time `json:"timestamp,omitzero"`
-	// Key and Value are the original record's.
-	Key            *string `json:"key"`
-	KeyEncoding    string  `json:"key_encoding,omitempty"`
-	Value          *string `json:"value"`
-	ValueEncoding  string  `json:"value_encoding,omitempty"`
-	ValueSize      int     `json:"value_size"`
-	ValueTruncated bool    `json:"value_truncated,omitempty"`
-	// Headers are the original record's headers.
-	Headers []Header `json:"headers"`
-	// DeadLetter is false for a record without retry headers (not written
-	// by a whippet consumer).
-	DeadLetter bool `json:"dead_letter"`
-	// Attempts, Reason, Error, Group, the Original* fields and the failure
-	// times are the failure information of the retry headers (retry.Info).
-	Attempts          int       `json:"attempts"`
-	Reason            string    `json:"reason"`
-	Error             string    `json:"error"`
-	Group             string    `json:"group"`
-	OriginalTopic     string    `json:"original_topic"`
-	OriginalPartition int32     `json:"original_partition"`
-	OriginalOffset    int64     `json:"original_offset"`
-	OriginalTimestamp time.Time `json:"original_timestamp,omitzero"`
-	FirstFailure      time.Time `json:"first_failure,omitzero"`
-	LastFailure       time.Time `json:"last_failure,omitzero"`
-	// ReplayedFrom, ReplayedAt and ReplayCount are set when the original
-	// record was itself produced by a replay (dlq.Record.Replayed).
-	ReplayedFrom string    `json:"replayed_from,omitempty"`
-	ReplayedAt   time.Time `json:"replayed_at,omitzero"`
-	ReplayCount  int       `json:"replay_count,omitempty"`
-}
+// DLQRecord is one dead-letter record: the JSON view the dlq package defines
+// (dlq.RecordView), which `whippet dlq list|show -json` prints too. In a
+// listing, values longer than 4 KiB are cut (ValueTruncated); GET
+// /api/dlq/{topic}/{partition}/{offset} gives the whole record.
+type DLQRecord = dlq.RecordView
 
-// Header is a record header.
-type Header struct {
-	// Key is the header's name.
-	Key string `json:"key"`
-	// Value is its value: text, or base64 when Encoding says so.
-	Value string `json:"value"`
-	// Encoding is "base64" when the value is not UTF-8.
-	Encoding string `json:"encoding,omitempty"`
-}
+// Header is a record header (dlq.HeaderView).
+type Header = dlq.HeaderView
 
 // ReplayRequest is the body of POST /api/dlq/{topic}/replay. Exactly one of
 // Positions, All and Filter selects what to replay.
@@ -239,6 +202,12 @@ type ReplayRequest struct {
 	Filter *ReplayFilter `json:"filter,omitempty"`
 	// DryRun only reports what would be replayed.
 	DryRun bool `json:"dry_run,omitempty"`
+	// To, if set, is the topic every selected record is replayed to,
+	// whatever topic its headers name. Without it, records go back only to
+	// the topic the dead-letter topic belongs to, and one whose headers name
+	// another is skipped (SkippedRecord.OtherTopic). The authorization hook
+	// sees it as Action.ReplayTo.
+	To string `json:"to,omitempty"`
 }
 
 // PartitionOffset locates a record in the topic of the request.
@@ -294,6 +263,10 @@ type SkippedRecord struct {
 	From string `json:"from"`
 	// Reason says why it was not replayed.
 	Reason string `json:"reason"`
+	// OtherTopic is true when its headers name another topic than the one
+	// the dead-letter topic belongs to: ReplayRequest.To replays it to a
+	// topic the operator names.
+	OtherTopic bool `json:"other_topic,omitempty"`
 }
 
 // PurgeRequest is the body of POST /api/dlq/{topic}/purge: exactly one of All
@@ -350,41 +323,24 @@ func encodeBytes(b []byte) (*string, string) {
 	return &s, "base64"
 }
 
+// hidePayload leaves the key and error text out of a blocked record
+// (ActionViewPayloads).
+func (v *BlockedView) hidePayload() {
+	v.Key, v.KeyEncoding, v.Error, v.PayloadHidden = nil, "", "", true
+}
+
+// hidePayloads hides the payloads of a consumer's blocked records.
+func (v *ConsumerView) hidePayloads() {
+	for i := range v.Partitions {
+		for j := range v.Partitions[i].Blocked {
+			v.Partitions[i].Blocked[j].hidePayload()
+		}
+	}
+}
+
 func blockedView(name string, b *consumer.BlockedRecord) BlockedView {
 	v := BlockedView{Consumer: name, Topic: b.Topic, Partition: b.Partition, Offset: b.Offset,
 		Error: b.Error, Attempts: b.Attempts, Since: b.Since, NextAttempt: b.NextAttempt, Forwarding: b.Forwarding}
 	v.Key, v.KeyEncoding = encodeBytes(b.Key)
-	return v
-}
-
-func dlqRecordView(r *dlq.Record, cut bool) DLQRecord {
-	v := DLQRecord{
-		Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Position: r.Position.String(),
-		Timestamp: r.Timestamp, ValueSize: len(r.Value), Headers: []Header{}, DeadLetter: r.DeadLetter,
-		Attempts: r.Info.Attempt, Reason: string(r.Info.Reason), Error: r.Info.LastError, Group: r.Info.Group,
-		OriginalTopic: r.Info.OriginalTopic, OriginalPartition: r.Info.OriginalPartition,
-		OriginalOffset: r.Info.OriginalOffset, OriginalTimestamp: r.Info.OriginalTimestamp,
-		FirstFailure: r.Info.FirstFailure, LastFailure: r.Info.LastFailure,
-	}
-	v.Key, v.KeyEncoding = encodeBytes(r.Key)
-	value := r.Value
-	if cut && len(value) > maxListedValue {
-		value, v.ValueTruncated = value[:maxListedValue], true
-		for !utf8.Valid(value) && utf8.Valid(r.Value) && len(value) > maxListedValue-utf8.UTFMax {
-			value = value[:len(value)-1] // do not cut a rune of a text value in two
-		}
-	}
-	v.Value, v.ValueEncoding = encodeBytes(value)
-	for _, h := range r.Headers {
-		val, enc := encodeBytes(h.Value)
-		hv := Header{Key: h.Key, Encoding: enc}
-		if val != nil {
-			hv.Value = *val
-		}
-		v.Headers = append(v.Headers, hv)
-	}
-	if m := r.Replayed; m != nil {
-		v.ReplayedFrom, v.ReplayedAt, v.ReplayCount = m.From.String(), m.At, m.Count
-	}
 	return v
 }

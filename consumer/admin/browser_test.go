@@ -237,6 +237,13 @@ func TestDashboardInChromium(t *testing.T) {
 	waitText(ctx, t, "#who", "read-only")
 	waitText(ctx, t, row+" button.skip[disabled]", "Skip")
 	waitText(ctx, t, "#consumers button.pause[disabled]", "Pause")
+	// ... and no payload: the key and the error text are hidden, and so
+	// are the filters that would tell them apart.
+	if text := waitText(ctx, t, row, a.topic+"/0", "hidden"); strings.Contains(text, "user-7") || strings.Contains(text, "card declined") {
+		t.Errorf("the read-only page shows the blocked record's payload: %q", text)
+	}
+	waitText(ctx, t, `#dlq-filter input[name="key"][disabled]`)
+	waitText(ctx, t, `#dlq-filter input[name="error"][disabled]`)
 
 	if err := chromedp.Run(ctx, chromedp.Navigate(srv.URL+"/whippet/")); err != nil {
 		t.Fatal(err)

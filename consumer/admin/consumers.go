@@ -89,10 +89,13 @@ func (h *Handler) listConsumers(w http.ResponseWriter, r *http.Request) error {
 	if _, err := h.view(r); err != nil {
 		return err
 	}
-	inFlight := h.inFlight()
+	inFlight, payloads := h.inFlight(), h.payloads(r)
 	out := make([]ConsumerView, len(h.consumers))
 	for i, e := range h.consumers {
 		out[i] = e.view(inFlight)
+		if !payloads {
+			out[i].hidePayloads()
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -106,7 +109,11 @@ func (h *Handler) getConsumer(w http.ResponseWriter, r *http.Request) error {
 	if _, err := h.view(r); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, e.view(h.inFlight()))
+	v := e.view(h.inFlight())
+	if !h.payloads(r) {
+		v.hidePayloads()
+	}
+	writeJSON(w, http.StatusOK, v)
 	return nil
 }
 
@@ -118,7 +125,11 @@ func (h *Handler) listPartitions(w http.ResponseWriter, r *http.Request) error {
 	if _, err := h.view(r); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, e.view(nil).Partitions)
+	v := e.view(nil)
+	if !h.payloads(r) {
+		v.hidePayloads()
+	}
+	writeJSON(w, http.StatusOK, v.Partitions)
 	return nil
 }
 
@@ -130,9 +141,13 @@ func (h *Handler) listBlocked(w http.ResponseWriter, r *http.Request) error {
 	if _, err := h.view(r); err != nil {
 		return err
 	}
-	out := []BlockedView{}
+	out, payloads := []BlockedView{}, h.payloads(r)
 	for _, b := range e.c.Blocked() {
-		out = append(out, blockedView(e.name, &b))
+		v := blockedView(e.name, &b)
+		if !payloads {
+			v.hidePayload()
+		}
+		out = append(out, v)
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -14,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/whippet-go/whippet/dlq"
+	"github.com/whippet-go/whippet/internal/check"
 	"github.com/whippet-go/whippet/retry"
 )
 
@@ -44,6 +44,17 @@ func (h *Handler) dlqTopic(r *http.Request) (string, error) {
 		names[i] = d.Topic
 	}
 	return "", notFound("%q is not a dead-letter topic of this service; these are: %s", topic, strings.Join(names, ", "))
+}
+
+// sourceOf returns the topic whose dead letters topic holds, if the handler
+// knows it (a registered consumer's), else "".
+func (h *Handler) sourceOf(topic string) string {
+	for _, d := range h.dlqTopics {
+		if d.Topic == topic {
+			return d.Source
+		}
+	}
+	return ""
 }
 
 // kafkaCtx bounds the Kafka work of a request by the Timeout option.
@@ -99,29 +110,14 @@ func (h *Handler) listDLQTopics(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// parseWhen reads an RFC 3339 time, or a duration before now ("90m", "2h",
-// "7d"), as the whippet CLI does.
+// parseWhen reads a time parameter as dlq.ParseTime does (the whippet CLI
+// too): an RFC 3339 time, or a duration before now ("90m", "2h", "7d").
 func parseWhen(param, s string, now time.Time) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
+	t, err := dlq.ParseTime(s, now)
+	if err != nil {
+		return time.Time{}, badParam(param, "%v", err)
 	}
-	var d time.Duration
-	var err error
-	if n, ok := strings.CutSuffix(s, "d"); ok {
-		var days int
-		days, err = strconv.Atoi(n)
-		if err == nil && days > int(math.MaxInt64/(24*time.Hour)) {
-			// More than time.Duration holds: it would wrap around.
-			return time.Time{}, badParam(param, "%q is more days ago than can be told (at most %d)", s, math.MaxInt64/(24*time.Hour))
-		}
-		d = time.Duration(days) * 24 * time.Hour
-	} else {
-		d, err = time.ParseDuration(s)
-	}
-	if err != nil || d < 0 {
-		return time.Time{}, badParam(param, "%q is neither an RFC 3339 time (2026-05-01T10:00:00Z) nor a duration ago (90m, 2h, 7d)", s)
-	}
-	return now.Add(-d), nil
+	return t, nil
 }
 
 func parseReason(param, s string) (retry.Reason, error) {
@@ -193,6 +189,10 @@ func (h *Handler) listDLQ(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	payloads := h.payloads(r)
+	if err := checkPayloadFilter(payloads, "", f.Key != nil, f.Error != ""); err != nil {
+		return err
+	}
 	ctx, cancel := h.kafkaCtx(r)
 	defer cancel()
 	page, err := h.cfg.dlq.List(ctx, topic, f)
@@ -201,7 +201,7 @@ func (h *Handler) listDLQ(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := DLQPage{Topic: topic, Records: make([]DLQRecord, 0, len(page.Records)), Next: page.Next}
 	for i := range page.Records {
-		out.Records = append(out.Records, dlqRecordView(&page.Records[i], true))
+		out.Records = append(out.Records, page.Records[i].View(dlq.ViewOptions{MaxValue: maxListedValue, HidePayload: !payloads}))
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -229,7 +229,21 @@ func (h *Handler) getDLQ(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return dlqError(ctx, err)
 	}
-	writeJSON(w, http.StatusOK, dlqRecordView(&rec, false))
+	writeJSON(w, http.StatusOK, rec.View(dlq.ViewOptions{HidePayload: !h.payloads(r)}))
+	return nil
+}
+
+// checkPayloadFilter refuses a filter by key or error text to who may not
+// read payloads (see ActionViewPayloads).
+func checkPayloadFilter(payloads bool, prefix string, byKey, byError bool) error {
+	switch {
+	case payloads:
+		return nil
+	case byKey:
+		return payloadFilter(prefix + "key")
+	case byError:
+		return payloadFilter(prefix + "error")
+	}
 	return nil
 }
 
@@ -292,7 +306,24 @@ func (h *Handler) replay(w http.ResponseWriter, r *http.Request) error {
 			return badParam(fmt.Sprintf("positions[%d]", i), "partition and offset must be >= 0, got %d/%d", p.Partition, p.Offset)
 		}
 	}
-	who, err := h.authorize(r, Action{Name: ActionReplay, Topic: topic, Partition: -1})
+	if req.To != "" {
+		if rule := check.TopicRule(req.To); rule != "" {
+			return badParam("to", "%s", rule)
+		}
+		if req.To == topic {
+			return badParam("to", "%q is the dead-letter topic itself", req.To)
+		}
+	}
+	if req.Filter != nil {
+		if err := checkPayloadFilter(h.payloads(r), "filter.", req.Filter.Key != nil, req.Filter.Error != ""); err != nil {
+			return err
+		}
+	}
+	name := ActionReplay
+	if req.DryRun {
+		name = ActionReplayDryRun
+	}
+	who, err := h.authorize(r, Action{Name: name, Topic: topic, Partition: -1, ReplayTo: req.To})
 	if err != nil {
 		return err
 	}
@@ -301,6 +332,11 @@ func (h *Handler) replay(w http.ResponseWriter, r *http.Request) error {
 	var opts []dlq.ActionOption
 	if req.DryRun {
 		opts = append(opts, dlq.DryRun())
+	}
+	if req.To != "" {
+		opts = append(opts, dlq.ReplayTo(req.To))
+	} else if src := h.sourceOf(topic); src != "" {
+		opts = append(opts, dlq.ReplaySource(src))
 	}
 	out := ReplayResponse{Topic: topic, DryRun: req.DryRun, Replayed: []ReplayedRecord{}, Skipped: []SkippedRecord{}}
 	add := func(res dlq.ReplayResult) {
@@ -312,7 +348,7 @@ func (h *Handler) replay(w http.ResponseWriter, r *http.Request) error {
 			out.Replayed = append(out.Replayed, ReplayedRecord{From: rr.From.String(), To: to})
 		}
 		for _, s := range res.Skipped {
-			out.Skipped = append(out.Skipped, SkippedRecord{From: s.From.String(), Reason: s.Reason})
+			out.Skipped = append(out.Skipped, SkippedRecord{From: s.From.String(), Reason: s.Reason, OtherTopic: s.OtherTopic})
 		}
 	}
 	var what string
@@ -331,12 +367,15 @@ func (h *Handler) replay(w http.ResponseWriter, r *http.Request) error {
 		what = fmt.Sprintf("%d selected record(s)", len(req.Positions))
 		err = h.replayPositions(ctx, topic, req.Positions, opts, add)
 	}
-	rec := ActionRecord{Who: who, Action: ActionReplay, Topic: topic, Partition: -1, Assigned: true}
-	verb := "replayed"
+	rec := ActionRecord{Who: who, Action: name, Topic: topic, Partition: -1, Assigned: true}
+	verb, to := "replayed", "the original topic"
 	if req.DryRun {
 		verb = "dry run: would replay"
 	}
-	rec.Detail = fmt.Sprintf("%s %d of %s to the original topic; %d skipped", verb, len(out.Replayed), what, len(out.Skipped))
+	if req.To != "" {
+		to = fmt.Sprintf("%s (named by the operator)", req.To)
+	}
+	rec.Detail = fmt.Sprintf("%s %d of %s to %s; %d skipped", verb, len(out.Replayed), what, to, len(out.Skipped))
 	if err != nil {
 		err = dlqError(ctx, err)
 	}
@@ -406,7 +445,11 @@ func (h *Handler) purge(w http.ResponseWriter, r *http.Request) error {
 		}
 		scope = dlq.PurgeBefore(t)
 	}
-	who, err := h.authorize(r, Action{Name: ActionPurge, Topic: topic, Partition: -1})
+	name := ActionPurge
+	if req.DryRun {
+		name = ActionPurgeDryRun
+	}
+	who, err := h.authorize(r, Action{Name: name, Topic: topic, Partition: -1})
 	if err != nil {
 		return err
 	}
@@ -421,7 +464,7 @@ func (h *Handler) purge(w http.ResponseWriter, r *http.Request) error {
 	for _, p := range res.Partitions {
 		out.Partitions = append(out.Partitions, PartitionPurge(p))
 	}
-	rec := ActionRecord{Who: who, Action: ActionPurge, Topic: topic, Partition: -1, Assigned: true}
+	rec := ActionRecord{Who: who, Action: name, Topic: topic, Partition: -1, Assigned: true}
 	if req.DryRun {
 		rec.Detail = fmt.Sprintf("dry run: would purge %d record(s) (%s)", res.Deleted, scope)
 	} else {

@@ -32,15 +32,40 @@
 //
 // # Authorization and the action log
 //
-// Without Authorize the handler is read-only: reads are served, actions get
-// 403. With it, the hook sees every API request (reads as ActionView) and
-// names who makes it; every action, done, failed or refused, is logged to
-// the Logger with that name, and the last 200 are served at GET /api/actions
-// and shown on the page. Dead-letter records carry business payloads: mount
-// the handler behind the service's authentication, or refuse ActionView in
-// the hook to whom should not read them. Actions are POST requests, and
-// cross-origin browser POSTs are refused (http.CrossOriginProtection), so a
-// page on another site cannot act with an operator's cookies.
+// Without Authorize the handler is read-only: reads are served without
+// payloads, actions get 403. With it, the hook sees every API request by
+// action name (see AuthorizeFunc for an example) and names who makes it:
+//
+//   - ActionView: every read. Refused: 403.
+//   - ActionViewPayloads: reading what records say: keys, values and header
+//     values of dead letters, keys of blocked records, and the error texts
+//     of both. Dead-letter records carry business payloads, often personal
+//     data, so seeing the dashboard does not imply seeing them. Refused (and
+//     without a hook), they are left out of the answers (PayloadHidden), and
+//     filtering by key or error text is refused, since it would tell hidden
+//     values apart.
+//   - ActionSkip, ActionSkipAll, ActionBlock, ActionPause, ActionResume,
+//     ActionPauseConsumer, ActionResumeConsumer: the consumer actions.
+//   - ActionReplayDryRun and ActionReplay, ActionPurgeDryRun and
+//     ActionPurge: a dry run has a name of its own, so that a hook can let an
+//     operator preview a replay or purge without letting them do it.
+//
+// Every action, done, failed or refused, is logged to the Logger with the
+// name the hook gave, and the last 200 are served at GET /api/actions and
+// shown on the page. Actions are POST requests, and cross-origin browser
+// POSTs are refused (http.CrossOriginProtection), so a page on another site
+// cannot act with an operator's cookies.
+//
+// # Replay targets
+//
+// A replay sends records only to the topic the dead-letter topic belongs to
+// (dlq.ReplaySource for the registered consumers' dead-letter topics; for
+// those given to DLQTopics, the topic the name and each record's group
+// header say). The whippet-original-topic header alone is not trusted: a
+// producer of the consumed topic can set it, and "replay all" would write
+// wherever it points. A record that names another topic is skipped
+// (SkippedRecord.OtherTopic); to replay elsewhere the operator names the
+// target (ReplayRequest.To), which the hook sees as Action.ReplayTo.
 //
 // # Routes
 //
@@ -48,7 +73,7 @@
 //
 //	GET  /                                    the dashboard page
 //	GET  /static/...                          its assets
-//	GET  /api/info                            title, read-only, who is asking
+//	GET  /api/info                            title, read-only, who is asking, payloads shown
 //	GET  /api/consumers                       every consumer with partitions and blocked records
 //	GET  /api/consumers/{name}                one consumer
 //	GET  /api/consumers/{name}/partitions     its assigned partitions

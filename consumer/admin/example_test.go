@@ -70,11 +70,15 @@ func Example() {
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
-	// What blocks?
+	// What blocks? Its key and error are payload: a named user may read
+	// them here (admin.ActionViewPayloads); an anonymous one sees them
+	// hidden.
 	var blocked []admin.BlockedView
 	for len(blocked) == 0 {
 		time.Sleep(20 * time.Millisecond)
-		res, err := srv.Client().Get(srv.URL + "/whippet/api/consumers/renewals/blocked")
+		req, _ := http.NewRequest("GET", srv.URL+"/whippet/api/consumers/renewals/blocked", nil)
+		req.Header.Set("X-User", "alice")
+		res, err := srv.Client().Do(req)
 		if err != nil {
 			panic(err)
 		}

@@ -31,11 +31,35 @@ type Option func(*config)
 
 // AuthorizeFunc decides whether the request r may do a. It returns who is
 // asking (a user name, a service account: whatever identifies the operator in
-// the action log), or an error to refuse: the request then gets 403 with the
-// error's message. It is called for every API request, reads included
-// (Action.Name is ActionView), so one hook can also keep dead-letter payloads
-// away from who should not see them; a hook that only guards actions returns
-// ("", nil) for ActionView. It must be safe for concurrent use.
+// the action log), or an error to refuse. It must be safe for concurrent use.
+//
+// It is asked about every API request: reads as ActionView (refused: the
+// request gets 403 with the error's message), and reads that show records
+// also as ActionViewPayloads (refused: the request is answered with the
+// payloads left out, see ActionViewPayloads). Actions are asked about by
+// name, a dry run under a name of its own (ActionReplayDryRun,
+// ActionPurgeDryRun), so that a hook can let an operator preview what a
+// replay or purge would do without letting them do it. A replay to a topic
+// the operator names (ReplayRequest.To) has Action.ReplayTo set. Unknown
+// names should be refused: a hook that only allows what it knows stays safe
+// when actions are added. For example:
+//
+//	func(r *http.Request, a admin.Action) (string, error) {
+//		u, ok := sso.User(r)
+//		switch {
+//		case !ok:
+//			return "", errors.New("sign in first")
+//		case a.Name == admin.ActionView, a.Name == admin.ActionReplayDryRun, a.Name == admin.ActionPurgeDryRun:
+//			return u.Name, nil
+//		case a.Name == admin.ActionViewPayloads && u.In("support"):
+//			return u.Name, nil
+//		case a.Name == admin.ActionReplay && a.ReplayTo == "" && u.OnCall:
+//			return u.Name, nil
+//		case u.In("kafka-admins"):
+//			return u.Name, nil
+//		}
+//		return "", fmt.Errorf("%s may not %s", u.Name, a.Name)
+//	}
 type AuthorizeFunc func(r *http.Request, a Action) (who string, err error)
 
 // Action is what an API request wants to do, as AuthorizeFunc sees it.
@@ -50,6 +74,10 @@ type Action struct {
 	Topic string
 	// Partition is the partition of a partition action; -1 otherwise.
 	Partition int32
+	// ReplayTo is the topic a replay (or its dry run) writes to when the
+	// request names one (ReplayRequest.To): the operator's choice instead of
+	// the topic the dead-letter topic belongs to. "" otherwise.
+	ReplayTo string
 }
 
 // The action names an AuthorizeFunc sees and the action log records.
@@ -57,6 +85,19 @@ const (
 	// ActionView is every read: the consumers, the dead-letter records, the
 	// action log.
 	ActionView = "view"
+	// ActionViewPayloads is reading what records say, beyond where and why
+	// they failed: the keys, values and header values of dead-letter
+	// records, the keys of blocked records, and the error texts of both
+	// (errors often quote the payload). Asked for every read that shows
+	// records, after ActionView. Refused, or without an Authorize hook, the
+	// answer leaves them out (dlq.RecordView.PayloadHidden,
+	// BlockedView.PayloadHidden: keys and values null, error texts and
+	// header values empty) and the key and error filters of the dead-letter
+	// listing and replay are refused with 403, since they would tell hidden
+	// values apart. Positions, offsets, reasons, attempts, times, original
+	// topics and header names stay visible. It is never an action: it is
+	// not logged.
+	ActionViewPayloads = "view-payloads"
 	// ActionSkip dead-letters the record that blocks a partition
 	// (consumer.Consumer.Skip).
 	ActionSkip = "skip"
@@ -73,12 +114,17 @@ const (
 	ActionPauseConsumer = "pause-consumer"
 	// ActionResumeConsumer resumes a whole consumer (consumer.Consumer.Resume).
 	ActionResumeConsumer = "resume-consumer"
-	// ActionReplay replays dead-letter records (dlq.Client.Replay), dry runs
-	// included.
+	// ActionReplay replays dead-letter records (dlq.Client.Replay); see
+	// Action.ReplayTo.
 	ActionReplay = "dlq-replay"
-	// ActionPurge purges a dead-letter topic (dlq.Client.Purge), dry runs
-	// included.
+	// ActionReplayDryRun reports what ActionReplay would replay, producing
+	// nothing (dlq.DryRun).
+	ActionReplayDryRun = "dlq-replay-dry-run"
+	// ActionPurge purges a dead-letter topic (dlq.Client.Purge).
 	ActionPurge = "dlq-purge"
+	// ActionPurgeDryRun reports what ActionPurge would delete, deleting
+	// nothing (dlq.DryRun).
+	ActionPurgeDryRun = "dlq-purge-dry-run"
 )
 
 type config struct {
@@ -137,7 +183,8 @@ func DLQTopics(topics ...string) Option {
 
 // Authorize sets the hook that authorizes every API request and names who
 // makes it (see AuthorizeFunc). Without it the handler is read-only: every
-// read is allowed and every action is refused with 403. Default: nil
+// read is allowed but shows no payloads (ActionViewPayloads is refused), and
+// every action, dry runs included, is refused with 403. Default: nil
 // (read-only).
 func Authorize(fn AuthorizeFunc) Option { return func(cfg *config) { cfg.authorize = fn } }
 

@@ -93,6 +93,18 @@ function bytesText(v, enc) {
   return v;
 }
 
+// hidden stands for a payload the API left out: the asker lacks the
+// view-payloads permission.
+const hiddenTitle = 'hidden: reading keys, values and errors needs the view-payloads permission';
+function hidden() { return el('span', {class: 'muted hidden-payload', title: hiddenTitle}, 'hidden'); }
+
+// payload shows a key or other bytes of a record (a dead letter or a
+// blocked record) unless the API hid them.
+function payload(rec, v, enc) {
+  if (rec.payload_hidden) return hidden();
+  return bytesText(v, enc);
+}
+
 // fmtNext shows when a blocked record is tried again.
 function fmtNext(s) {
   if (!s) return '–';
@@ -208,7 +220,7 @@ function renderBlocked() {
       : el('span', {class: 'buttons'},
           actionButton('Skip', 'danger skip', 'send the blocking record to the dead-letter topic; the partition goes on',
             () => act('POST', partPath(c.name, b.topic, b.partition, 'skip'), undefined,
-              {title: `Skip ${pos}?`, text: `The record at offset ${b.offset} of ${b.topic}/${b.partition} (key ${b.key === null ? '(null)' : b.key}) goes to the dead-letter topic with reason "skipped", and the partition goes on.`, ok: 'Skip record', danger: true})),
+              {title: `Skip ${pos}?`, text: `The record at offset ${b.offset} of ${b.topic}/${b.partition} (key ${b.payload_hidden ? 'hidden' : b.key === null ? '(null)' : b.key}) goes to the dead-letter topic with reason "skipped", and the partition goes on.`, ok: 'Skip record', danger: true})),
           p.skip_all ? null : actionButton('Skip all', 'skip-all', 'dead-letter every failing record of this partition until Block',
             () => act('POST', partPath(c.name, b.topic, b.partition, 'skip-all'), undefined,
               {title: `Skip all failing records of ${b.topic}/${b.partition}?`, text: 'Every record of this partition that fails, this one included, goes straight to the dead-letter topic instead of being retried in place, until you Block it again.', ok: 'Skip all', danger: true})));
@@ -216,8 +228,8 @@ function renderBlocked() {
       el('td', {}, c.name),
       el('td', {class: 'mono'}, `${b.topic}/${b.partition}`),
       el('td', {class: 'mono num'}, b.offset),
-      el('td', {class: 'mono key'}, bytesText(b.key, b.key_encoding)),
-      el('td', {class: 'error', title: b.error}, cut(b.error, 160)),
+      el('td', {class: 'mono key'}, payload(b, b.key, b.key_encoding)),
+      el('td', {class: 'error', title: b.error}, b.payload_hidden ? hidden() : cut(b.error, 160)),
       el('td', {class: 'num'}, b.attempts),
       el('td', {title: fmtTime(b.since)}, fmtAgo(b.since).replace(' ago', '')),
       el('td', {title: fmtTime(b.next_attempt)}, fmtNext(b.next_attempt)),
@@ -382,10 +394,10 @@ function renderDLQ() {
       onchange: (ev) => { ev.target.checked ? state.selected.add(r.position) : state.selected.delete(r.position); renderDLQ(); }})),
     el('td', {class: 'mono nowrap'}, `${r.partition}/${r.offset}`),
     el('td', {class: 'nowrap', title: r.timestamp}, fmtTime(r.timestamp)),
-    el('td', {class: 'mono key'}, bytesText(r.key, r.key_encoding)),
+    el('td', {class: 'mono key'}, payload(r, r.key, r.key_encoding)),
     el('td', {}, r.reason ? el('span', {class: 'badge reason-' + r.reason}, r.reason) : el('span', {class: 'muted'}, '–')),
     el('td', {class: 'num'}, r.attempts),
-    el('td', {class: 'error', title: r.error}, cut(r.error, 140)),
+    el('td', {class: 'error', title: r.error}, r.payload_hidden ? hidden() : cut(r.error, 140)),
     el('td', {class: 'mono nowrap'}, r.original_topic ? `${r.original_topic}/${r.original_partition}/${r.original_offset}` : '–'),
     el('td', {class: 'actions'}, el('span', {class: 'buttons'},
       el('button', {type: 'button', class: 'plain view', onclick: () => showRecord(r)}, 'View'),
@@ -408,20 +420,20 @@ async function showRecord(r) {
     row('dead-lettered', full.timestamp || '–'),
     row('reason', full.reason || '–'),
     row('attempts', String(full.attempts)),
-    row('error', full.error || '–'),
+    row('error', full.payload_hidden ? hidden() : full.error || '–'),
     row('group', full.group || '–'),
     row('original', full.original_topic ? `${full.original_topic}/${full.original_partition}/${full.original_offset} at ${full.original_timestamp || '?'}` : '–'),
     row('first failure', full.first_failure || '–'),
     row('last failure', full.last_failure || '–'),
     full.replayed_from ? row('replayed', `from ${full.replayed_from} at ${full.replayed_at} (replay ${full.replay_count})`) : null,
-    row('key', bytesText(full.key, full.key_encoding)),
+    row('key', payload(full, full.key, full.key_encoding)),
     !full.dead_letter ? row('note', 'no retry headers: not written by a whippet consumer') : null,
   ];
   const headers = full.headers.length
-    ? el('table', {class: 'kv'}, full.headers.map((h) => row(h.key, bytesText(h.value, h.encoding))))
+    ? el('table', {class: 'kv'}, full.headers.map((h) => row(h.key, full.payload_hidden ? hidden() : bytesText(h.value, h.encoding))))
     : el('p', {class: 'muted'}, 'no headers');
-  let value = full.value;
-  if (value !== null && full.value_encoding !== 'base64') {
+  let value = full.payload_hidden ? hiddenTitle : full.value;
+  if (value !== null && !full.payload_hidden && full.value_encoding !== 'base64') {
     try { value = JSON.stringify(JSON.parse(value), null, 2); } catch (e) { /* not JSON */ }
   }
   $('record-title').textContent = 'Dead letter ' + full.position;
@@ -593,6 +605,12 @@ async function start() {
     ? el('span', {class: 'badge warn', title: roTitle}, 'read-only')
     : el('span', {}, 'signed in as ', el('b', {}, info.who || 'anonymous')));
   $('dlq-section').hidden = !info.dlq;
+  for (const name of ['key', 'error']) {
+    // Filtering by them would tell hidden values apart: the API refuses it.
+    const input = $('dlq-filter').elements[name];
+    input.disabled = !info.payloads;
+    input.title = info.payloads ? '' : hiddenTitle;
+  }
   await refresh(true);
   schedule();
 }
