@@ -24,6 +24,8 @@ func TestPolicyErrorsNameTheField(t *testing.T) {
 		want string
 	}{
 		{"no blocking interval", retry.Blocking(), "Blocking needs at least one interval"},
+		{"no non-blocking interval", retry.NonBlocking(), "NonBlocking needs at least one interval (NoRetry dead-letters at once)"},
+		{"no non-blocking interval after blocking", retry.BlockingThenNonBlocking(retry.Blocking(0), retry.NonBlocking()), "NonBlocking needs at least one interval (NoRetry dead-letters at once)"},
 		{"negative blocking interval", retry.Blocking(time.Second, time.Second, -time.Millisecond), "Blocking interval 2 must be ≥ 0, got -1ms"},
 		{"negative non-blocking interval", retry.BlockingThenNonBlocking(retry.Blocking(time.Second), retry.NonBlocking(time.Minute, -time.Hour)), "NonBlocking interval 1 must be ≥ 0, got -1h0m0s"},
 		{"nil predicate", retry.NonBlocking(time.Second).NonRetriableErrors().NonRetriableIf(nil), "NonRetriableIf predicate 1 is nil"},

@@ -251,9 +251,14 @@ func WithInfo(ctx context.Context, info Info) context.Context {
 	return context.WithValue(ctx, infoKey{}, info)
 }
 
-// InfoFrom returns the retry information of the record being handled, e.g.
-// to tell a first attempt (Attempt 1) from a retry.
+// InfoFrom returns the retry information of the record being handled. On a
+// first attempt the consumer attaches none (it costs an allocation per
+// record): InfoFrom then returns Info{Attempt: 1} and ok false, so
+// info.Attempt is right whether or not the caller looks at ok. ok is true
+// for every retry, in place or from a retry topic.
 func InfoFrom(ctx context.Context) (Info, bool) {
-	info, ok := ctx.Value(infoKey{}).(Info)
-	return info, ok
+	if info, ok := ctx.Value(infoKey{}).(Info); ok {
+		return info, true
+	}
+	return Info{Attempt: 1}, false
 }

@@ -126,13 +126,15 @@ type Policy struct {
 	nonBlocking    []time.Duration
 	nonRetriableIf []func(error) bool
 	retryDecode    bool
+	noStages       bool // NonBlocking was given no interval
 }
 
 // NoRetry sends failed records straight to the dead-letter topic. It is the
 // consumer's default.
 func NoRetry() Policy { return Policy{} }
 
-// Blocking retries a failed record in place, once after each interval.
+// Blocking retries a failed record in place, once after each interval. A
+// zero interval retries at once. It needs at least one interval.
 func Blocking(intervals ...time.Duration) Policy {
 	return Policy{blocking: Intervals(append([]time.Duration(nil), intervals...))}
 }
@@ -141,11 +143,14 @@ func Blocking(intervals ...time.Duration) Policy {
 // an Exponential backoff, possibly Forever.
 func BlockingBackoff(b Backoff) Policy { return Policy{blocking: b} }
 
-// NonBlocking forwards a failed record to retry topic n after its n-th
-// failure, due intervals[n] later, and to the dead-letter topic after
-// len(intervals)+1 failed attempts.
+// NonBlocking forwards a failed record to retry topic n (numbered from 0:
+// <topic>-<group>-retry-0 is the first) after its (n+1)-th failure, due
+// intervals[n] later, and to the dead-letter topic after len(intervals)+1
+// failed attempts. A zero interval makes a retry due at once (still through
+// its retry topic, so the partition goes on). It needs at least one
+// interval: NoRetry is the policy that dead-letters at once.
 func NonBlocking(intervals ...time.Duration) Policy {
-	return Policy{nonBlocking: append([]time.Duration(nil), intervals...)}
+	return Policy{nonBlocking: append([]time.Duration(nil), intervals...), noStages: len(intervals) == 0}
 }
 
 // BlockingThenNonBlocking retries in place as blocking does, then forwards to
@@ -156,6 +161,7 @@ func BlockingThenNonBlocking(blocking, nonBlocking Policy) Policy {
 		nonBlocking:    nonBlocking.nonBlocking,
 		nonRetriableIf: append(append([]func(error) bool(nil), blocking.nonRetriableIf...), nonBlocking.nonRetriableIf...),
 		retryDecode:    blocking.retryDecode || nonBlocking.retryDecode,
+		noStages:       nonBlocking.noStages,
 	}
 }
 
@@ -229,6 +235,9 @@ func (p Policy) Validate() error {
 				return fmt.Errorf("Blocking interval %d must be ≥ 0, got %v", i, d)
 			}
 		}
+	}
+	if p.noStages {
+		return errors.New("NonBlocking needs at least one interval (NoRetry dead-letters at once)")
 	}
 	for i, d := range p.nonBlocking {
 		if d < 0 {

@@ -140,8 +140,8 @@ func TestTopicNames(t *testing.T) {
 }
 
 func TestInfoFromContext(t *testing.T) {
-	if _, ok := retry.InfoFrom(context.Background()); ok {
-		t.Fatal("a plain context carries no Info")
+	if info, ok := retry.InfoFrom(context.Background()); ok || info.Attempt != 1 {
+		t.Fatalf("InfoFrom(a plain context) = %+v, %v; want Attempt 1, false (a first attempt)", info, ok)
 	}
 	ctx := retry.WithInfo(context.Background(), retry.Info{Attempt: 2})
 	if info, ok := retry.InfoFrom(ctx); !ok || info.Attempt != 2 {
