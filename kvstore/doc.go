@@ -35,23 +35,21 @@
 //     uncompressed one), which becomes one of the store's chunks: a cold
 //     load writes each value once instead of twice. Such a chunk also holds
 //     its batch's framing and keys; if those ever outweigh the values in
-//     such chunks, the values are copied out. An entry costs its raw key
-//     and value plus about 75 bytes (a million 11-byte keys with 100-byte
-//     values: 186 bytes an entry in BenchmarkLoad, against 212 for a plain
-//     map[string]string). Get returns strings and slices that point into the
-//     chunks, with no copy: do not modify a []byte value. Stored bytes are
-//     never overwritten: an update appends, and a shard's chunks are
-//     compacted (live bytes copied to new chunks) once they hold as much
-//     garbage as live data; a value a caller keeps keeps its chunk alive.
-//   - Load speed. A cold load of a million such keys ran at 0.93x a plain
-//     franz-go consume of the same topic that keeps nothing (BenchmarkLoad,
-//     snappy batches); each in a new process (make bench, S4), at 0.79x to
-//     0.88x, with or without compression. The store reads 256 KiB a
-//     partition per fetch from a topic of compressed batches and 512 KiB
-//     from one of uncompressed batches (it looks at the topic's
-//     compression.type and, if the producers choose, at its first batch). Values of other codecs are
-//     decoded once, when the record is loaded, and kept as decoded. Other key types are kept in Go maps of
-//     decoded keys and values (more memory per entry, slower loads).
+//     such chunks, the values are copied out. Get returns strings and
+//     slices that point into the chunks, with no copy: do not modify a
+//     []byte value. Stored bytes are never overwritten: an update appends,
+//     and a shard's chunks are compacted (live bytes copied to new chunks)
+//     once they hold as much garbage as live data; a value a caller keeps
+//     keeps its chunk alive. Values of other codecs are decoded once, when
+//     the record is loaded, and kept as decoded. Other key types are kept in
+//     Go maps of decoded keys and values (more memory per entry, slower
+//     loads). bench/RESULTS.md has the memory per entry and load speed
+//     measured; docs/design.md why the store is built this way.
+//   - Fetch size. The store reads 256 KiB a partition per fetch from a
+//     topic of compressed batches and 512 KiB from one of uncompressed
+//     batches (it looks at the topic's compression.type and, if the
+//     producers choose, at its first batch); raise it over a slow link with
+//     Connection.ClientOptions (kgo.FetchMaxPartitionBytes).
 //   - Writes. Put and Delete produce to the topic through whippet's
 //     idempotent producer (acks=all), keyed so that Kafka's default
 //     partitioner puts every write of a key on the same partition, and by

@@ -13,14 +13,8 @@ import (
 // The store client's FetchMaxPartitionBytes, by the compression of the
 // topic's record batches. Kafka counts fetch limits in bytes as stored, so
 // a fetch of compressed batches carries several times the records of an
-// uncompressed one, and the right limit differs. Cold loads of 1,000,000
-// 111-byte records over 4 partitions, each in a new process, against a
-// plain franz-go consume (7 rounds each, medians): snappy batches loaded at
-// 0.85x with 256 KiB and 0.74x with 512 KiB (the first fetch, 4 x 512 KiB
-// of compressed batches, takes that much longer to arrive and decode, and
-// the load waits for it); uncompressed ones at 0.72x with 256 KiB (240
-// fetches, each a round trip) and 0.88x with 512 KiB. Over a slow link,
-// raise it with Connection.ClientOptions.
+// uncompressed one, and the right limit differs (measurements in
+// docs/design.md). Over a slow link, raise it with Connection.ClientOptions.
 const (
 	compressedFetchBytes   = 256 << 10
 	uncompressedFetchBytes = 512 << 10
