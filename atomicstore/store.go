@@ -232,7 +232,7 @@ func (s *Store[K, V]) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closing)
 		s.cl.Close()
-		s.closeErr = s.kv.Close()
+		s.closeErr = s.kv.Close(context.Background())
 	})
 	return s.closeErr
 }

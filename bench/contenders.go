@@ -428,7 +428,7 @@ func s4Store(ctx context.Context, f contenderFlags) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	defer func() { _ = s.Close() }()
+	defer func() { _ = s.Close(context.Background()) }()
 	if err := s.WaitReady(ctx); err != nil {
 		return result{}, err
 	}

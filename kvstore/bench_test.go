@@ -228,7 +228,7 @@ func BenchmarkLoad(b *testing.B) {
 			sr = append(sr, r)
 			fmt.Printf("  kvstore:      %d records in %v, %.0f rec/s, heap +%.0f MiB = %.0f B/entry (spans in use %.0f B/entry)\n",
 				n, d.Round(time.Millisecond), r, float64(after-before)/(1<<20), per, inUse[len(inUse)-1])
-			_ = s.Close()
+			_ = s.Close(context.Background())
 			ratios = append(ratios, r/fr[len(fr)-1])
 			ratios2 = append(ratios2, r/f2r[len(f2r)-1])
 
@@ -275,7 +275,7 @@ func BenchmarkGet(b *testing.B) {
 	for _, n := range []int{250, 100_000} {
 		topic := fillTopic(b, kc, 1, n)
 		_, _, s := loadStore(b, kc, topic, n)
-		b.Cleanup(func() { _ = s.Close() })
+		b.Cleanup(func() { _ = s.Close(context.Background()) })
 		keys := make([]string, n)
 		for i := range keys {
 			keys[i] = string(benchKey(i))

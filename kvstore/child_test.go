@@ -60,7 +60,7 @@ func child(mode string) error {
 	if err != nil {
 		return err
 	}
-	defer s.Close()
+	defer s.Close(context.Background())
 	if err := s.WaitReady(ctx); err != nil {
 		return err
 	}

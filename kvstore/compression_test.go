@@ -83,7 +83,7 @@ func TestLoadsEveryCompressionCodec(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer s.Close()
+			defer s.Close(context.Background())
 			if err := s.WaitReady(ctx); err != nil {
 				t.Fatal(err)
 			}

@@ -33,7 +33,7 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	defer countries.Close()
+	defer countries.Close(context.Background())
 	if err := countries.WaitReady(ctx); err != nil {
 		panic(err)
 	}

@@ -2,6 +2,7 @@ package kvstore_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -104,7 +105,7 @@ func checkLayout[K comparable, V any](t *testing.T, kc *testkit.Cluster, keys co
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer s.Close(context.Background())
 	if err := s.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}

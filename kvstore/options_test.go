@@ -50,7 +50,7 @@ func TestOpenValidatesOptions(t *testing.T) {
 			start := time.Now()
 			s, err := kvstore.Open(context.Background(), c.conn, c.topic, c.keys, c.values, c.opts...)
 			if err == nil {
-				_ = s.Close()
+				_ = s.Close(context.Background())
 				t.Fatal("no error")
 			}
 			if time.Since(start) > time.Second {

@@ -71,8 +71,8 @@ func TestSurvivesBrokerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%d warnings logged across the restart", logs.Len())
-	_ = w.Close()
-	_ = s.Close()
+	_ = w.Close(context.Background())
+	_ = s.Close(context.Background())
 	broker.Close()
 	goleak.VerifyNone(t, ignore)
 }
@@ -135,7 +135,7 @@ func TestWaitReadyExplains(t *testing.T) {
 	if err := s.WaitReady(ctxT(t, 30*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	_ = s.Close()
+	_ = s.Close(context.Background())
 	if err := s.WaitReady(context.Background()); err != nil {
 		t.Fatalf("WaitReady after ready and closed: %v", err)
 	}

@@ -44,12 +44,12 @@ func TestSecurity(t *testing.T) {
 			return s
 		}
 		w := open("writer")
-		defer w.Close()
+		defer w.Close(context.Background())
 		if err := w.Put(ctx, "pt", "Portugal"); err != nil {
 			t.Fatalf("Put over SASL_SSL: %v", err)
 		}
 		r := open("reader")
-		defer r.Close()
+		defer r.Close(context.Background())
 		if v, ok := r.Get("pt"); !ok || v != "Portugal" {
 			t.Errorf("second store Get(pt) = %q, %v; want Portugal", v, ok)
 		}
@@ -63,7 +63,7 @@ func TestSecurity(t *testing.T) {
 		s, err := kvstore.Open(octx, whippet.Connection{Brokers: kc.SecureBrokers, Logger: log, ClientOptions: kc.OptsAs(t, wrong)}, topic, codec.String(), codec.String())
 		t.Logf("Open with a wrong password returned after %s: %v", time.Since(start), err)
 		if err == nil {
-			s.Close()
+			s.Close(context.Background())
 			t.Fatal("Open with a wrong password succeeded")
 		}
 		if octx.Err() != nil {

@@ -486,10 +486,11 @@ func (s *Store[K, V]) awaitApplied(ctx context.Context, partition int32, offset 
 
 // Close stops the loader and the subscriptions (it waits for callbacks under
 // way to return; pending changes are dropped), fails the writes waiting to
-// be applied with ErrClosed, waits up to 5s for writes in flight, closes the
-// Kafka client and unregisters the metrics. It is safe to call more than
-// once; later calls return the first call's result.
-func (s *Store[K, V]) Close() error {
+// be applied with ErrClosed, waits for writes in flight (up to 5s, or until
+// ctx ends, whichever is first), closes the Kafka client and unregisters the
+// metrics. It is safe to call more than once; later calls return the first
+// call's result.
+func (s *Store[K, V]) Close(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		s.applyMu.Lock()
 		s.closed = true
@@ -498,7 +499,7 @@ func (s *Store[K, V]) Close() error {
 		s.stopLoad()
 		<-s.loaderEnd
 		s.subsWG.Wait()
-		ctx, cancel := context.WithTimeout(context.Background(), closeFlushTimeout)
+		ctx, cancel := context.WithTimeout(ctx, closeFlushTimeout)
 		if err := s.prod.Close(ctx); err != nil {
 			s.closeErr = fmt.Errorf("kvstore %q: close: %w", s.cfg.name, err)
 		}

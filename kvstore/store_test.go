@@ -73,7 +73,7 @@ func openStoreNoWaitConn(t testing.TB, conn whippet.Connection, topic string, op
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = s.Close() })
+	t.Cleanup(func() { _ = s.Close(context.Background()) })
 	return s
 }
 
@@ -136,7 +136,7 @@ func TestPutGetDeleteReadsYourWrites(t *testing.T) {
 	if n != 49 || len(snap) != 49 {
 		t.Fatalf("All gave %d, Snapshot %d, want 49", n, len(snap))
 	}
-	if err := s.Close(); err != nil {
+	if err := s.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Put(ctx, "x", Value{}); !errors.Is(err, kvstore.ErrClosed) {
@@ -299,7 +299,7 @@ func TestSubscribe(t *testing.T) {
 	if err := s.Subscribe(ctx, func(kvstore.Change[string, Value]) {}, kvstore.SkipExisting()); err != nil {
 		t.Fatal(err)
 	}
-	_ = s.Close()
+	_ = s.Close(context.Background())
 	if err := s.Subscribe(ctx, func(kvstore.Change[string, Value]) {}); !errors.Is(err, kvstore.ErrClosed) {
 		t.Fatalf("Subscribe after Close = %v", err)
 	}
@@ -486,7 +486,7 @@ func TestMetricsAndReadiness(t *testing.T) {
 	if !errors.Is(err, kvstore.ErrInvalidConfig) || !errors.As(err, &ce) || ce.Field != "Connection.Registerer" {
 		t.Fatalf("second store with the same Name: %v", err)
 	}
-	_ = s.Close()
+	_ = s.Close(context.Background())
 	rec = httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/ready", nil))
 	if rec.Code != http.StatusServiceUnavailable {
@@ -506,7 +506,7 @@ func TestTopicCreatedCompactedOrRefused(t *testing.T) {
 	topic := testkit.TopicName(t.Name())
 	t.Cleanup(func() { _, _ = adm.DeleteTopic(context.Background(), topic) })
 	s := openStore(t, kc, topic, kvstore.Partitions(3), kvstore.ReplicationFactor(1), kvstore.TopicConfig("min.compaction.lag.ms", "0"))
-	_ = s.Close()
+	_ = s.Close(context.Background())
 	rcs, err := adm.DescribeTopicConfigs(ctx, topic)
 	if err != nil {
 		t.Fatal(err)

@@ -89,7 +89,7 @@ func run(brokersFlag string) error {
 	if err != nil {
 		return err
 	}
-	defer refdata.Close()
+	defer refdata.Close(context.Background())
 	for code, c := range initialCountries {
 		if err := refdata.Put(ctx, code, c); err != nil {
 			return err
@@ -186,7 +186,7 @@ func startService(ctx context.Context, kafka whippet.Connection, name, countries
 	}
 	zones, err := kvstore.Open(ctx, kafka, zonesTopic, codec.String(), codec.JSON[TimeZone](), opts...)
 	if err != nil {
-		countries.Close()
+		countries.Close(context.Background())
 		return nil, err
 	}
 	s := &service{name: name, countries: countries, zones: zones, stop: func() {}}
@@ -250,8 +250,8 @@ func (s *service) updateZone(ctx context.Context, tz string, fn func([]string) [
 // zones).
 func (s *service) close() {
 	s.stop()
-	s.countries.Close()
-	s.zones.Close()
+	s.countries.Close(context.Background())
+	s.zones.Close(context.Background())
 }
 
 // waitZones waits until the time-zones store holds want.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/producer"
 )
 
@@ -38,7 +39,7 @@ func seqKey(i int) string { return fmt.Sprintf("%07d", i) }
 // newFeed creates the feed's producer: whippet's defaults plus opts.
 func newFeed(t *testing.T, brokers []string, topic string, rate int, opts ...producer.Option) *feed {
 	t.Helper()
-	p, err := producer.New(append([]producer.Option{producer.Brokers(brokers...), producer.ClientID("chaos-feed")}, opts...)...)
+	p, err := producer.New(whippet.Connection{Brokers: brokers, ClientID: "chaos-feed"}, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -75,7 +75,7 @@ func testStores(t *testing.T, e *env) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = s.Close() })
+		t.Cleanup(func() { _ = s.Close(context.Background()) })
 		if err := s.WaitReady(ctxT(t, time.Minute)); err != nil {
 			t.Fatal(err)
 		}
