@@ -51,6 +51,7 @@ var (
 // Command is one update of a key, sent by Store.Update or Store.Send and
 // applied by the Processor. Build it with Add, Set, CompareAndSet or Call.
 type Command struct {
+	id     string // set by WithID; else Send and Update choose a random one
 	op     string
 	arg    []byte
 	val    any // Set / CAS new value, encoded by the store's value codec
@@ -60,6 +61,15 @@ type Command struct {
 
 // Op returns the command's operation name.
 func (c Command) Op() string { return c.op }
+
+// WithID returns a copy of c whose command id is id instead of a random one
+// chosen by Send or Update. Use it to send the same logical update again
+// (after ErrUpdateTimeout, or after an error that leaves unknown whether
+// Kafka stored the command).
+func (c Command) WithID(id string) Command { c.id = id; return c }
+
+// ID returns the command id set by WithID, or "" if none was set.
+func (c Command) ID() string { return c.id }
 
 // Add returns a command adding n to an int64 value (a missing key counts as
 // 0). Only for stores whose value type is int64.

@@ -144,7 +144,10 @@ func (s *Store[K, V]) Replica() *kvstore.Store[K, V] { return s.kv }
 // once Kafka acknowledged it, without waiting for the result. The command is
 // then applied exactly once (unless Send's caller sends it again).
 func (s *Store[K, V]) Send(ctx context.Context, key K, cmd Command) (string, error) {
-	id := newID()
+	id := cmd.id
+	if id == "" {
+		id = newID()
+	}
 	return id, s.send(ctx, key, cmd, id)
 }
 
@@ -188,7 +191,10 @@ func (s *Store[K, V]) Update(ctx context.Context, key K, cmd Command) (V, error)
 	var zero V
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.updateTimeout)
 	defer cancel()
-	id := newID()
+	id := cmd.id
+	if id == "" {
+		id = newID()
+	}
 	ch := make(chan result, 1)
 	s.w.mu.Lock()
 	s.w.waits[id] = ch
