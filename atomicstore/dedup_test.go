@@ -3,6 +3,7 @@ package atomicstore_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -136,5 +137,62 @@ func TestDedupSurvivesProcessorRestart(t *testing.T) {
 	}
 	if v := counter(t, s, "k"); v != 2 {
 		t.Fatalf("k = %d, want 2: a command sent again after a processor restart was applied again", v)
+	}
+}
+
+// TestDedupWindowBound: with a window of 2 ids, a command sent again after
+// two others reached its partition is applied again (the documented limit);
+// one sent again within the window is not.
+func TestDedupWindowBound(t *testing.T) {
+	kc := testkit.Shared(t)
+	name := testkit.TopicName(t.Name())
+	runProcessor(t, kc, name, name+"-p1", atomicstore.Partitions(1), atomicstore.DedupWindow(2))
+	s := openStore(t, kc, name, atomicstore.Int64(), atomicstore.Partitions(1))
+	ctx := context.Background()
+	for _, id := range []string{"a", "b", "c", "c"} {
+		if _, err := s.Update(ctx, "k", atomicstore.Add(1).WithID(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v := counter(t, s, "k"); v != 3 { // the counter's Add(0) is one more id: b leaves
+		t.Fatalf("k = %d after a, b, c, c: want 3", v)
+	}
+	if v, err := s.Update(ctx, "k", atomicstore.Add(1).WithID("a")); err != nil || v != 4 {
+		t.Fatalf("a sent again after 3 other ids: %d, %v; want 4 (applied again: beyond the window)", v, err)
+	}
+}
+
+// TestIDReusedForAnotherKey: an id applied for one key and sent for
+// another key of the same partition is rejected, and changes nothing.
+func TestIDReusedForAnotherKey(t *testing.T) {
+	kc := testkit.Shared(t)
+	name := testkit.TopicName(t.Name())
+	runProcessor(t, kc, name, name+"-p1", atomicstore.Partitions(1))
+	s := openStore(t, kc, name, atomicstore.Int64(), atomicstore.Partitions(1))
+	ctx := context.Background()
+	if v, err := s.Update(ctx, "k1", atomicstore.Add(1).WithID("x")); err != nil || v != 1 {
+		t.Fatalf("k1: %d, %v", v, err)
+	}
+	_, err := s.Update(ctx, "k2", atomicstore.Add(1).WithID("x"))
+	if !errors.Is(err, atomicstore.ErrRejected) || !strings.Contains(err.Error(), "already used for another key") {
+		t.Fatalf("id of k1 sent for k2: %v; want ErrRejected", err)
+	}
+	if v1, v2 := counter(t, s, "k1"), counter(t, s, "k2"); v1 != 1 || v2 != 0 {
+		t.Fatalf("k1 = %d, k2 = %d; want 1, 0", v1, v2)
+	}
+}
+
+// TestWithIDChecked: an empty or too long id is refused before anything is
+// sent.
+func TestWithIDChecked(t *testing.T) {
+	kc := testkit.Shared(t)
+	s := openStore(t, kc, testkit.TopicName(t.Name()), atomicstore.Int64())
+	for _, id := range []string{"", strings.Repeat("i", atomicstore.MaxCommandIDLen+1)} {
+		if _, err := s.Update(context.Background(), "k", atomicstore.Add(1).WithID(id)); err == nil || !strings.Contains(err.Error(), "WithID") {
+			t.Errorf("Update with a %d-byte id: %v", len(id), err)
+		}
+		if _, err := s.Send(context.Background(), "k", atomicstore.Add(1).WithID(id)); err == nil || !strings.Contains(err.Error(), "WithID") {
+			t.Errorf("Send with a %d-byte id: %v", len(id), err)
+		}
 	}
 }

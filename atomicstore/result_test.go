@@ -2,6 +2,7 @@ package atomicstore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -86,9 +87,35 @@ func storeHas(ctx context.Context, t *testing.T, kc *testkit.Cluster, name, id s
 // replica fetches it. The Update must still get its result once the replica
 // goes on, not ErrUpdateTimeout.
 func TestUpdateGetsItsResultAfterCompactionRemovedIt(t *testing.T) {
+	v, a, err := updateWhileCompacted(t)
+	if err != nil || v != 1 {
+		t.Fatalf("Update whose result record was compacted away before the replica fetched it: %d, %v; want 1, nil", v, err)
+	}
+	if v := counter(t, a, "k"); v != 1 {
+		t.Fatalf("k = %d after one add of 1 (and adds of 0)", v)
+	}
+}
+
+// TestUpdateResultUnknownBeyondTheWindow: as above, but the processor's
+// dedup window (1 id) no longer has the command when the Update asks for
+// its result: ErrResultUnknown, and the add counted once.
+func TestUpdateResultUnknownBeyondTheWindow(t *testing.T) {
+	v, a, err := updateWhileCompacted(t, atomicstore.DedupWindow(1))
+	if !errors.Is(err, atomicstore.ErrResultUnknown) {
+		t.Fatalf("Update whose result was compacted away and left the window: %d, %v; want ErrResultUnknown", v, err)
+	}
+	if v := counter(t, a, "k"); v != 1 {
+		t.Fatalf("k = %d after one add of 1 (and adds of 0)", v)
+	}
+}
+
+// updateWhileCompacted runs the scenario of
+// TestUpdateGetsItsResultAfterCompactionRemovedIt with a processor with
+// opts, and returns what the Update returned and its store.
+func updateWhileCompacted(t *testing.T, opts ...atomicstore.Option) (int64, *atomicstore.Store[string, int64], error) {
 	kc := testkit.Shared(t)
 	name := testkit.TopicName(t.Name())
-	runProcessor(t, kc, name, name+"-p1")
+	runProcessor(t, kc, name, name+"-p1", opts...)
 	gate := newFetchGate()
 	a, err := atomicstore.Open(context.Background(), name, producer.String(), atomicstore.Int64(),
 		atomicstore.Brokers(kc.Brokers...), atomicstore.Partitions(3), atomicstore.UpdateTimeout(90*time.Second),
@@ -148,7 +175,5 @@ func TestUpdateGetsItsResultAfterCompactionRemovedIt(t *testing.T) {
 	})
 	gate.release()
 	r := <-done
-	if r.err != nil || r.v != 1 {
-		t.Fatalf("Update whose result record was compacted away before the replica fetched it: %d, %v; want 1, nil", r.v, r.err)
-	}
+	return r.v, a, r.err
 }
