@@ -22,7 +22,19 @@ const (
 	// HeaderError is set on a store record written for a rejected command:
 	// the value is unchanged and the header holds the reason.
 	HeaderError = "whippet-cmd-error"
+	// HeaderDuplicate is set on a store record that answers a command
+	// whose id the processor already applied (a command sent again, or
+	// the result query of an Update) instead of applying it: the record's
+	// value is the key's current value, unchanged. The header's value is
+	// the original result: "=" followed by the value the command left, or
+	// "-" if it left none; or empty when the record only carries an error
+	// (HeaderError) and no original result.
+	HeaderDuplicate = "whippet-cmd-duplicate"
 )
+
+// MaxCommandIDLen bounds the length of a command id set with WithID, in
+// bytes.
+const MaxCommandIDLen = 256
 
 // Built-in operation names (a registered update function may not use the
 // "whippet." prefix).
@@ -30,6 +42,11 @@ const (
 	OpAdd = "whippet.add"
 	OpSet = "whippet.set"
 	OpCAS = "whippet.cas"
+	// OpQuery is the operation of a result query that Update sends when
+	// its replica may have missed its result (see Update): the processor
+	// answers it with the result of the command with the same id, and
+	// never applies it.
+	OpQuery = "whippet.query"
 )
 
 var (
@@ -42,8 +59,16 @@ var (
 	// error).
 	ErrCASMismatch = errors.New("atomicstore: compare-and-set: current value differs")
 	// ErrUpdateTimeout is wrapped by Update's error when no result arrived
-	// within UpdateTimeout. The command may still be applied later.
+	// within UpdateTimeout. The command may still be applied later: retry
+	// with the same command id (Command.WithID; the id is in the error's
+	// text), which the processor applies once.
 	ErrUpdateTimeout = errors.New("atomicstore: timed out waiting for the result")
+	// ErrResultUnknown is wrapped by Update's error when its command was
+	// applied (once) but its result is lost: the replica missed the store
+	// record that carried it (compaction removed it first) and the
+	// processor no longer has the command id in its dedup window. Do not
+	// send the command again: it would be applied again.
+	ErrResultUnknown = errors.New("atomicstore: the command was applied, but its result is no longer known")
 	// ErrClosed is returned by the methods of a closed Store.
 	ErrClosed = errors.New("atomicstore: closed")
 )
@@ -51,6 +76,8 @@ var (
 // Command is one update of a key, sent by Store.Update or Store.Send and
 // applied by the Processor. Build it with Add, Set, CompareAndSet or Call.
 type Command struct {
+	id     string // set by WithID; else Send and Update choose a random one
+	idSet  bool
 	op     string
 	arg    []byte
 	val    any // Set / CAS new value, encoded by the store's value codec
@@ -60,6 +87,20 @@ type Command struct {
 
 // Op returns the command's operation name.
 func (c Command) Op() string { return c.op }
+
+// WithID returns a copy of c whose command id is id (1 to MaxCommandIDLen
+// bytes; Send and Update refuse others) instead of a random one chosen by
+// Send or Update. The processor applies a command id once: sending a
+// command again with the same id, after ErrUpdateTimeout or after an error
+// that leaves unknown whether Kafka stored it, does not apply it again, and
+// Update returns the original result (value and outcome) — as long as the
+// id is still in the processor's dedup window (see DedupWindow). Use an id
+// that names the logical update (for example "order-17:add"), not one per
+// attempt, and the same key in every send.
+func (c Command) WithID(id string) Command { c.id, c.idSet = id, true; return c }
+
+// ID returns the command id set by WithID, or "" if none was set.
+func (c Command) ID() string { return c.id }
 
 // Add returns a command adding n to an int64 value (a missing key counts as
 // 0). Only for stores whose value type is int64.
@@ -118,6 +159,18 @@ func splitCAS(b []byte) (old, v []byte, err error) {
 		return nil, nil, errors.New("malformed compare-and-set argument")
 	}
 	return b[k : k+int(n)], b[k+int(n):], nil
+}
+
+// commandID returns the command's id, or a new random one if WithID was
+// not used.
+func (c Command) commandID() (string, error) {
+	if !c.idSet {
+		return newID(), nil
+	}
+	if c.id == "" || len(c.id) > MaxCommandIDLen {
+		return "", fmt.Errorf("atomicstore: WithID: the command id must be 1 to %d bytes, got %d", MaxCommandIDLen, len(c.id))
+	}
+	return c.id, nil
 }
 
 func newID() string {

@@ -42,6 +42,7 @@ func TestEveryConfigErrorNamesItsField(t *testing.T) {
 		{"update timeout", "s", []atomicstore.Option{ok, atomicstore.UpdateTimeout(0)}, false, "UpdateTimeout", "must be positive, got 0s"},
 		{"load timeout", "s", []atomicstore.Option{ok, atomicstore.LoadTimeout(-time.Second)}, false, "LoadTimeout", "must be positive, got -1s"},
 		{"nil logger", "s", []atomicstore.Option{ok, atomicstore.Logger(nil)}, false, "Logger", "must not be nil"},
+		{"dedup window", "s", []atomicstore.Option{ok, atomicstore.DedupWindow(-1)}, false, "DedupWindow", "must be 0 (off) or more, got -1"},
 		{"nil client option", "s", []atomicstore.Option{ok, atomicstore.ClientOptions(kgo.ClientID("x"), nil)}, false, "ClientOptions", "option 1 is nil"},
 		{"output topic", "s", []atomicstore.Option{ok, atomicstore.OutputTopics("ok", "not ok")}, false, "OutputTopics", `"not ok": must contain only`},
 		{"transaction batch records", "s", []atomicstore.Option{ok, atomicstore.TransactionalID("p-0"), atomicstore.TransactionBatch(-1, time.Second)}, true,

@@ -19,6 +19,29 @@
 // client's replica of the store topic (a kvstore.Store, read_committed)
 // matches it as it fetches it. Get reads that replica.
 //
+// # Sending a command again
+//
+// Kafka's transactions make each command record count once, but a client
+// that sends the same update twice (again after ErrUpdateTimeout, or after a
+// produce error although Kafka stored the record) makes two records. So the
+// processor deduplicates by command id: per partition it remembers the
+// outcomes of the last DedupWindow ids it applied (10,000 by default), and
+// answers a command whose id is among them with a store record that leaves
+// the value as it is and carries the original result (HeaderDuplicate), so
+// every Update with that id returns the same value and outcome. Give the
+// command a stable id with Command.WithID to retry safely. The window is
+// rebuilt with the values from the store records, which carry the ids; an
+// id whose record compaction removed, or that is older than the last
+// DedupWindow commands of its partition, is forgotten, and a command sent
+// again then is applied again.
+//
+// A result can be missed: a replica that lags (its store partition's leader
+// restarting) may find that compaction removed the record with its result,
+// replaced by a later record of the same key. The replica sees the offsets
+// it skipped, and each Update waiting on that partition then sends a result
+// query (OpQuery, never applied) that the processor answers from its window,
+// or with ErrResultUnknown if the id left it.
+//
 // # Where the processor gets the current value
 //
 // The processor must know each key's current value before it applies a

@@ -30,6 +30,9 @@ const (
 	// DefaultLoadTimeout bounds one rebuild of a store partition by the
 	// processor, including the wait for open transactions on it to end.
 	DefaultLoadTimeout = 15 * time.Second
+	// DefaultDedupWindow is how many command ids per partition the
+	// processor remembers (see DedupWindow).
+	DefaultDedupWindow = 10_000
 )
 
 // Option configures a Store (Open) or a Processor (NewProcessor). Every
@@ -49,6 +52,7 @@ type config struct {
 	batchInterval time.Duration
 	batchSet      bool
 	outputs       []string
+	dedupWindow   int
 }
 
 func defaultConfig() config {
@@ -57,6 +61,7 @@ func defaultConfig() config {
 		replication:   -1,
 		updateTimeout: DefaultUpdateTimeout,
 		loadTimeout:   DefaultLoadTimeout,
+		dedupWindow:   DefaultDedupWindow,
 		logger:        zap.NewNop(),
 	}
 }
@@ -105,6 +110,24 @@ func TransactionBatch(maxRecords int, maxInterval time.Duration) Option {
 func OutputTopics(topics ...string) Option {
 	return func(c *config) { c.outputs = append(c.outputs, topics...) }
 }
+
+// DedupWindow sets how many command ids the processor remembers per
+// partition, with the outcome of each: the last n commands applied to the
+// partition. A command whose id is among them is not applied again: the
+// processor answers it with the original result (see Command.WithID), and
+// so answers the result query of an Update whose replica missed its result.
+// A command sent again after more than n others reached its partition is
+// applied again. 0 turns deduplication off. Processor only.
+//
+// The window is rebuilt with the partition's values from the store topic
+// (after a restart, a rebalance, an aborted transaction), from the store
+// records that carry the ids: those that compaction removed (a later record
+// of the same key exists and the segment is no longer the active one) are
+// forgotten then. The store topic's min.compaction.lag.ms keeps them for at
+// least that long. Memory: about 150 bytes plus the value's size per id.
+// Size it to the commands a partition receives while a client waits
+// (UpdateTimeout) and retries. Default: DefaultDedupWindow (10,000).
+func DedupWindow(n int) Option { return func(c *config) { c.dedupWindow = n } }
 
 // Logger sets the structured logger. Default: no logs.
 func Logger(l *zap.Logger) Option { return func(c *config) { c.logger = l } }
@@ -155,6 +178,9 @@ func (c *config) validate(name string, keysNil, valuesNil, processor bool) error
 	}
 	if c.updateTimeout <= 0 {
 		bad("UpdateTimeout", "must be positive, got %v", c.updateTimeout)
+	}
+	if c.dedupWindow < 0 {
+		bad("DedupWindow", "must be 0 (off) or more, got %d", c.dedupWindow)
 	}
 	if c.loadTimeout <= 0 {
 		bad("LoadTimeout", "must be positive, got %v", c.loadTimeout)

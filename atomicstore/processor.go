@@ -40,12 +40,13 @@ type Processor[K comparable, V any] struct {
 }
 
 // partState is the processor's copy of one store partition: the values of
-// its keys as of the last command applied.
+// its keys and the dedup window as of the last command applied.
 type partState struct {
 	mu       sync.Mutex
 	assigned uint64 // consumer.Assignment of the handler context the state was built in
 	last     int64  // offset of the last command applied
 	vals     map[string][]byte
+	win      *window
 }
 
 // NewProcessor validates the options (TransactionalID is required) and
@@ -129,6 +130,16 @@ func (p *Processor[K, V]) handle(ctx context.Context, rec *kgo.Record) error {
 	cur, exists := st.vals[string(rec.Key)]
 	op, _ := header(rec, HeaderOp)
 	id, _ := header(rec, HeaderCommandID)
+	if id != "" {
+		if seen, ok := st.win.get(id); ok || op == OpQuery {
+			// Applied before (or a query): answer, do not apply.
+			if err := consumer.Emit(ctx, p.answer(rec, id, cur, seen, ok)); err != nil {
+				return err
+			}
+			st.last = rec.Offset
+			return nil
+		}
+	}
 	eff := &effects{}
 	next, applyErr := p.apply(context.WithValue(ctx, effectsKey{}, eff), op, rec, cur, exists)
 	out := &kgo.Record{Topic: StoreTopic(p.name), Key: rec.Key, Value: cur}
@@ -156,8 +167,46 @@ func (p *Processor[K, V]) handle(ctx context.Context, rec *kgo.Record) error {
 			st.vals[string(rec.Key)] = next
 		}
 	}
+	if id != "" {
+		o := outcome{key: keyHash(rec.Key), value: out.Value, rejected: applyErr != nil}
+		if applyErr != nil {
+			o.reason = applyErr.Error()
+		}
+		st.win.add(id, o)
+	}
 	st.last = rec.Offset
 	return nil
+}
+
+// answer returns the store record answering command rec, whose id was
+// applied before (seen, if known) or which is a result query: the key's
+// current value, unchanged, with the original result, or with the reason
+// there is none.
+func (p *Processor[K, V]) answer(rec *kgo.Record, id string, cur []byte, seen outcome, known bool) *kgo.Record {
+	out := &kgo.Record{Topic: StoreTopic(p.name), Key: rec.Key, Value: cur,
+		Headers: []kgo.RecordHeader{{Key: HeaderCommandID, Value: []byte(id)}}}
+	var reason string
+	switch {
+	case !known:
+		// A query follows its command in the partition: the command
+		// was applied, but its id left the window since.
+		reason = ErrResultUnknown.Error()
+	case seen.key != keyHash(rec.Key):
+		reason = fmt.Sprintf("command id %q was already used for another key", id)
+	default:
+		out.Headers = append(out.Headers, kgo.RecordHeader{Key: HeaderDuplicate, Value: duplicateValue(seen.value)})
+		if seen.rejected {
+			out.Headers = append(out.Headers, kgo.RecordHeader{Key: HeaderError, Value: []byte(seen.reason)})
+		}
+		p.log.Debug("command applied before: answered with its result", zap.Int32("partition", rec.Partition), zap.Int64("offset", rec.Offset), zap.String("id", id))
+		return out
+	}
+	p.log.Debug("command not applied", zap.Int32("partition", rec.Partition), zap.Int64("offset", rec.Offset), zap.String("id", id), zap.String("reason", reason))
+	// An empty HeaderDuplicate: an answer without an original result,
+	// which a rebuild does not take into the window.
+	out.Headers = append(out.Headers, kgo.RecordHeader{Key: HeaderDuplicate, Value: []byte{}},
+		kgo.RecordHeader{Key: HeaderError, Value: []byte(reason)})
+	return out
 }
 
 // apply computes the new encoded value; an error rejects the command.
@@ -248,20 +297,21 @@ func (p *Processor[K, V]) partition(ctx context.Context, rec *kgo.Record) (*part
 	if st.vals != nil && st.assigned == assignment && rec.Offset > st.last {
 		return st, nil
 	}
-	st.vals = nil
-	vals, err := p.load(ctx, rec.Partition)
+	st.vals, st.win = nil, nil
+	vals, win, err := p.load(ctx, rec.Partition)
 	if err != nil {
 		st.mu.Unlock()
 		return nil, err
 	}
-	st.vals, st.assigned, st.last = vals, assignment, rec.Offset-1
+	st.vals, st.win, st.assigned, st.last = vals, win, assignment, rec.Offset-1
 	return st, nil
 }
 
 // load reads store partition part up to its end, once no transaction is
 // open on it: read_committed, so it holds exactly the values of the commands
-// committed before the consumer's position.
-func (p *Processor[K, V]) load(ctx context.Context, part int32) (map[string][]byte, error) {
+// committed before the consumer's position, and the outcomes of the last
+// command ids (DedupWindow) that the partition's records still carry.
+func (p *Processor[K, V]) load(ctx context.Context, part int32) (map[string][]byte, *window, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.loadTimeout)
 	defer cancel()
 	topic := StoreTopic(p.name)
@@ -282,18 +332,19 @@ func (p *Processor[K, V]) load(ctx context.Context, part int32) (map[string][]by
 			}
 		}
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("store partition %d: a transaction is still open on it after %v", part, p.cfg.loadTimeout)
+			return nil, nil, fmt.Errorf("store partition %d: a transaction is still open on it after %v", part, p.cfg.loadTimeout)
 		}
 		sleep(ctx, 50)
 	}
 	starts, err := p.adm.ListStartOffsets(ctx, topic)
 	if err != nil {
-		return nil, fmt.Errorf("store partition %d: listing start offsets: %w", part, err)
+		return nil, nil, fmt.Errorf("store partition %d: listing start offsets: %w", part, err)
 	}
 	vals := make(map[string][]byte)
+	win := newWindow(p.cfg.dedupWindow)
 	start, _ := starts.Lookup(topic, part)
 	if start.Offset >= end {
-		return vals, nil
+		return vals, win, nil
 	}
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(p.cfg.brokers...)}, append(p.cfg.clientOpts,
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {part: kgo.NewOffset().At(start.Offset)}}),
@@ -302,13 +353,13 @@ func (p *Processor[K, V]) load(ctx context.Context, part int32) (map[string][]by
 		kgo.FetchMaxWait(100*time.Millisecond),
 	)...)...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer cl.Close()
 	for done := false; !done; {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("store partition %d: reading up to offset %d: %w", part, end, ctx.Err())
+			return nil, nil, fmt.Errorf("store partition %d: reading up to offset %d: %w", part, end, ctx.Err())
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			if r.Offset >= end {
@@ -321,12 +372,15 @@ func (p *Processor[K, V]) load(ctx context.Context, part int32) (map[string][]by
 				} else {
 					vals[string(r.Key)] = r.Value
 				}
+				if id, o, ok := rebuildOutcome(r); ok {
+					win.add(id, o)
+				}
 			}
 			if r.Offset == end-1 {
 				done = true
 			}
 		})
 	}
-	p.log.Debug("store partition rebuilt", zap.Int32("partition", part), zap.Int64("end", end), zap.Int("keys", len(vals)))
-	return vals, nil
+	p.log.Debug("store partition rebuilt", zap.Int32("partition", part), zap.Int64("end", end), zap.Int("keys", len(vals)), zap.Int("ids", len(win.outs)))
+	return vals, win, nil
 }

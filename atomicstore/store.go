@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -41,37 +42,109 @@ type result struct {
 	failed bool
 }
 
+// waiter is one Update waiting for its result.
+type waiter struct {
+	key  []byte
+	part int32
+	res  chan result   // buffered: one send
+	gap  chan struct{} // buffered: the replica skipped offsets of part
+}
+
 // watch sees every record the replica fetches (read_committed) and hands
-// those carrying a waited-for command id to their Update. Unlike a kvstore
-// subscription, it never merges two changes of a key.
+// those carrying a waited-for command id, for the waiter's key, to their
+// Updates. Unlike a kvstore subscription, it never merges two changes of a
+// key. It also tells the Updates waiting on a partition when the replica
+// skipped offsets of it: records removed by compaction (possibly one with
+// their result, when the replica lagged) or by an aborted transaction.
 type watch struct {
 	mu    sync.Mutex
-	waits map[string]chan result
+	waits map[string][]*waiter
+	next  map[int32]int64 // per partition, the offset after the last record fetched
 }
+
+func (w *watch) add(id string, wt *waiter) {
+	w.mu.Lock()
+	w.waits[id] = append(w.waits[id], wt)
+	w.mu.Unlock()
+}
+
+func (w *watch) remove(id string, wt *waiter) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ws := slices.DeleteFunc(w.waits[id], func(x *waiter) bool { return x == wt })
+	if len(ws) == 0 {
+		delete(w.waits, id)
+	} else {
+		w.waits[id] = ws
+	}
+}
+
+// oldQueryAnswer is how a processor that predates result queries rejects
+// one: not an answer to wait for.
+var oldQueryAnswer = fmt.Sprintf("unknown operation %q", OpQuery)
 
 // OnFetchRecordUnbuffered implements kgo.HookFetchRecordUnbuffered.
 func (w *watch) OnFetchRecordUnbuffered(r *kgo.Record, polled bool) {
 	if !polled {
 		return
 	}
-	id, ok := header(r, HeaderCommandID)
-	if !ok {
-		return
-	}
+	id, hasID := header(r, HeaderCommandID)
+	var got []*waiter
 	w.mu.Lock()
-	ch := w.waits[id]
-	delete(w.waits, id)
+	next, known := w.next[r.Partition]
+	if !known || r.Offset >= next {
+		w.next[r.Partition] = r.Offset + 1
+	}
+	if known && r.Offset > next {
+		for _, ws := range w.waits {
+			for _, wt := range ws {
+				if wt.part == r.Partition {
+					select {
+					case wt.gap <- struct{}{}:
+					default:
+					}
+				}
+			}
+		}
+	}
+	if hasID && !r.Attrs.IsControl() {
+		if msg, _ := header(r, HeaderError); msg != oldQueryAnswer {
+			ws := w.waits[id]
+			keep := ws[:0]
+			for _, wt := range ws {
+				if bytes.Equal(wt.key, r.Key) {
+					got = append(got, wt)
+				} else {
+					keep = append(keep, wt)
+				}
+			}
+			if len(keep) == 0 {
+				delete(w.waits, id)
+			} else {
+				w.waits[id] = keep
+			}
+		}
+	}
 	w.mu.Unlock()
-	if ch == nil {
+	if len(got) == 0 {
 		return
 	}
 	// A copy: Update decodes the value on another goroutine, and r.Value
 	// shares the replica's fetch buffer.
 	res := result{value: bytes.Clone(r.Value)}
+	if dup, ok := header(r, HeaderDuplicate); ok && dup != "" {
+		// An answer to a command applied before: its original result.
+		res.value = nil
+		if dup[0] == '=' {
+			res.value = []byte(dup[1:])
+		}
+	}
 	if msg, ok := header(r, HeaderError); ok {
 		res.failed, res.errMsg = true, msg
 	}
-	ch <- res // buffered, one send per id
+	for _, wt := range got {
+		wt.res <- res // buffered, one send per waiter
+	}
 }
 
 // Open validates the options, creates the topics "<name>-commands" and
@@ -101,7 +174,7 @@ func Open[K comparable, V any](ctx context.Context, name string, keys codec.Code
 		cl.Close()
 		return nil, err
 	}
-	w := &watch{waits: make(map[string]chan result)}
+	w := &watch{waits: make(map[string][]*waiter), next: make(map[int32]int64)}
 	var kv *kvstore.Store[K, V]
 	// ensureTopics saw the store topic in one broker's metadata; the
 	// replica's client may ask another broker that does not know it yet (on
@@ -141,30 +214,45 @@ func (s *Store[K, V]) Replica() *kvstore.Store[K, V] { return s.kv }
 
 // Send produces cmd for key to the commands topic and returns its command id
 // once Kafka acknowledged it, without waiting for the result. The command is
-// then applied exactly once (unless Send's caller sends it again).
+// then applied exactly once. Sending it again with the same id
+// (cmd.WithID(id)) does not apply it again within the processor's dedup
+// window. The id is returned with an error too: with Kafka's error it may
+// have been stored all the same.
 func (s *Store[K, V]) Send(ctx context.Context, key K, cmd Command) (string, error) {
-	id := newID()
-	return id, s.send(ctx, key, cmd, id)
+	id, err := cmd.commandID()
+	if err != nil {
+		return "", err
+	}
+	kb, arg, err := s.encode(key, cmd)
+	if err != nil {
+		return id, err
+	}
+	return id, s.produce(ctx, kb, cmd.op, arg, id)
 }
 
-func (s *Store[K, V]) send(ctx context.Context, key K, cmd Command, id string) error {
-	kb, err := s.keys.Encode(key)
+// encode returns the record key and value of cmd for key.
+func (s *Store[K, V]) encode(key K, cmd Command) (kb, arg []byte, err error) {
+	kb, err = s.keys.Encode(key)
 	if err != nil {
-		return fmt.Errorf("atomicstore: encoding the key: %w", err)
+		return nil, nil, fmt.Errorf("atomicstore: encoding the key: %w", err)
 	}
 	if kb == nil {
-		return errors.New("atomicstore: the key encodes to a null key, which Kafka does not partition by hash")
+		return nil, nil, errors.New("atomicstore: the key encodes to a null key, which Kafka does not partition by hash")
 	}
-	arg, err := encodeArg(cmd, s.values.Encode)
+	arg, err = encodeArg(cmd, s.values.Encode)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
+	return kb, arg, nil
+}
+
+func (s *Store[K, V]) produce(ctx context.Context, kb []byte, op string, arg []byte, id string) error {
 	rec := &kgo.Record{
 		Topic: CommandsTopic(s.name), Key: kb, Value: arg,
 		// Explicit, so that a client partitioner option cannot break
 		// co-partitioning with the store topic.
 		Partition: partitionOf(kb, s.parts),
-		Headers:   []kgo.RecordHeader{{Key: HeaderOp, Value: []byte(cmd.op)}, {Key: HeaderCommandID, Value: []byte(id)}},
+		Headers:   []kgo.RecordHeader{{Key: HeaderOp, Value: []byte(op)}, {Key: HeaderCommandID, Value: []byte(id)}},
 	}
 	if err := s.cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
 		if errors.Is(err, kgo.ErrClientClosed) {
@@ -175,55 +263,94 @@ func (s *Store[K, V]) send(ctx context.Context, key K, cmd Command, id string) e
 	return nil
 }
 
+// queryInterval is the least time between two result queries of an Update.
+const queryInterval = time.Second
+
 // Update sends cmd for key and waits (at most UpdateTimeout, or until ctx
 // ends) for the processor to apply it, and returns the resulting value. The
 // result is matched by the command id the processor copies onto the store
 // record, as the local replica fetches it. A rejected command returns the
 // unchanged value and an error wrapping ErrRejected (and ErrCASMismatch for a
-// failed compare-and-set). On timeout (ErrUpdateTimeout) the command may
-// still be applied later: do not blindly send it again unless it is
-// idempotent.
+// failed compare-and-set).
+//
+// On ErrUpdateTimeout, or an error producing the command, the command may
+// have been stored and be applied later. To try again without applying it
+// twice, send it with the same id: set one with cmd.WithID before the first
+// try (the id is also in ErrUpdateTimeout's text). A command whose id the
+// processor already applied is answered with its original result (value
+// and outcome) and not applied again, within the processor's dedup window
+// (DedupWindow). Several Updates with one id, from one client or many, all
+// get that result.
+//
+// If the replica skips offsets of the key's partition while Update waits
+// (compaction removed records before the replica, lagging behind after a
+// broker restart, fetched them: perhaps the one with the result), Update
+// asks the processor for its result again (an OpQuery command, at most once
+// per second), which answers from its dedup window. If the id left the
+// window meanwhile, Update returns ErrResultUnknown: the command was applied
+// once, do not send it again.
 func (s *Store[K, V]) Update(ctx context.Context, key K, cmd Command) (V, error) {
 	var zero V
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.updateTimeout)
-	defer cancel()
-	id := newID()
-	ch := make(chan result, 1)
-	s.w.mu.Lock()
-	s.w.waits[id] = ch
-	s.w.mu.Unlock()
-	defer func() {
-		s.w.mu.Lock()
-		delete(s.w.waits, id)
-		s.w.mu.Unlock()
-	}()
-	if err := s.send(ctx, key, cmd, id); err != nil {
+	id, err := cmd.commandID()
+	if err != nil {
 		return zero, err
 	}
-	select {
-	case r := <-ch:
-		var v V
-		if r.value != nil {
-			var err error
-			if v, err = s.values.Decode(r.value); err != nil {
-				return zero, fmt.Errorf("atomicstore: decoding the result: %w", err)
-			}
-		}
-		if r.failed {
-			if r.errMsg == ErrCASMismatch.Error() {
-				return v, fmt.Errorf("%w: %w", ErrRejected, ErrCASMismatch)
-			}
-			return v, fmt.Errorf("%w: %s", ErrRejected, r.errMsg)
-		}
-		return v, nil
-	case <-s.closing:
-		return zero, ErrClosed
-	case <-ctx.Done():
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return zero, fmt.Errorf("%w: command %s after %v", ErrUpdateTimeout, id, s.cfg.updateTimeout)
-		}
-		return zero, ctx.Err()
+	kb, arg, err := s.encode(key, cmd)
+	if err != nil {
+		return zero, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.updateTimeout)
+	defer cancel()
+	wt := &waiter{key: kb, part: partitionOf(kb, s.parts), res: make(chan result, 1), gap: make(chan struct{}, 1)}
+	s.w.add(id, wt)
+	defer s.w.remove(id, wt)
+	if err := s.produce(ctx, kb, cmd.op, arg, id); err != nil {
+		return zero, err
+	}
+	lastAsk := time.Now() // the command itself
+	var ask <-chan time.Time
+	for {
+		select {
+		case r := <-wt.res:
+			return s.result(r)
+		case <-wt.gap:
+			if ask == nil {
+				ask = time.After(max(0, time.Until(lastAsk.Add(queryInterval))))
+			}
+		case <-ask:
+			ask, lastAsk = nil, time.Now()
+			// An error (ctx ended, the client closed) is seen below.
+			_ = s.produce(ctx, kb, OpQuery, nil, id)
+		case <-s.closing:
+			return zero, ErrClosed
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return zero, fmt.Errorf("%w: command %s after %v", ErrUpdateTimeout, id, s.cfg.updateTimeout)
+			}
+			return zero, ctx.Err()
+		}
+	}
+}
+
+// result decodes what the processor wrote for a command.
+func (s *Store[K, V]) result(r result) (V, error) {
+	var v, zero V
+	if r.value != nil {
+		var err error
+		if v, err = s.values.Decode(r.value); err != nil {
+			return zero, fmt.Errorf("atomicstore: decoding the result: %w", err)
+		}
+	}
+	if r.failed {
+		switch r.errMsg {
+		case ErrCASMismatch.Error():
+			return v, fmt.Errorf("%w: %w", ErrRejected, ErrCASMismatch)
+		case ErrResultUnknown.Error():
+			return zero, ErrResultUnknown
+		}
+		return v, fmt.Errorf("%w: %s", ErrRejected, r.errMsg)
+	}
+	return v, nil
 }
 
 // Close releases the replica and the producer; Updates still waiting

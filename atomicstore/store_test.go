@@ -38,10 +38,10 @@ func startProcessor[V any](t *testing.T, kc *testkit.Cluster, name, txnID string
 	})
 }
 
-func openStore[V any](t *testing.T, kc *testkit.Cluster, name string, values codec.Codec[V]) *atomicstore.Store[string, V] {
+func openStore[V any](t *testing.T, kc *testkit.Cluster, name string, values codec.Codec[V], opts ...atomicstore.Option) *atomicstore.Store[string, V] {
 	t.Helper()
-	s, err := atomicstore.Open(context.Background(), name, codec.String(), values,
-		atomicstore.Brokers(kc.Brokers...), atomicstore.Partitions(3), atomicstore.UpdateTimeout(60*time.Second))
+	s, err := atomicstore.Open(context.Background(), name, codec.String(), values, append([]atomicstore.Option{
+		atomicstore.Brokers(kc.Brokers...), atomicstore.Partitions(3), atomicstore.UpdateTimeout(60 * time.Second)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
