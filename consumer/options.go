@@ -148,8 +148,13 @@ func BackpressureWait(d time.Duration) Option { return func(c *config) { c.backp
 // KeyParallel turns on key-parallel mode: within a partition, records with
 // different keys are handled concurrently while records of one key stay in
 // offset order. At most concurrency handlers run at once across the whole
-// consumer. The committed offset never passes an unfinished record. Default:
-// off (each partition is handled strictly in offset order by one worker).
+// consumer. The committed offset never passes an unfinished record. Memory
+// and goroutines do not grow with the number of keys: at most
+// PartitionBuffer records of a partition are given to their keys at once
+// (the rest of a fetch waits, in offset order), and a partition runs at most
+// concurrency workers, plus one per record waiting between blocking retries.
+// Default: off (each partition is handled strictly in offset order by one
+// worker).
 func KeyParallel(concurrency int) Option {
 	return func(c *config) { c.keyParallel, c.keyConcurrency = true, concurrency }
 }
