@@ -285,7 +285,7 @@ func (p *partition) forwarded(f *forwardState, out *kgo.Record, err error) {
 		p.settle(f, false)
 		return
 	}
-	err = toolarge.Explain(p.c.fwd, "kgo.ProducerBatchMaxBytes (ClientOptions)", out, err)
+	err = toolarge.Explain(p.c.fwd, p.c.limits.option(out.Topic), out, err)
 	p.mu.Lock()
 	stopped := p.stopped
 	p.mu.Unlock()

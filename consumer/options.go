@@ -230,6 +230,15 @@ func RetryFor(topic string, p retry.Policy) Option {
 // topics when it starts: partitions (0: as many as the source topic),
 // replication factor (-1: the broker's default.replication.factor) and topic
 // configs (nil: the broker's defaults). Default: 0, -1, nil.
+//
+// Unless configs sets max.message.bytes, a retry or dead-letter topic is
+// created with its source topic's max.message.bytes plus 16 KiB for the
+// retry headers, so that any record of the source can be forwarded (a record
+// that is larger than that uncompressed still cannot). Existing topics are
+// not altered: one that takes smaller records than that is logged as a
+// warning at start, and a failing record too large for it blocks its
+// partition (Blocked says "record too large" with the topic's limit) until
+// its max.message.bytes is raised.
 func RetryTopics(partitions int32, replication int16, configs map[string]*string) Option {
 	return func(c *config) {
 		c.retryPartitions, c.retryReplication, c.retryConfigs = partitions, replication, configs
