@@ -194,3 +194,46 @@ func TestForwardRefusedAsTooLargeSaysWhyInBlocked(t *testing.T) {
 		return nil
 	})
 }
+
+// TestTransactionalNeverCommitsPastAnOutputTheClientRefused checks, on real
+// Kafka, that in transactional mode an output the producing client refuses
+// before sending it (here: 1.2 MB, more than franz-go's default batch limit
+// for an ordinary topic) aborts the transaction: the input offset is never
+// committed past the record, so the output is not lost. franz-go calls a
+// refused record's promise asynchronously, possibly only when the session
+// flushes at End, after the decision to commit was taken.
+func TestTransactionalNeverCommitsPastAnOutputTheClientRefused(t *testing.T) {
+	kc := testkit.Shared(t)
+	in := kc.NewTopic(t, 1, nil)
+	out := kc.NewTopic(t, 1, nil)
+	group := in
+	kc.Produce(t, &kgo.Record{Topic: in, Value: []byte("v")})
+	big := make([]byte, 1200_000)
+	_, _ = rand.Read(big)
+	core, logs := observer.New(zap.WarnLevel)
+	c := newTxnConsumer(t, kc, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+		return consumer.Emit(ctx, &kgo.Record{Topic: out, Value: big})
+	}), group, group+"-txn", consumer.Topics(in), consumer.TransactionBatch(1, 10*time.Millisecond), consumer.Logger(zap.New(core)))
+	run(t, c)
+	adm := kc.Admin(t)
+	aborts := func() []observer.LoggedEntry {
+		return logs.FilterMessageSnippet("transaction aborted").FilterFieldKey("error").All()
+	}
+	testkit.Eventually(t, 30*time.Second, func() error {
+		if got := committed(t, adm, group, in); got[0] > 0 {
+			return nil // fails below
+		}
+		if n := len(aborts()); n < 5 {
+			return fmt.Errorf("%d transactions aborted, want 5", n)
+		}
+		return nil
+	})
+	if got := committed(t, adm, group, in); got[0] > 0 {
+		t.Fatalf("committed %v: past the record whose output was refused (%d aborts before)", got, len(aborts()))
+	}
+	for _, e := range aborts() {
+		if msg := fmt.Sprint(e.ContextMap()["error"]); !strings.Contains(msg, "record too large") {
+			t.Fatalf("transaction aborted with %q, want record too large", msg)
+		}
+	}
+}
