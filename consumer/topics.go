@@ -144,6 +144,13 @@ func (c *Consumer) createTopics(ctx context.Context, source string, names ...str
 			partitions = int32(len(d.Partitions))
 		}
 	}
+	if need > 0 {
+		// Before the topics exist: franz-go reads a partition's batch limit
+		// once, when it first sees the partition.
+		for _, name := range missing {
+			c.limits.set(name, need)
+		}
+	}
 	resps, err := adm.CreateTopics(ctx, partitions, c.cfg.retryReplication, configs, missing...)
 	if err != nil {
 		return fmt.Errorf("consumer: creating retry and dead-letter topics %v: %w", missing, err)
@@ -151,9 +158,6 @@ func (c *Consumer) createTopics(ctx context.Context, source string, names ...str
 	for _, r := range resps.Sorted() {
 		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
 			return fmt.Errorf("consumer: creating topic %s: %w", r.Topic, r.Err)
-		}
-		if need > 0 {
-			c.limits.set(r.Topic, need)
 		}
 	}
 	c.log.Info("created retry and dead-letter topics", zap.Strings("topics", missing), zap.Int32("partitions", partitions),
