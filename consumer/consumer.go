@@ -105,6 +105,7 @@ type Consumer struct {
 	handlerCtx context.Context          // parent of every partition's handler context
 	stages     map[string]stage         // the retry topics this consumer subscribes to
 	fwd        *kgo.Client              // forwards to retry and dead-letter topics
+	limits     topicLimits              // batch limits of the retry and dead-letter topics
 	txn        atomic.Pointer[txnBatch] // transactional mode: the transaction under way
 
 	started   atomic.Bool
@@ -234,6 +235,7 @@ func (c *Consumer) forwarderOptions() []kgo.Opt {
 	opts := []kgo.Opt{
 		kgo.ClientID(c.cfg.clientID + "-forwarder"),
 		kgo.WithLogger(kzap.New(c.cfg.logger, kzap.Level(kgo.LogLevelWarn))),
+		kgo.ProducerBatchMaxBytesFn(c.limits.batchMaxBytes),
 	}
 	opts = append(opts, c.cfg.clientOpts...)
 	return append(opts, kgo.SeedBrokers(c.cfg.brokers...))
@@ -279,7 +281,8 @@ func (c *Consumer) baseClientOptions() []kgo.Opt {
 		// franz-go's default is 20ms: a transaction begun right after the
 		// last one ended often waits that long for the broker to finish
 		// writing the markers.
-		opts = append(opts, kgo.ConcurrentTransactionsBackoff(5*time.Millisecond),
+		opts = append(opts, kgo.ProducerBatchMaxBytesFn(c.limits.batchMaxBytes), // it forwards too
+			kgo.ConcurrentTransactionsBackoff(5*time.Millisecond),
 			// Kafka 4 (transactions v2, KIP-890) answers a produce that comes
 			// while the last transaction's markers are still being written
 			// with CONCURRENT_TRANSACTIONS, and franz-go retries it only

@@ -173,6 +173,7 @@ func (p *partition) retryBlocking(h *handling, rec *kgo.Record, info *retry.Info
 		p.updateBlocked(br, info.LastError, info.Attempt, time.Now().Add(d))
 		if p.keyed {
 			<-p.c.sem // a record waiting to be retried holds no handler slot
+			p.runnerWaits()
 		}
 		t := time.NewTimer(d)
 		var outcome result = handled // the wait ended: retry
@@ -186,6 +187,7 @@ func (p *partition) retryBlocking(h *handling, rec *kgo.Record, info *retry.Info
 		}
 		t.Stop()
 		if p.keyed {
+			p.runnerBack()
 			p.c.sem <- struct{}{} // the caller releases it; every holder is in a handler that returns
 		}
 		if outcome != handled {
@@ -283,7 +285,7 @@ func (p *partition) forwarded(f *forwardState, out *kgo.Record, err error) {
 		p.settle(f, false)
 		return
 	}
-	err = toolarge.Explain(p.c.fwd, "kgo.ProducerBatchMaxBytes (ClientOptions)", out, err)
+	err = toolarge.Explain(p.c.fwd, p.c.limits.option(out.Topic), out, err)
 	p.mu.Lock()
 	stopped := p.stopped
 	p.mu.Unlock()

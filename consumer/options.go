@@ -148,8 +148,13 @@ func BackpressureWait(d time.Duration) Option { return func(c *config) { c.backp
 // KeyParallel turns on key-parallel mode: within a partition, records with
 // different keys are handled concurrently while records of one key stay in
 // offset order. At most concurrency handlers run at once across the whole
-// consumer. The committed offset never passes an unfinished record. Default:
-// off (each partition is handled strictly in offset order by one worker).
+// consumer. The committed offset never passes an unfinished record. Memory
+// and goroutines do not grow with the number of keys: at most
+// PartitionBuffer records of a partition are given to their keys at once
+// (the rest of a fetch waits, in offset order), and a partition runs at most
+// concurrency workers, plus one per record waiting between blocking retries.
+// Default: off (each partition is handled strictly in offset order by one
+// worker).
 func KeyParallel(concurrency int) Option {
 	return func(c *config) { c.keyParallel, c.keyConcurrency = true, concurrency }
 }
@@ -225,6 +230,15 @@ func RetryFor(topic string, p retry.Policy) Option {
 // topics when it starts: partitions (0: as many as the source topic),
 // replication factor (-1: the broker's default.replication.factor) and topic
 // configs (nil: the broker's defaults). Default: 0, -1, nil.
+//
+// Unless configs sets max.message.bytes, a retry or dead-letter topic is
+// created with its source topic's max.message.bytes plus 16 KiB for the
+// retry headers, so that any record of the source can be forwarded (a record
+// that is larger than that uncompressed still cannot). Existing topics are
+// not altered: one that takes smaller records than that is logged as a
+// warning at start, and a failing record too large for it blocks its
+// partition (Blocked says "record too large" with the topic's limit) until
+// its max.message.bytes is raised.
 func RetryTopics(partitions int32, replication int16, configs map[string]*string) Option {
 	return func(c *config) {
 		c.retryPartitions, c.retryReplication, c.retryConfigs = partitions, replication, configs

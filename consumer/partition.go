@@ -55,17 +55,28 @@ type partition struct {
 	policy  retry.Policy
 	skipAll atomic.Bool // operator: failing records skip blocking retries
 
-	mu      sync.Mutex
-	lanes   map[string]*lane // by key; strict partition order uses the single key ""
-	unfin   tracker          // unfinished records in offset order (key-parallel only)
-	queued  int              // records fetched and not yet finished
-	full    bool             // queued reached the bound and has not drained to half yet
-	paused  pauseReason
-	changed chan struct{} // closed and replaced when pausedHandling bits change
-	stopped bool          // revoked or shutting down: take no more records
-	closed  bool          // drained: late completions must not mark offsets
-	next    int64         // first offset not yet finished (-1 until known)
-	hwm     int64         // last high watermark seen
+	mu     sync.Mutex
+	lanes  map[string]*lane // by key; strict partition order uses the single key ""
+	unfin  tracker          // unfinished records in offset order (key-parallel only)
+	queued int              // records fetched and not yet finished
+	// Key-parallel mode: records wait in backlog, in offset order, until
+	// fewer than PartitionBuffer are admitted to lanes (admitted counts the
+	// unfinished ones); lanes with records and no runner wait in ready, and
+	// at most KeyParallel runners take lanes from it (runners counts those
+	// not waiting for a blocking retry). So a fetch of many distinct keys
+	// costs a slice of pointers, not a goroutine and a lane per key.
+	backlog  []*kgo.Record
+	backHead int // backlog[:backHead] were admitted
+	admitted int
+	ready    []*lane
+	runners  int
+	full     bool // queued reached the bound and has not drained to half yet
+	paused   pauseReason
+	changed  chan struct{} // closed and replaced when pausedHandling bits change
+	stopped  bool          // revoked or shutting down: take no more records
+	closed   bool          // drained: late completions must not mark offsets
+	next     int64         // first offset not yet finished (-1 until known)
+	hwm      int64         // last high watermark seen
 	// pending are the records being forwarded, or whose outputs are being
 	// produced, in offset order (strict partition order only): the commit
 	// stays below the first of them.
@@ -118,23 +129,125 @@ func (p *partition) enqueue(recs []*kgo.Record, hwm int64) {
 	if p.next < 0 {
 		p.next = recs[0].Offset
 	}
+	p.queued += len(recs)
 	if !p.keyed {
 		p.lane("").recs = append(p.lane("").recs, recs...)
 	} else {
-		for _, r := range recs {
-			p.unfin.add(r)
-			l := p.lane(string(r.Key))
-			l.recs = append(l.recs, r)
+		if p.backHead == len(p.backlog) {
+			p.backlog, p.backHead = recs, 0 // the fetch's slice is ours
+		} else {
+			p.backlog = append(p.backlog, recs...)
 		}
+		p.admitLocked()
 	}
-	p.queued += len(recs)
 	p.m.lag.Set(float64(p.hwm - p.next))
 	if p.queued >= p.c.cfg.partitionBuffer {
 		p.full = true
 	}
 }
 
-// lane returns the lane of key, starting it if it is not running.
+// admitLocked moves records from the backlog to their key's lane while fewer
+// than PartitionBuffer are admitted, and starts runners for the lanes that
+// became ready. Admitting in offset order keeps the commit safe: the tracker
+// holds every admitted unfinished record, and every record of the backlog
+// comes after them.
+func (p *partition) admitLocked() {
+	if p.stopped {
+		return
+	}
+	for p.admitted < p.c.cfg.partitionBuffer && p.backHead < len(p.backlog) {
+		r := p.backlog[p.backHead]
+		p.backlog[p.backHead] = nil
+		p.backHead++
+		p.admitted++
+		p.unfin.add(r)
+		l := p.lanes[string(r.Key)]
+		if l == nil {
+			// A lane in the map is ready or held by a runner; a new one
+			// waits for a runner.
+			l = &lane{key: string(r.Key)}
+			l.h.Context = p.ctx
+			p.lanes[l.key] = l
+			p.ready = append(p.ready, l)
+		}
+		l.recs = append(l.recs, r)
+	}
+	if p.backHead == len(p.backlog) {
+		p.backlog, p.backHead = nil, 0
+	}
+	p.startRunnersLocked()
+}
+
+// startRunnersLocked starts runners for ready lanes, up to KeyParallel
+// runners not waiting for a blocking retry.
+func (p *partition) startRunnersLocked() {
+	for p.runners < p.c.cfg.keyConcurrency && len(p.ready) > 0 && !p.stopped {
+		p.runners++
+		p.wg.Add(1)
+		go p.runKeyed(p.popReadyLocked())
+	}
+}
+
+func (p *partition) popReadyLocked() *lane {
+	l := p.ready[0]
+	p.ready[0] = nil
+	p.ready = p.ready[1:]
+	return l
+}
+
+// runKeyed is a runner of key-parallel mode: it handles the records of one
+// lane, then takes the next ready lane, until none is ready, the partition
+// stops, or more runners than KeyParallel run (one came back from a blocking
+// retry while another took its place).
+func (p *partition) runKeyed(l *lane) {
+	defer p.wg.Done()
+	for l != nil {
+		if batch := p.take(l); batch != nil {
+			p.handleBatch(l, batch)
+		}
+		l = p.nextLane(l)
+	}
+}
+
+// nextLane puts l back at the end of the ready lanes if records came for its
+// key meanwhile (so other keys get their turn) and returns the first ready
+// lane, or nil if the runner is to exit.
+func (p *partition) nextLane(l *lane) *lane {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(l.recs) > 0 && !p.stopped {
+		p.ready = append(p.ready, l)
+	} else if p.lanes[l.key] == l {
+		delete(p.lanes, l.key)
+	}
+	if p.stopped || p.runners > p.c.cfg.keyConcurrency || len(p.ready) == 0 {
+		p.runners--
+		return nil
+	}
+	return p.popReadyLocked()
+}
+
+// runnerWaits is called by a key-parallel runner before it waits for a
+// blocking retry: it no longer counts against KeyParallel, so another runner
+// may start and the other keys go on (a waiting record holds no handler slot
+// either).
+func (p *partition) runnerWaits() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.runners--
+	p.startRunnersLocked()
+}
+
+// runnerBack is called by a key-parallel runner after its blocking-retry
+// wait.
+func (p *partition) runnerBack() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.runners++
+}
+
+// lane returns the lane of key, starting it if it is not running (strict
+// partition order: the single lane "").
 func (p *partition) lane(key string) *lane {
 	l := p.lanes[key]
 	if l == nil {
@@ -162,7 +275,8 @@ func (p *partition) runLane(l *lane) {
 
 // take returns the records waiting in the lane, waiting while handling is
 // paused; nil when the lane is empty (it is then removed) or the partition
-// stopped.
+// stopped. In key-parallel mode a runner holds the lane, and nextLane removes
+// it.
 func (p *partition) take(l *lane) []*kgo.Record {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -176,7 +290,9 @@ func (p *partition) take(l *lane) []*kgo.Record {
 		p.mu.Lock()
 	}
 	if p.stopped || len(l.recs) == 0 {
-		delete(p.lanes, l.key)
+		if !p.keyed {
+			delete(p.lanes, l.key)
+		}
 		return nil
 	}
 	batch := l.recs
@@ -295,12 +411,17 @@ func (p *partition) finish(n int, last *kgo.Record) {
 	p.queued -= n
 	if !p.keyed {
 		p.markLocked()
-	} else if commit := p.unfin.finish(last); commit != nil && !p.closed {
-		p.next = commit.Offset + 1
-		// Under p.mu so that no mark can follow the drain of a revoked
-		// partition: franz-go would commit it for a partition we no longer own.
-		p.cl.MarkCommitRecords(commit)
-		p.m.lag.Set(float64(p.hwm - p.next))
+	} else {
+		if commit := p.unfin.finish(last); commit != nil && !p.closed {
+			p.next = commit.Offset + 1
+			// Under p.mu so that no mark can follow the drain of a revoked
+			// partition: franz-go would commit it for a partition we no
+			// longer own.
+			p.cl.MarkCommitRecords(commit)
+			p.m.lag.Set(float64(p.hwm - p.next))
+		}
+		p.admitted -= n
+		p.admitLocked()
 	}
 	if p.full && p.queued <= p.c.cfg.partitionBuffer/2 {
 		p.full = false

@@ -239,14 +239,23 @@ func (t *txnLoop) transact(ctx context.Context, first kgo.Fetches) (bool, error)
 	}
 	b.close()
 
-	commit := !b.doomed.Load()
-	var rewind map[string]map[int32]kgo.EpochOffset
 	endCtx := context.WithoutCancel(ctx)
 	if stopping {
 		var cancel context.CancelFunc
 		endCtx, cancel = context.WithTimeout(endCtx, c.cfg.drainTimeout)
 		defer cancel()
 	}
+	// franz-go runs produce promises asynchronously: a record the client
+	// refuses (too large, say) may fail only in End's flush, after the
+	// commit was decided, and End would commit without it. Flush first, so
+	// that every failure dooms the transaction before the decision.
+	if !b.doomed.Load() {
+		if err := t.cl.Flush(endCtx); err != nil {
+			b.fail(fmt.Errorf("flushing the transaction's records: %w", err))
+		}
+	}
+	commit := !b.doomed.Load()
+	var rewind map[string]map[int32]kgo.EpochOffset
 	if commit {
 		if rewind = b.stops(); len(rewind) > 0 {
 			endCtx = kgo.PreTxnCommitFnContext(endCtx, func(req *kmsg.TxnOffsetCommitRequest) error {
@@ -345,7 +354,7 @@ func (b *txnBatch) produce(recs ...*kgo.Record) bool {
 
 func (b *txnBatch) produced(r *kgo.Record, err error) {
 	if err != nil {
-		b.fail(fmt.Errorf("producing to %s: %w", r.Topic, toolarge.Explain(b.cl, "kgo.ProducerBatchMaxBytes (ClientOptions)", r, err)))
+		b.fail(fmt.Errorf("producing to %s: %w", r.Topic, toolarge.Explain(b.cl, b.c.limits.option(r.Topic), r, err)))
 	}
 }
 

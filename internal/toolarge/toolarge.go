@@ -31,9 +31,9 @@ type Error struct {
 	// as Kafka counts it against max.message.bytes (key, value, headers
 	// and framing).
 	Size int
-	// MaxBatchBytes is the client's maximum batch size
-	// (kgo.ProducerBatchMaxBytes); LimitOption names the option that sets
-	// it.
+	// MaxBatchBytes is the client's maximum batch size for the topic
+	// (kgo.ProducerBatchMaxBytes, or kgo.ProducerBatchMaxBytesFn);
+	// LimitOption names what sets it.
 	MaxBatchBytes int32
 	LimitOption   string
 	// TopicMaxMessageBytes is the topic's max.message.bytes, or 0 if it
@@ -78,11 +78,21 @@ func Explain(cl *kgo.Client, limitOption string, rec *kgo.Record, err error) err
 		return err
 	}
 	e := &Error{Topic: rec.Topic, Size: BatchSize(rec), LimitOption: limitOption, Err: err}
-	e.MaxBatchBytes, _ = cl.OptValue(kgo.ProducerBatchMaxBytes).(int32)
+	e.MaxBatchBytes = batchMaxBytes(cl, rec.Topic)
 	if e.Size <= int(e.MaxBatchBytes) {
 		e.TopicMaxMessageBytes, e.LookupErr = topicLimit(cl, rec.Topic)
 	}
 	return e
+}
+
+// batchMaxBytes returns the client's batch limit for topic: franz-go's
+// limit may differ per topic (kgo.ProducerBatchMaxBytesFn).
+func batchMaxBytes(cl *kgo.Client, topic string) int32 {
+	if fn, ok := cl.OptValue(kgo.ProducerBatchMaxBytesFn).(func(string) int32); ok && fn != nil {
+		return fn(topic)
+	}
+	n, _ := cl.OptValue(kgo.ProducerBatchMaxBytes).(int32)
+	return n
 }
 
 // BatchSize returns the size of a record batch holding only r, uncompressed,
