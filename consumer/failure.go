@@ -98,6 +98,7 @@ func (p *partition) process(h *handling, rec *kgo.Record, clock *laneClock) resu
 		info.Reason = reason
 	}
 	out := &kgo.Record{Topic: target, Key: rec.Key, Value: rec.Value, Headers: info.Headers(rec.Headers)}
+	p.c.ensureForwardTopics(p.ctx, p.cl, p.source)
 	if h.txn != nil {
 		if !h.txn.produce(out) {
 			return stopped

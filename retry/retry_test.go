@@ -137,6 +137,28 @@ func TestTopicNames(t *testing.T) {
 	if got := retry.DLQTopicName("orders", "billing"); got != "orders-billing-dlq" {
 		t.Errorf("DLQTopicName = %q", got)
 	}
+	for _, tc := range []struct {
+		topic, group string
+		n            int
+	}{{"orders", "billing", 0}, {"a-b", "c", 12}, {"a", "b-c", 3}, {"o-retry-1", "g", 1}, {"x", "g-retry-2", 0}} {
+		if topic, n, ok := retry.ParseTopicName(retry.TopicName(tc.topic, tc.group, tc.n), tc.group); !ok || topic != tc.topic || n != tc.n {
+			t.Errorf("ParseTopicName(TopicName(%q, %q, %d)) = %q, %d, %v", tc.topic, tc.group, tc.n, topic, n, ok)
+		}
+		if !retry.IsDLQTopicName(retry.DLQTopicName(tc.topic, tc.group), tc.group) {
+			t.Errorf("IsDLQTopicName(DLQTopicName(%q, %q)) = false", tc.topic, tc.group)
+		}
+	}
+	for _, name := range []string{"orders", "orders-billing-retry-", "orders-billing-retry-01", "orders-billing-retry--1",
+		"orders-billing-retry-+1", "-billing-retry-0", "orders-other-retry-0", "orders-billing-dlq"} {
+		if topic, n, ok := retry.ParseTopicName(name, "billing"); ok {
+			t.Errorf("ParseTopicName(%q, billing) = %q, %d, true", name, topic, n)
+		}
+	}
+	for _, name := range []string{"orders", "-billing-dlq", "orders-billing-dlq-x", "orders-other-dlq"} {
+		if retry.IsDLQTopicName(name, "billing") {
+			t.Errorf("IsDLQTopicName(%q, billing) = true", name)
+		}
+	}
 }
 
 func TestInfoFromContext(t *testing.T) {
