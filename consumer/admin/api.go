@@ -53,7 +53,8 @@ type ConsumerView struct {
 	// Lag and Buffered add up the partitions' Lag and Buffered.
 	Lag      int64 `json:"lag"`
 	Buffered int   `json:"buffered"`
-	// BlockedPartitions counts the partitions held up by a record.
+	// BlockedPartitions counts the partitions held up by a record, not
+	// counting those where only retries wait for their due time.
 	BlockedPartitions int `json:"blocked_partitions"`
 	// Partitions are the partitions assigned to it now, by topic and
 	// partition.
@@ -110,6 +111,9 @@ type BlockedView struct {
 	// Forwarding is true when the record is done with but its forward to a
 	// retry or dead-letter topic fails; such a record cannot be skipped.
 	Forwarding bool `json:"forwarding"`
+	// Waiting is true when the record is a retry waiting for its due time
+	// (NextAttempt); skipping it dead-letters it (consumer.BlockedRecord).
+	Waiting bool `json:"waiting"`
 }
 
 // ActionRecord is one entry of the action log (GET /api/actions), and the
@@ -352,7 +356,8 @@ func encodeBytes(b []byte) (*string, string) {
 
 func blockedView(name string, b *consumer.BlockedRecord) BlockedView {
 	v := BlockedView{Consumer: name, Topic: b.Topic, Partition: b.Partition, Offset: b.Offset,
-		Error: b.Error, Attempts: b.Attempts, Since: b.Since, NextAttempt: b.NextAttempt, Forwarding: b.Forwarding}
+		Error: b.Error, Attempts: b.Attempts, Since: b.Since, NextAttempt: b.NextAttempt, Forwarding: b.Forwarding,
+		Waiting: b.Waiting}
 	v.Key, v.KeyEncoding = encodeBytes(b.Key)
 	return v
 }

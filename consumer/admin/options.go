@@ -57,8 +57,8 @@ const (
 	// ActionView is every read: the consumers, the dead-letter records, the
 	// action log.
 	ActionView = "view"
-	// ActionSkip dead-letters the record that blocks a partition
-	// (consumer.Consumer.Skip).
+	// ActionSkip dead-letters the record that blocks a partition, or a
+	// retry waiting for its due time (consumer.Consumer.Skip).
 	ActionSkip = "skip"
 	// ActionSkipAll dead-letters every failing record of a partition until
 	// ActionBlock (consumer.Consumer.SkipAll).
