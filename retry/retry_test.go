@@ -32,6 +32,17 @@ func TestInfoRoundTripsThroughHeaders(t *testing.T) {
 	}
 }
 
+func TestDueHeaderRoundsUpToTheMillisecond(t *testing.T) {
+	base := time.UnixMilli(1_700_000_003_000)
+	for _, extra := range []time.Duration{0, time.Nanosecond, 400 * time.Microsecond, time.Millisecond - time.Nanosecond, time.Millisecond} {
+		due := base.Add(extra)
+		got, _ := retry.InfoFor(&kgo.Record{Headers: retry.Info{Attempt: 2, Due: due}.Headers(nil)})
+		if got.Due.Before(due) || got.Due.Sub(due) >= time.Millisecond {
+			t.Errorf("due %v read back as %v: want the next whole millisecond at or after it", due, got.Due)
+		}
+	}
+}
+
 func TestInfoForAFirstAttempt(t *testing.T) {
 	ts := time.UnixMilli(1_700_000_000_000)
 	got, ok := retry.InfoFor(&kgo.Record{Topic: "t", Partition: 2, Offset: 9, Timestamp: ts})
