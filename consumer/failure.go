@@ -56,6 +56,9 @@ func (p *partition) process(h *handling, rec *kgo.Record, clock *laneClock) resu
 	var info retry.Info
 	if p.stage >= 0 {
 		info, _ = retry.InfoFor(rec)
+		if why := p.foreign(rec, info); why != "" {
+			return p.refuse(h, rec, info, why)
+		}
 		if !info.Due.IsZero() {
 			info.Due = p.capDue(rec, info.Due)
 			if res, due := p.awaitDue(h, rec, info); !due {
@@ -157,18 +160,7 @@ func (p *partition) awaitDue(h *handling, rec *kgo.Record, info retry.Info) (res
 		}
 		return handled, true
 	}
-	p.mu.Lock()
-	var b *blockedRecord
-	for o := range p.blocked {
-		if o.parked {
-			if o.rec.Offset == rec.Offset {
-				b = o
-			} else {
-				delete(p.blocked, o) // rewound past, or handled
-			}
-		}
-	}
-	p.mu.Unlock()
+	b := p.parkedEntry(rec)
 	switch {
 	case b != nil && b.skipped:
 		p.removeBlocked(b)
@@ -185,6 +177,106 @@ func (p *partition) awaitDue(h *handling, rec *kgo.Record, info retry.Info) (res
 		p.removeBlocked(b)
 	}
 	return handled, true
+}
+
+// parkedEntry returns the Blocked entry of rec if rec was parked
+// (transactional mode), and drops those of other records: rewound past, or
+// handled.
+func (p *partition) parkedEntry(rec *kgo.Record) *blockedRecord {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var b *blockedRecord
+	for o := range p.blocked {
+		if o.parked {
+			if o.rec.Offset == rec.Offset {
+				b = o
+			} else {
+				delete(p.blocked, o)
+				if !o.waiting && p.failingLocked() == 0 {
+					p.c.m.blocked.Dec()
+				}
+			}
+		}
+	}
+	return b
+}
+
+// foreign says why rec, a record of one of the consumer's retry topics, is
+// not this group's to handle, or returns "". "<topic>-<group>-retry-<n>" is
+// ambiguous when names contain "-" (topic "a-b" with group "c", topic "a"
+// with group "b-c"), and the groups of colliding names read each other's
+// records; the headers tell them apart: whippet names the group, Greyhound
+// the original topic.
+func (p *partition) foreign(rec *kgo.Record, info retry.Info) string {
+	group := p.c.cfg.group
+	switch {
+	case info.Group != "" && info.Group != group:
+	case info.Group == "" && info.OriginalTopic != rec.Topic && info.OriginalTopic != p.source:
+	default:
+		return ""
+	}
+	whose := fmt.Sprintf("group %q", info.Group)
+	if info.Group == "" {
+		whose = "a Greyhound group"
+	}
+	return fmt.Sprintf("not handled: a record of %s (topic %q) in retry topic %s, which is also group %q's retry topic of topic %q: "+
+		"<topic>-<group>-retry-<n> names collide when topic and group names contain \"-\"; rename one of the groups "+
+		"(Skip dead-letters this record)", whose, info.OriginalTopic, rec.Topic, group, p.source)
+}
+
+// refuse holds rec, a record of another group (see foreign), in Blocked
+// until an operator skips it, which dead-letters it (at once under
+// SkipAll): handling it would run this group's handler on another group's
+// record, and passing over it unseen could lose a record if the collision is
+// not what it seems. The partition stops behind it, as behind a record in
+// blocking retries; in transactional mode it is parked, and fetched again
+// after the skip.
+func (p *partition) refuse(h *handling, rec *kgo.Record, info retry.Info, why string) result {
+	skip := func() result {
+		info.Attempt = max(info.Attempt-1, 1)
+		info.Group, info.LastError = p.c.cfg.group, why
+		return p.send(h, rec, retry.DLQTopicName(p.source, p.c.cfg.group), info, retry.ReasonSkipped)
+	}
+	if h.txn != nil {
+		b := p.parkedEntry(rec)
+		if b != nil && b.skipped || p.skipAll.Load() {
+			if b != nil {
+				p.removeBlocked(b)
+			}
+			return skip()
+		}
+		if b == nil {
+			p.logRefused(rec, why)
+			b = &blockedRecord{rec: rec, since: time.Now(), parked: true, skip: make(chan struct{}), err: why}
+			p.addBlocked(b)
+		}
+		p.mu.Lock()
+		if p.parkTimer != nil {
+			p.parkTimer.Stop()
+		}
+		p.setPausedLocked(p.paused | pausedDue)
+		p.mu.Unlock()
+		return parked
+	}
+	if p.skipAll.Load() {
+		return skip()
+	}
+	p.logRefused(rec, why)
+	p.markBeforeWait()
+	b := &blockedRecord{rec: rec, since: time.Now(), skip: make(chan struct{}), err: why}
+	p.addBlocked(b)
+	defer p.removeBlocked(b)
+	select {
+	case <-b.skip:
+		return skip()
+	case <-p.stopCh:
+		return stopped
+	}
+}
+
+func (p *partition) logRefused(rec *kgo.Record, why string) {
+	p.c.log.Error("a record of another group in a retry topic holds the partition until an operator skips it",
+		zap.String("topic", rec.Topic), zap.Int32("partition", rec.Partition), zap.Int64("offset", rec.Offset), zap.String("error", why))
 }
 
 // waiting is the Blocked entry of rec, a retry waiting for its due time: the

@@ -23,7 +23,9 @@ type BlockedRecord struct {
 	Partition int32
 	Offset    int64
 	Key       []byte
-	// Error is the last error: the handler's, or the failing forward's.
+	// Error is the last error: the handler's, or the failing forward's; for
+	// a record of another group found in a retry topic whose name collides
+	// with one of this group's (see retry.TopicName), why it is not handled.
 	Error string
 	// Attempts counts the handling attempts made (or, for a failing forward,
 	// the failed forwards).
@@ -74,8 +76,9 @@ func (c *Consumer) Blocked() []BlockedRecord {
 }
 
 // Skip sends the records of the partition that are in blocking retries now,
-// or are retries waiting for their due time, to the dead-letter topic (reason
-// "skipped"), and the partition goes on. It returns ErrNotBlocked if none is,
+// are retries waiting for their due time, or are another group's records
+// refused in a retry topic, to the dead-letter topic (reason "skipped"), and
+// the partition goes on. It returns ErrNotBlocked if none is,
 // ErrNotAssigned if the partition is not this consumer's.
 func (c *Consumer) Skip(topic string, partition int32) error {
 	return c.skip(topic, partition, true)
@@ -113,7 +116,8 @@ func (c *Consumer) skip(topic string, partition int32, waits bool) error {
 
 // SkipAll sends every failing record of the partition straight to the
 // dead-letter topic instead of retrying it in place (the ones in blocking
-// retries now too), until Block. Non-blocking retries are not affected, nor
+// retries now too), and so another group's records refused in a retry topic,
+// until Block. Non-blocking retries are not affected, nor
 // retries waiting for their due time. The setting is kept if the partition
 // is revoked and assigned again.
 func (c *Consumer) SkipAll(topic string, partition int32) {

@@ -8,6 +8,14 @@ import (
 // TopicName is the retry topic of the n-th non-blocking retry (from 0) of
 // records of topic consumed by group: "<topic>-<group>-retry-<n>", the names
 // Greyhound uses, so a group migrating from Greyhound drains its old topics.
+//
+// The names are ambiguous when topic or group names contain "-": topic "a-b"
+// with group "c" and topic "a" with group "b-c" share "a-b-c-retry-0" (and
+// the dead-letter topic "a-b-c-dlq"). A consumer tells the other group's
+// records by their HeaderGroup (Greyhound's by their original topic) and
+// refuses to handle them: such a record holds its partition, listed by
+// Consumer.Blocked with the reason, until an operator skips it to the
+// dead-letter topic. Rename one of the groups.
 func TopicName(topic, group string, n int) string {
 	return topic + "-" + group + "-retry-" + strconv.Itoa(n)
 }
