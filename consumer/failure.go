@@ -180,8 +180,9 @@ func (p *partition) awaitDue(h *handling, rec *kgo.Record, info retry.Info) (res
 }
 
 // parkedEntry returns the Blocked entry of rec if rec was parked
-// (transactional mode), and drops those of other records: rewound past, or
-// handled.
+// (transactional mode), and drops those of records before it: handled. (A
+// later one stays, with its skip, for when the partition gets back to it
+// after a rewind.)
 func (p *partition) parkedEntry(rec *kgo.Record) *blockedRecord {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -190,7 +191,7 @@ func (p *partition) parkedEntry(rec *kgo.Record) *blockedRecord {
 		if o.parked {
 			if o.rec.Offset == rec.Offset {
 				b = o
-			} else {
+			} else if o.rec.Offset < rec.Offset {
 				delete(p.blocked, o)
 				if !o.waiting && p.failingLocked() == 0 {
 					p.c.m.blocked.Dec()
