@@ -87,7 +87,8 @@ func TestEveryConfigErrorNamesItsField(t *testing.T) {
 		{"retry topic replication", okHandler, []consumer.Option{consumer.RetryTopics(0, 0, nil)}, "RetryTopics", "replication must be > 0 or -1 (the broker default), got 0"},
 		{"retry for another topic", okHandler, []consumer.Option{consumer.RetryFor("payments", retry.Blocking(time.Second))}, "RetryFor", `"payments" is not one of the subscribed Topics`},
 		{"retry for with regex", okHandler, []consumer.Option{consumer.Topics(), consumer.TopicRegex("^o"), consumer.RetryFor("orders", retry.NoRetry())}, "RetryFor", "orders: cannot be combined with TopicRegex"},
-		{"non-blocking with regex", okHandler, []consumer.Option{consumer.Topics(), consumer.TopicRegex("^o"), consumer.Retry(retry.NonBlocking(time.Second))}, "Retry", "non-blocking retries need the topics named with Topics"},
+		{"non-blocking with regex and latest", okHandler, []consumer.Option{consumer.TopicRegex("^o"), consumer.ResetOffset(consumer.Latest), consumer.Retry(retry.NonBlocking(time.Second))}, "ResetOffset", "Latest cannot be combined with TopicRegex and non-blocking retries"},
+		{"non-blocking with regex ending inside", okHandler, []consumer.Option{consumer.TopicRegex("^o$x"), consumer.Retry(retry.NonBlocking(time.Second))}, "TopicRegex", `"^o$x": with non-blocking retries, $ (the end of the name) may only end the pattern`},
 		// Retry policies: the error names the policy's field.
 		{"blocking without intervals", okHandler, []consumer.Option{consumer.Retry(retry.Blocking())}, "Retry", "Blocking needs at least one interval"},
 		{"negative blocking interval", okHandler, []consumer.Option{consumer.Retry(retry.Blocking(time.Second, -time.Second))}, "Retry", "Blocking interval 1 must be ≥ 0, got -1s"},

@@ -107,6 +107,9 @@ type Consumer struct {
 	fwd        *kgo.Client              // forwards to retry and dead-letter topics
 	limits     topicLimits              // batch limits of the retry and dead-letter topics
 	txn        atomic.Pointer[txnBatch] // transactional mode: the transaction under way
+	// forwardTopics are, with TopicRegex, the source topics whose retry and
+	// dead-letter topics exist (see ensureForwardTopics).
+	forwardTopics sync.Map
 
 	started   atomic.Bool
 	closeOnce sync.Once
@@ -297,12 +300,9 @@ func (c *Consumer) baseClientOptions() []kgo.Opt {
 	opts = append(opts,
 		kgo.SeedBrokers(c.cfg.brokers...),
 		kgo.ConsumerGroup(c.cfg.group),
-		kgo.ConsumeTopics(slices.Concat(c.cfg.topics, c.retryTopics(), c.cfg.patterns)...),
 		kgo.ConsumeResetOffset(reset),
 	)
-	if len(c.cfg.patterns) > 0 {
-		opts = append(opts, kgo.ConsumeRegex())
-	}
+	opts = append(opts, c.subscribeOptions()...)
 	if c.cfg.registerer != nil {
 		opts = append(opts, kgo.WithHooks(kprom.NewMetrics("whippet_consumer_kafka",
 			kprom.Registerer(c.cfg.registerer),

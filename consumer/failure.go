@@ -37,6 +37,16 @@ const (
 	parked                   // transactional: not due yet; the transaction ends before it
 )
 
+// DueTolerance bounds a retry's due time: a record of retry topic n is
+// handled no later than its timestamp plus the policy's n-th non-blocking
+// interval plus DueTolerance, whatever its due header says (a forged or
+// corrupted header, a forwarding host whose clock runs ahead of the record's
+// timestamp). An honest due time is its failure time plus that interval,
+// and the record's timestamp is taken after the failure, so the bound only
+// matters when something is wrong; the tolerance leaves room for a topic
+// whose timestamps the broker sets (LogAppendTime) with a clock behind.
+const DueTolerance = time.Minute
+
 // process runs rec through the handler and the retry policy: blocking
 // retries in place, then a forward to the next retry topic or to the
 // dead-letter topic. Records of retry topics wait for their due time first
@@ -46,14 +56,13 @@ func (p *partition) process(h *handling, rec *kgo.Record, clock *laneClock) resu
 	var info retry.Info
 	if p.stage >= 0 {
 		info, _ = retry.InfoFor(rec)
+		if why := p.foreign(rec, info); why != "" {
+			return p.refuse(h, rec, info, why)
+		}
 		if !info.Due.IsZero() {
-			if h.txn != nil {
-				if time.Until(info.Due) > 0 {
-					p.parkUntil(info.Due)
-					return parked
-				}
-			} else if !p.waitDue(info.Due) {
-				return stopped
+			info.Due = p.capDue(rec, info.Due)
+			if res, due := p.awaitDue(h, rec, info); !due {
+				return res
 			}
 			p.c.m.lateness.WithLabelValues(p.source).Observe(time.Since(info.Due).Seconds())
 			clock.reset()
@@ -93,11 +102,19 @@ func (p *partition) process(h *handling, rec *kgo.Record, clock *laneClock) resu
 			reason = retry.ReasonExhausted
 		}
 	}
+	return p.send(h, rec, target, info, reason)
+}
+
+// send forwards rec, with info in its headers, to target: a retry topic, or
+// the dead-letter topic when reason is set. In transactional mode the
+// forward is part of the transaction.
+func (p *partition) send(h *handling, rec *kgo.Record, target string, info retry.Info, reason retry.Reason) result {
 	if reason != "" {
 		info.Due = time.Time{}
 		info.Reason = reason
 	}
 	out := &kgo.Record{Topic: target, Key: rec.Key, Value: rec.Value, Headers: info.Headers(rec.Headers)}
+	p.c.ensureForwardTopics(p.ctx, p.cl, p.source)
 	if h.txn != nil {
 		if !h.txn.produce(out) {
 			return stopped
@@ -109,6 +126,173 @@ func (p *partition) process(h *handling, rec *kgo.Record, clock *laneClock) resu
 	}
 	p.forward(rec, []*kgo.Record{out}, reason)
 	return forwarding
+}
+
+// capDue bounds the due time of rec, a record of the partition's retry
+// stage, at its timestamp plus the stage's interval plus DueTolerance.
+func (p *partition) capDue(rec *kgo.Record, due time.Time) time.Time {
+	intervals := p.policy.NonBlockingIntervals()
+	if p.stage >= len(intervals) || rec.Timestamp.UnixMilli() <= 0 {
+		return due
+	}
+	limit := rec.Timestamp.Add(intervals[p.stage] + DueTolerance)
+	if !due.After(limit) {
+		return due
+	}
+	p.c.log.Warn("a retry's due time is later than its timestamp plus its stage's interval plus DueTolerance; it is due at that bound instead",
+		zap.String("topic", rec.Topic), zap.Int32("partition", rec.Partition), zap.Int64("offset", rec.Offset),
+		zap.Time("due", due), zap.Time("bound", limit))
+	return limit
+}
+
+// awaitDue holds rec, a retry, until its due time: waiting with the
+// partition's fetching paused, or, in transactional mode, parking the
+// partition (the record is fetched again when due: see txnWork). Either way
+// Blocked lists the record as waiting, and Skip dead-letters it. It returns
+// true when rec is due now; otherwise the result of rec.
+func (p *partition) awaitDue(h *handling, rec *kgo.Record, info retry.Info) (result, bool) {
+	if h.txn == nil {
+		switch p.waitDue(rec, info) {
+		case waitStopped:
+			return stopped, false
+		case waitSkipped:
+			return p.skipWaiting(h, rec, info), false
+		}
+		return handled, true
+	}
+	b := p.parkedEntry(rec)
+	switch {
+	case b != nil && b.skipped:
+		p.removeBlocked(b)
+		return p.skipWaiting(h, rec, info), false
+	case time.Until(info.Due) > 0:
+		if b == nil {
+			b = waiting(rec, info)
+			b.parked = true
+			p.addBlocked(b)
+		}
+		p.parkUntil(info.Due)
+		return parked, false
+	case b != nil:
+		p.removeBlocked(b)
+	}
+	return handled, true
+}
+
+// parkedEntry returns the Blocked entry of rec if rec was parked
+// (transactional mode), and drops those of records before it: handled. (A
+// later one stays, with its skip, for when the partition gets back to it
+// after a rewind.)
+func (p *partition) parkedEntry(rec *kgo.Record) *blockedRecord {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var b *blockedRecord
+	for o := range p.blocked {
+		if o.parked {
+			if o.rec.Offset == rec.Offset {
+				b = o
+			} else if o.rec.Offset < rec.Offset {
+				delete(p.blocked, o)
+				if !o.waiting && p.failingLocked() == 0 {
+					p.c.m.blocked.Dec()
+				}
+			}
+		}
+	}
+	return b
+}
+
+// foreign says why rec, a record of one of the consumer's retry topics, is
+// not this group's to handle, or returns "". "<topic>-<group>-retry-<n>" is
+// ambiguous when names contain "-" (topic "a-b" with group "c", topic "a"
+// with group "b-c"), and the groups of colliding names read each other's
+// records; the headers tell them apart: whippet names the group, Greyhound
+// the original topic.
+func (p *partition) foreign(rec *kgo.Record, info retry.Info) string {
+	group := p.c.cfg.group
+	switch {
+	case info.Group != "" && info.Group != group:
+	case info.Group == "" && info.OriginalTopic != rec.Topic && info.OriginalTopic != p.source:
+	default:
+		return ""
+	}
+	whose := fmt.Sprintf("group %q", info.Group)
+	if info.Group == "" {
+		whose = "a Greyhound group"
+	}
+	return fmt.Sprintf("not handled: a record of %s (topic %q) in retry topic %s, which is also group %q's retry topic of topic %q: "+
+		"<topic>-<group>-retry-<n> names collide when topic and group names contain \"-\"; rename one of the groups "+
+		"(Skip dead-letters this record)", whose, info.OriginalTopic, rec.Topic, group, p.source)
+}
+
+// refuse holds rec, a record of another group (see foreign), in Blocked
+// until an operator skips it, which dead-letters it (at once under
+// SkipAll): handling it would run this group's handler on another group's
+// record, and passing over it unseen could lose a record if the collision is
+// not what it seems. The partition stops behind it, as behind a record in
+// blocking retries; in transactional mode it is parked, and fetched again
+// after the skip.
+func (p *partition) refuse(h *handling, rec *kgo.Record, info retry.Info, why string) result {
+	skip := func() result {
+		info.Attempt = max(info.Attempt-1, 1)
+		info.Group, info.LastError = p.c.cfg.group, why
+		return p.send(h, rec, retry.DLQTopicName(p.source, p.c.cfg.group), info, retry.ReasonSkipped)
+	}
+	if h.txn != nil {
+		b := p.parkedEntry(rec)
+		if b != nil && b.skipped || p.skipAll.Load() {
+			if b != nil {
+				p.removeBlocked(b)
+			}
+			return skip()
+		}
+		if b == nil {
+			p.logRefused(rec, why)
+			b = &blockedRecord{rec: rec, since: time.Now(), parked: true, skip: make(chan struct{}), err: why}
+			p.addBlocked(b)
+		}
+		p.mu.Lock()
+		if p.parkTimer != nil {
+			p.parkTimer.Stop()
+		}
+		p.setPausedLocked(p.paused | pausedDue)
+		p.mu.Unlock()
+		return parked
+	}
+	if p.skipAll.Load() {
+		return skip()
+	}
+	p.logRefused(rec, why)
+	p.markBeforeWait()
+	b := &blockedRecord{rec: rec, since: time.Now(), skip: make(chan struct{}), err: why}
+	p.addBlocked(b)
+	defer p.removeBlocked(b)
+	select {
+	case <-b.skip:
+		return skip()
+	case <-p.stopCh:
+		return stopped
+	}
+}
+
+func (p *partition) logRefused(rec *kgo.Record, why string) {
+	p.c.log.Error("a record of another group in a retry topic holds the partition until an operator skips it",
+		zap.String("topic", rec.Topic), zap.Int32("partition", rec.Partition), zap.Int64("offset", rec.Offset), zap.String("error", why))
+}
+
+// waiting is the Blocked entry of rec, a retry waiting for its due time: the
+// error and the attempts are those of the attempts before.
+func waiting(rec *kgo.Record, info retry.Info) *blockedRecord {
+	return &blockedRecord{rec: rec, since: time.Now(), waiting: true, skip: make(chan struct{}),
+		err: info.LastError, attempts: max(info.Attempt-1, 0), next: info.Due}
+}
+
+// skipWaiting dead-letters rec, a retry an operator skipped while it waited
+// for its due time: it was not handled in this stage, so the attempts it
+// carries are those made before.
+func (p *partition) skipWaiting(h *handling, rec *kgo.Record, info retry.Info) result {
+	info.Attempt = max(info.Attempt-1, 1)
+	return p.send(h, rec, retry.DLQTopicName(p.source, p.c.cfg.group), info, retry.ReasonSkipped)
 }
 
 // succeeded finishes a record whose handler returned nil with outputs:
@@ -226,28 +410,54 @@ func (p *partition) markBeforeWait() {
 	p.markLocked()
 }
 
-// waitDue waits until due with the partition's fetching paused; it returns
-// false, at once, if the partition stops first.
-func (p *partition) waitDue(due time.Time) bool {
-	d := time.Until(due)
+// waitOutcome is how a wait for a due time ended.
+type waitOutcome int
+
+const (
+	waitDone    waitOutcome = iota // due now
+	waitStopped                    // the partition stopped
+	waitSkipped                    // an operator skipped the record
+	waitGoingOn
+)
+
+// waitDue waits until rec's due time with the partition's fetching paused,
+// listed in Blocked as waiting. It ends at once if the partition stops or an
+// operator skips the record.
+func (p *partition) waitDue(rec *kgo.Record, info retry.Info) waitOutcome {
+	d := time.Until(info.Due)
 	if d <= 0 {
-		return true
+		return waitDone
 	}
 	p.markBeforeWait()
+	b := waiting(rec, info)
+	p.addBlocked(b)
+	defer p.removeBlocked(b)
 	p.mu.Lock()
 	p.setPausedLocked(p.paused | pausedDue)
 	p.mu.Unlock()
 	t := time.NewTimer(d)
 	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-p.stopCh:
-		return false
+	out := waitGoingOn
+	for out == waitGoingOn {
+		select {
+		case <-t.C:
+			// The timer runs on the monotonic clock, the due time is wall
+			// clock time: if the clock was set back meanwhile, wait on.
+			if d := time.Until(info.Due); d > 0 {
+				t.Reset(d)
+			} else {
+				out = waitDone
+			}
+		case <-b.skip:
+			out = waitSkipped
+		case <-p.stopCh:
+			return waitStopped
+		}
 	}
 	p.mu.Lock()
 	p.setPausedLocked(p.paused &^ pausedDue)
 	p.mu.Unlock()
-	return true
+	return out
 }
 
 // forward produces outs (the next life of rec in a retry or dead-letter
@@ -412,11 +622,13 @@ func (p *partition) markLocked() {
 }
 
 // blockedRecord is a record that holds up its partition: retried in place by
-// a blocking policy, or whose forward fails.
+// a blocking policy, whose forward fails, or a retry waiting for its due time.
 type blockedRecord struct {
 	rec        *kgo.Record
 	since      time.Time
 	forwarding bool
+	waiting    bool          // a retry waiting for its due time (next)
+	parked     bool          // transactional: waiting, and fetched again when due
 	skip       chan struct{} // closed by an operator's Skip; nil for forwards
 
 	// under the partition's mu
@@ -432,10 +644,13 @@ func (p *partition) updateBlocked(b *blockedRecord, err string, attempts int, ne
 	b.err, b.attempts, b.next = err, attempts, next
 }
 
+// addBlocked lists b in Blocked. The blocked-partitions gauge counts
+// partitions held up by something wrong: a retry waiting for its due time is
+// listed, but does not count.
 func (p *partition) addBlocked(b *blockedRecord) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.blocked) == 0 {
+	if !b.waiting && p.failingLocked() == 0 {
 		p.c.m.blocked.Inc()
 	}
 	p.blocked[b] = struct{}{}
@@ -448,7 +663,18 @@ func (p *partition) removeBlocked(b *blockedRecord) {
 		return
 	}
 	delete(p.blocked, b)
-	if len(p.blocked) == 0 {
+	if !b.waiting && p.failingLocked() == 0 {
 		p.c.m.blocked.Dec()
 	}
+}
+
+// failingLocked counts the blocked records that are not waiting retries.
+func (p *partition) failingLocked() int {
+	n := 0
+	for b := range p.blocked {
+		if !b.waiting {
+			n++
+		}
+	}
+	return n
 }

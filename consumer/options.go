@@ -117,8 +117,20 @@ func Topics(topics ...string) Option {
 }
 
 // TopicRegex subscribes to every topic matching any of the regular
-// expressions, including topics created later. It cannot be combined with
-// Topics.
+// expressions (anywhere in the name, as regexp's MatchString; anchor with ^
+// and $), including topics created later. It cannot be combined with Topics.
+//
+// The group's own topics are told by their names: a topic named like one of
+// its dead-letter topics ("<x>-<group>-dlq") is never consumed, even if a
+// pattern matches it (name it in Topics to consume it). Retry topics
+// "<x>-<group>-retry-<n>" are consumed as retry stage n of x when a pattern
+// matches x (or the retry topic) and the policy has that stage, never as
+// topics of their own; retry topics of retry or dead-letter topics, and
+// stages the policy does not have, are not consumed. The retry and
+// dead-letter topics of a matched topic are created at its first failure
+// that needs them, and the consumer then subscribes to its retry topics (one
+// rebalance). With non-blocking retries, an end anchor ($) may only end a
+// pattern or one of its alternatives, and ResetOffset must be Earliest.
 func TopicRegex(patterns ...string) Option {
 	return func(c *config) { c.patterns = append(c.patterns, patterns...) }
 }
@@ -407,8 +419,13 @@ func (c *config) validate(h Handler) error {
 			bad("RetryFor", "%q is not one of the subscribed Topics", topic)
 		}
 	}
-	if len(c.patterns) > 0 && len(c.retry.NonBlockingIntervals()) > 0 {
-		bad("Retry", "non-blocking retries need the topics named with Topics, not TopicRegex (the consumer subscribes to each topic's retry topics)")
+	if stages := len(c.retry.NonBlockingIntervals()); len(c.patterns) > 0 && stages > 0 {
+		if _, _, err := subscription(c.patterns, c.group, stages); err != nil {
+			bad("TopicRegex", "%v", err)
+		}
+		if c.startOffset == Latest {
+			bad("ResetOffset", "Latest cannot be combined with TopicRegex and non-blocking retries: the retry topics of a matched topic are created at its first failure and found after their first records, which Latest would skip; use Earliest, or name the topics with Topics")
+		}
 	}
 	if c.retryPartitions < 0 {
 		bad("RetryTopics", "partitions must be ≥ 0 (0: as the source topic), got %d", c.retryPartitions)

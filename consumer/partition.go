@@ -95,7 +95,7 @@ type lane struct {
 
 func newPartition(c *Consumer, cl *kgo.Client, topic string, id int32) *partition {
 	ctx, cancel := context.WithCancel(context.WithValue(c.handlerCtx, assignmentKey{}, assignments.Add(1)))
-	st, isRetry := c.stages[topic]
+	st, isRetry := c.stageOf(topic)
 	if !isRetry {
 		st = stage{source: topic, n: -1}
 	}

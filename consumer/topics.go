@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"regexp"
+	"regexp/syntax"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
 	"github.com/whippet-go/whippet/internal/secure"
@@ -25,6 +29,186 @@ func (c *Consumer) retryTopics() []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// stageOf says whether topic is one of the consumer's retry topics, and which.
+// With Topics they are known from the start; with TopicRegex a topic named
+// "<source>-<group>-retry-<n>" is retry stage n of source if the policy has
+// that stage and source is not itself a retry or dead-letter topic of the
+// group (the subscription takes no other such topic: see subscribeOptions).
+func (c *Consumer) stageOf(topic string) (stage, bool) {
+	if st, ok := c.stages[topic]; ok {
+		return st, true
+	}
+	if len(c.cfg.patterns) == 0 {
+		return stage{}, false
+	}
+	source, n, ok := retry.ParseTopicName(topic, c.cfg.group)
+	if !ok || n >= len(c.cfg.retry.NonBlockingIntervals()) || ownTopic(source, c.cfg.group) {
+		return stage{}, false
+	}
+	return stage{source: source, n: n}, true
+}
+
+// ownTopic reports whether name is, by its shape, a retry or dead-letter
+// topic of group: it ends with "-<group>-dlq" or "-<group>-retry-<digits>".
+func ownTopic(name, group string) bool {
+	if strings.HasSuffix(name, "-"+group+"-dlq") {
+		return true
+	}
+	i := strings.LastIndex(name, "-retry-")
+	if i < 0 {
+		return false
+	}
+	digits := name[i+len("-retry-"):]
+	return digits != "" && strings.Trim(digits, "0123456789") == "" && strings.HasSuffix(name[:i], "-"+group)
+}
+
+// subscribeOptions subscribe the consumer to its topics: the named ones and
+// their retry topics, or, with TopicRegex, see subscription.
+func (c *Consumer) subscribeOptions() []kgo.Opt {
+	if len(c.cfg.patterns) == 0 {
+		return []kgo.Opt{kgo.ConsumeTopics(slices.Concat(c.cfg.topics, c.retryTopics())...)}
+	}
+	include, exclude, err := subscription(c.cfg.patterns, c.cfg.group, len(c.cfg.retry.NonBlockingIntervals()))
+	if err != nil {
+		panic("consumer: TopicRegex passed validation but " + err.Error()) // validate checks the same
+	}
+	return []kgo.Opt{kgo.ConsumeTopics(include...), kgo.ConsumeRegex(), kgo.ConsumeExcludeTopics(exclude...)}
+}
+
+// subscription turns TopicRegex patterns into franz-go's include and exclude
+// regular expressions (a topic is consumed if it matches an include and no
+// exclude; franz-go matches anywhere in a name, as regexp's MatchString):
+//   - a topic that a pattern matches, unless it is named like a dead-letter
+//     topic of the group ("<x>-<group>-dlq"), which is never consumed, or
+//     like a retry topic of the group ("<x>-<group>-retry-<digits>"): then
+//     only as below;
+//   - "<x>-<group>-retry-<n>", as retry stage n of x, when a pattern matches
+//     x or the retry topic itself, n < stages and x is not itself named like
+//     a retry or dead-letter topic of the group (so no retry of a retry, and
+//     no stage the policy does not have).
+func subscription(patterns []string, group string, stages int) (include, exclude []string, err error) {
+	g := "-" + regexp.QuoteMeta(group)
+	include = slices.Clone(patterns)
+	if stages > 0 {
+		ns := make([]string, stages)
+		for n := range ns {
+			ns[n] = strconv.Itoa(n)
+		}
+		suffix := g + "-retry-(?:" + strings.Join(ns, "|") + ")"
+		for _, p := range patterns {
+			rp, err := retryTopicPattern(p, suffix)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%q: %w", p, err)
+			}
+			include = append(include, rp)
+		}
+	}
+	exclude = []string{
+		g + "-dlq$",
+		"^" + g + "-retry-[0-9]+$", // a retry topic of no topic
+		g + "-(?:retry-[0-9]+|dlq)" + g + "-retry-[0-9]+$",
+		g + "-retry-(?:" + notStage(stages) + ")$",
+	}
+	return include, exclude, nil
+}
+
+// notStage is a regular expression matching the digit strings that are not
+// a stage number below stages as TopicName writes it: those with a leading
+// zero, and stages and above.
+func notStage(stages int) string {
+	if stages == 0 {
+		return "[0-9]+"
+	}
+	s := strconv.Itoa(stages)
+	alts := []string{"0[0-9]+", "[1-9][0-9]{" + strconv.Itoa(len(s)) + ",}", s}
+	for i := range len(s) {
+		if s[i] == '9' {
+			continue
+		}
+		alt := s[:i] + "[" + string(s[i]+1) + "-9]"
+		if rest := len(s) - 1 - i; rest > 0 {
+			alt += "[0-9]{" + strconv.Itoa(rest) + "}"
+		}
+		alts = append(alts, alt)
+	}
+	return strings.Join(alts, "|")
+}
+
+// errEndInside is returned by retryTopicPattern for a pattern whose end of
+// text assertion is followed by more of the pattern or repeated.
+var errEndInside = errors.New("with non-blocking retries, $ (the end of the name) may only end the pattern or one of its alternatives")
+
+// retryTopicPattern returns a regular expression that matches a name
+// "<x><suffix>" (suffix at the very end) exactly when pattern matches x. A
+// pattern without end assertions becomes "pattern.*suffix$": the suffix,
+// anchored at the end, keeps the pattern's match inside x. An end assertion
+// ($, \z) can hold only at the end of x, where the name goes on with the
+// suffix: it becomes "suffix$". Start and word-boundary assertions need no
+// change (x starts the name, and "-" starts the suffix: a non-word character,
+// as the end of text is for \b).
+func retryTopicPattern(pattern, suffix string) (string, error) {
+	re, err := syntax.Parse(pattern, syntax.Perl)
+	if err != nil {
+		return "", err
+	}
+	sfx, err := syntax.Parse(suffix, syntax.Perl)
+	if err != nil {
+		return "", err
+	}
+	anything, _ := syntax.Parse(`(?s:.*)`, syntax.Perl)
+	end := &syntax.Regexp{Op: syntax.OpConcat, Sub: []*syntax.Regexp{sfx, {Op: syntax.OpEndText}}}
+	tail := &syntax.Regexp{Op: syntax.OpConcat, Sub: []*syntax.Regexp{anything, sfx, {Op: syntax.OpEndText}}}
+	out, err := endAtSuffix(re, tail, end)
+	if err != nil {
+		return "", err
+	}
+	return out.String(), nil
+}
+
+// endAtSuffix rewrites re for retryTopicPattern: tail follows a match that
+// does not end with an end assertion, end replaces an end assertion, which
+// may only be in last position (or nothing could follow it anyway).
+func endAtSuffix(re, tail, end *syntax.Regexp) (*syntax.Regexp, error) {
+	if !hasEnd(re) {
+		return &syntax.Regexp{Op: syntax.OpConcat, Sub: []*syntax.Regexp{re, tail}}, nil
+	}
+	switch re.Op {
+	case syntax.OpEndText, syntax.OpEndLine:
+		return end, nil
+	case syntax.OpCapture:
+		return endAtSuffix(re.Sub[0], tail, end)
+	case syntax.OpAlternate:
+		alt := &syntax.Regexp{Op: syntax.OpAlternate}
+		for _, sub := range re.Sub {
+			r, err := endAtSuffix(sub, tail, end)
+			if err != nil {
+				return nil, err
+			}
+			alt.Sub = append(alt.Sub, r)
+		}
+		return alt, nil
+	case syntax.OpConcat:
+		last := len(re.Sub) - 1
+		if slices.ContainsFunc(re.Sub[:last], hasEnd) {
+			return nil, errEndInside
+		}
+		r, err := endAtSuffix(re.Sub[last], tail, end)
+		if err != nil {
+			return nil, err
+		}
+		return &syntax.Regexp{Op: syntax.OpConcat, Sub: append(slices.Clone(re.Sub[:last]), r)}, nil
+	}
+	return nil, errEndInside // an end assertion inside a repetition
+}
+
+// hasEnd reports whether re holds an end of text (or line) assertion.
+func hasEnd(re *syntax.Regexp) bool {
+	if re.Op == syntax.OpEndText || re.Op == syntax.OpEndLine {
+		return true
+	}
+	return slices.ContainsFunc(re.Sub, hasEnd)
 }
 
 // ensureTopics creates the missing retry and dead-letter topics of every
@@ -98,6 +282,32 @@ func (l *topicLimits) option(topic string) string {
 		return "the forwarding client's batch limit for the topic (the larger of its max.message.bytes and its source topic's plus 16 KiB, as read when the topic was created or the consumer started; kgo.ProducerBatchMaxBytes in ClientOptions overrides it)"
 	}
 	return "kgo.ProducerBatchMaxBytes (ClientOptions)"
+}
+
+// ensureForwardTopics creates, with TopicRegex, the retry and dead-letter
+// topics of source before its first forward (once per source), and has cl
+// look at the topics again, so that the consumer takes the new retry topics
+// now rather than at its next metadata refresh. With Topics, ensureTopics
+// created them at the start. A failure is logged: the forward creates the
+// topic it misses, and is retried until it succeeds.
+func (c *Consumer) ensureForwardTopics(ctx context.Context, cl *kgo.Client, source string) {
+	if len(c.cfg.patterns) == 0 {
+		return
+	}
+	if _, done := c.forwardTopics.Load(source); done {
+		return
+	}
+	names := []string{retry.DLQTopicName(source, c.cfg.group)}
+	for n := range c.cfg.policyFor(source).NonBlockingIntervals() {
+		names = append(names, retry.TopicName(source, c.cfg.group, n))
+	}
+	if err := c.createTopics(ctx, source, names...); err != nil {
+		c.log.Warn("creating the retry and dead-letter topics of a topic matched by TopicRegex failed; the forward creates the topic it needs",
+			zap.String("topic", source), zap.Error(err))
+		return
+	}
+	c.forwardTopics.Store(source, struct{}{})
+	cl.ForceMetadataRefresh()
 }
 
 // createTopics creates those of names that do not exist, with RetryTopics'

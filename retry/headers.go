@@ -18,7 +18,8 @@ const (
 	// the first handling is attempt 1, so a record in the first retry topic
 	// carries 2. On a dead-letter record it is the number of attempts made.
 	HeaderAttempt = "whippet-attempt"
-	// HeaderDue is when the record may be handled again (Unix ms).
+	// HeaderDue is when the record may be handled again (Unix ms, rounded
+	// up).
 	HeaderDue = "whippet-due"
 	// HeaderOriginalTopic, HeaderOriginalPartition, HeaderOriginalOffset and
 	// HeaderOriginalTimestamp locate the record as first consumed.
@@ -183,7 +184,9 @@ func (info Info) Headers(original []kgo.RecordHeader) []kgo.RecordHeader {
 	add := func(k, v string) { out = append(out, kgo.RecordHeader{Key: k, Value: []byte(v)}) }
 	add(HeaderAttempt, strconv.Itoa(info.Attempt))
 	if !info.Due.IsZero() {
-		add(HeaderDue, millis(info.Due))
+		// Rounded up to the next millisecond, so that the record is never
+		// handled before info.Due.
+		add(HeaderDue, strconv.FormatInt(info.Due.Add(time.Millisecond-time.Nanosecond).UnixMilli(), 10))
 	}
 	add(HeaderOriginalTopic, info.OriginalTopic)
 	add(HeaderOriginalPartition, strconv.FormatInt(int64(info.OriginalPartition), 10))

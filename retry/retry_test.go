@@ -32,6 +32,17 @@ func TestInfoRoundTripsThroughHeaders(t *testing.T) {
 	}
 }
 
+func TestDueHeaderRoundsUpToTheMillisecond(t *testing.T) {
+	base := time.UnixMilli(1_700_000_003_000)
+	for _, extra := range []time.Duration{0, time.Nanosecond, 400 * time.Microsecond, time.Millisecond - time.Nanosecond, time.Millisecond} {
+		due := base.Add(extra)
+		got, _ := retry.InfoFor(&kgo.Record{Headers: retry.Info{Attempt: 2, Due: due}.Headers(nil)})
+		if got.Due.Before(due) || got.Due.Sub(due) >= time.Millisecond {
+			t.Errorf("due %v read back as %v: want the next whole millisecond at or after it", due, got.Due)
+		}
+	}
+}
+
 func TestInfoForAFirstAttempt(t *testing.T) {
 	ts := time.UnixMilli(1_700_000_000_000)
 	got, ok := retry.InfoFor(&kgo.Record{Topic: "t", Partition: 2, Offset: 9, Timestamp: ts})
@@ -136,6 +147,28 @@ func TestTopicNames(t *testing.T) {
 	}
 	if got := retry.DLQTopicName("orders", "billing"); got != "orders-billing-dlq" {
 		t.Errorf("DLQTopicName = %q", got)
+	}
+	for _, tc := range []struct {
+		topic, group string
+		n            int
+	}{{"orders", "billing", 0}, {"a-b", "c", 12}, {"a", "b-c", 3}, {"o-retry-1", "g", 1}, {"x", "g-retry-2", 0}} {
+		if topic, n, ok := retry.ParseTopicName(retry.TopicName(tc.topic, tc.group, tc.n), tc.group); !ok || topic != tc.topic || n != tc.n {
+			t.Errorf("ParseTopicName(TopicName(%q, %q, %d)) = %q, %d, %v", tc.topic, tc.group, tc.n, topic, n, ok)
+		}
+		if !retry.IsDLQTopicName(retry.DLQTopicName(tc.topic, tc.group), tc.group) {
+			t.Errorf("IsDLQTopicName(DLQTopicName(%q, %q)) = false", tc.topic, tc.group)
+		}
+	}
+	for _, name := range []string{"orders", "orders-billing-retry-", "orders-billing-retry-01", "orders-billing-retry--1",
+		"orders-billing-retry-+1", "-billing-retry-0", "orders-other-retry-0", "orders-billing-dlq"} {
+		if topic, n, ok := retry.ParseTopicName(name, "billing"); ok {
+			t.Errorf("ParseTopicName(%q, billing) = %q, %d, true", name, topic, n)
+		}
+	}
+	for _, name := range []string{"orders", "-billing-dlq", "orders-billing-dlq-x", "orders-other-dlq"} {
+		if retry.IsDLQTopicName(name, "billing") {
+			t.Errorf("IsDLQTopicName(%q, billing) = true", name)
+		}
 	}
 }
 

@@ -437,6 +437,8 @@ func partitionState(p *admin.PartitionView) string {
 	for _, b := range p.Blocked {
 		if b.Forwarding {
 			s = append(s, fmt.Sprintf("forward of %d failing", b.Offset))
+		} else if b.Waiting {
+			s = append(s, fmt.Sprintf("retry %d waiting", b.Offset))
 		} else {
 			s = append(s, fmt.Sprintf("blocked at %d", b.Offset))
 		}
@@ -504,6 +506,8 @@ func (a *adminClient) blocked(ctx context.Context, pos []string) error {
 		}
 		if b.Forwarding {
 			errText = "(forward failing, cannot be skipped) " + errText
+		} else if b.Waiting {
+			errText = "(retry waiting for its due time) " + errText
 		}
 		fmt.Fprintf(tw, "%s\t%s/%d\t%d\t%s\t%d\t%s\t%s\t%s\n", b.Consumer, b.Topic, b.Partition, b.Offset, truncate(oneLine(key), 32),
 			b.Attempts, now.Sub(b.Since).Round(time.Second), next, truncate(errText, 80))

@@ -57,7 +57,8 @@ type ConsumerView struct {
 	// Lag and Buffered add up the partitions' Lag and Buffered.
 	Lag      int64 `json:"lag"`
 	Buffered int   `json:"buffered"`
-	// BlockedPartitions counts the partitions held up by a record.
+	// BlockedPartitions counts the partitions held up by a record, not
+	// counting those where only retries wait for their due time.
 	BlockedPartitions int `json:"blocked_partitions"`
 	// Partitions are the partitions assigned to it now, by topic and
 	// partition.
@@ -117,6 +118,9 @@ type BlockedView struct {
 	// PayloadHidden is true when the asker may not read payloads
 	// (ActionViewPayloads): Key is null and Error empty.
 	PayloadHidden bool `json:"payload_hidden,omitempty"`
+	// Waiting is true when the record is a retry waiting for its due time
+	// (NextAttempt); skipping it dead-letters it (consumer.BlockedRecord).
+	Waiting bool `json:"waiting"`
 }
 
 // ActionRecord is one entry of the action log (GET /api/actions), and the
@@ -340,7 +344,8 @@ func (v *ConsumerView) hidePayloads() {
 
 func blockedView(name string, b *consumer.BlockedRecord) BlockedView {
 	v := BlockedView{Consumer: name, Topic: b.Topic, Partition: b.Partition, Offset: b.Offset,
-		Error: b.Error, Attempts: b.Attempts, Since: b.Since, NextAttempt: b.NextAttempt, Forwarding: b.Forwarding}
+		Error: b.Error, Attempts: b.Attempts, Since: b.Since, NextAttempt: b.NextAttempt, Forwarding: b.Forwarding,
+		Waiting: b.Waiting}
 	v.Key, v.KeyEncoding = encodeBytes(b.Key)
 	return v
 }

@@ -75,7 +75,7 @@ func (e *entry) view(inFlight map[string]int64) ConsumerView {
 			Blocked: blocked[tp]}
 		if pv.Blocked == nil {
 			pv.Blocked = []BlockedView{}
-		} else {
+		} else if slices.ContainsFunc(pv.Blocked, func(b BlockedView) bool { return !b.Waiting }) {
 			v.BlockedPartitions++
 		}
 		v.Lag += max(p.Lag, 0)

@@ -98,8 +98,8 @@ const (
 	// topics and header names stay visible. It is never an action: it is
 	// not logged.
 	ActionViewPayloads = "view-payloads"
-	// ActionSkip dead-letters the record that blocks a partition
-	// (consumer.Consumer.Skip).
+	// ActionSkip dead-letters the record that blocks a partition, or a
+	// retry waiting for its due time (consumer.Consumer.Skip).
 	ActionSkip = "skip"
 	// ActionSkipAll dead-letters every failing record of a partition until
 	// ActionBlock (consumer.Consumer.SkipAll).

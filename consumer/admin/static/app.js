@@ -217,6 +217,12 @@ function renderBlocked() {
     const pos = `${b.topic}/${b.partition}/${b.offset}`;
     const buttons = b.forwarding
       ? el('span', {class: 'badge warn', title: 'the record is done with, but its forward to a retry or dead-letter topic fails; it is retried until Kafka accepts it and cannot be skipped'}, 'forward failing')
+      : b.waiting
+      ? el('span', {class: 'buttons'},
+          el('span', {class: 'badge info', title: 'a retry waiting for its due time (next attempt); its partition is paused until then'}, 'waiting'),
+          actionButton('Skip', 'danger skip', 'send the waiting retry to the dead-letter topic without handling it; the partition goes on',
+            () => act('POST', partPath(c.name, b.topic, b.partition, 'skip'), undefined,
+              {title: `Skip ${pos}?`, text: `The retry at offset ${b.offset} of ${b.topic}/${b.partition} (key ${b.key === null ? '(null)' : b.key}), due ${fmtNext(b.next_attempt)}, goes to the dead-letter topic with reason "skipped" without being handled, and the partition goes on.`, ok: 'Skip record', danger: true})))
       : el('span', {class: 'buttons'},
           actionButton('Skip', 'danger skip', 'send the blocking record to the dead-letter topic; the partition goes on',
             () => act('POST', partPath(c.name, b.topic, b.partition, 'skip'), undefined,
@@ -224,7 +230,7 @@ function renderBlocked() {
           p.skip_all ? null : actionButton('Skip all', 'skip-all', 'dead-letter every failing record of this partition until Block',
             () => act('POST', partPath(c.name, b.topic, b.partition, 'skip-all'), undefined,
               {title: `Skip all failing records of ${b.topic}/${b.partition}?`, text: 'Every record of this partition that fails, this one included, goes straight to the dead-letter topic instead of being retried in place, until you Block it again.', ok: 'Skip all', danger: true})));
-    return el('tr', {class: 'blocked-row', dataset: {pos, consumer: c.name}},
+    return el('tr', {class: 'blocked-row' + (b.waiting ? ' waiting' : ''), dataset: {pos, consumer: c.name}},
       el('td', {}, c.name),
       el('td', {class: 'mono'}, `${b.topic}/${b.partition}`),
       el('td', {class: 'mono num'}, b.offset),
@@ -240,7 +246,8 @@ function renderBlocked() {
 
 function stateBadges(p) {
   const out = [];
-  if (p.blocked.length) out.push(el('span', {class: 'badge bad'}, 'blocked'));
+  if (p.blocked.some((b) => !b.waiting)) out.push(el('span', {class: 'badge bad'}, 'blocked'));
+  else if (p.blocked.length) out.push(el('span', {class: 'badge info', title: 'a retry waits for its due time'}, 'waiting'));
   if (p.paused) out.push(el('span', {class: 'badge warn'}, 'paused'));
   if (p.backpressure) out.push(el('span', {class: 'badge info', title: 'fetching paused: the partition buffer is full'}, 'backpressure'));
   if (p.skip_all) out.push(el('span', {class: 'badge bad-outline', title: 'failing records go straight to the dead-letter topic'}, 'skip-all'));
@@ -271,7 +278,7 @@ function renderConsumers() {
       table = el('p', {class: 'empty'}, 'No partition assigned to this instance now (the group may still be joining, or other instances own them all).');
     } else {
       const head = thead('Partition', 'State', 'Next offset#', 'Lag#', 'Buffered#', '');
-      const rows = c.partitions.map((p) => el('tr', {class: 'part-row' + (p.blocked.length ? ' is-blocked' : ''), dataset: {tp: `${p.topic}/${p.partition}`}},
+      const rows = c.partitions.map((p) => el('tr', {class: 'part-row' + (p.blocked.some((b) => !b.waiting) ? ' is-blocked' : ''), dataset: {tp: `${p.topic}/${p.partition}`}},
         el('td', {class: 'mono tp'}, p.topic + '/', el('b', {}, p.partition)),
         el('td', {class: 'state'}, stateBadges(p)),
         el('td', {class: 'num'}, p.next_offset < 0 ? '–' : p.next_offset),
