@@ -79,7 +79,7 @@ func (p *partition) process(h *handling, rec *kgo.Record, clock *laneClock) resu
 		return stopped
 	}
 	if p.stage < 0 {
-		info, _ = retry.InfoFor(rec)
+		info = retry.FirstAttempt(rec) // headers on a subscribed topic are not ours to trust
 	}
 	p.noteFailure(ctx, rec, &info, err)
 	reason := p.policy.Classify(err)

@@ -93,17 +93,26 @@ type Info struct {
 	Reason Reason
 }
 
-// InfoFor returns the retry information of rec: from whippet's headers if it
-// carries them, else from Greyhound's, else that of a first attempt at rec
-// itself. ok reports whether rec carried retry headers.
-func InfoFor(rec *kgo.Record) (info Info, ok bool) {
-	info = Info{
+// FirstAttempt returns the information of a first attempt at rec: attempt 1,
+// rec itself as the original. The consumer uses it for every record of a
+// subscribed topic, whatever headers it carries: retry headers count only on
+// records of the group's own retry topics, so a producer cannot forge an
+// attempt count or the origin a dead letter records.
+func FirstAttempt(rec *kgo.Record) Info {
+	return Info{
 		Attempt:           1,
 		OriginalTopic:     rec.Topic,
 		OriginalPartition: rec.Partition,
 		OriginalOffset:    rec.Offset,
 		OriginalTimestamp: rec.Timestamp,
 	}
+}
+
+// InfoFor returns the retry information of rec: from whippet's headers if it
+// carries them, else from Greyhound's, else that of a first attempt at rec
+// itself. ok reports whether rec carried retry headers.
+func InfoFor(rec *kgo.Record) (info Info, ok bool) {
+	info = FirstAttempt(rec)
 	var ghSubmit, ghBackoff int64
 	var ghTopic string
 	ghAttempt := -1
