@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/dlq"
@@ -181,11 +182,11 @@ func TestUndecodableRecordsGoToTheDeadLetterTopic(t *testing.T) {
 			}
 
 			// The dlq package reads them back the same way.
-			dc, err := dlq.New(dlq.Brokers(kc.Brokers...))
+			dc, err := dlq.New(whippet.Connection{Brokers: kc.Brokers})
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer dc.Close()
+			defer dc.Close(context.Background())
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			page, err := dc.List(ctx, dlqTopic, dlq.Filter{Reason: retry.ReasonDecode})

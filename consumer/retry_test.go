@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/dlq"
@@ -547,11 +548,11 @@ func TestDeadLetterReplayIsHandledAgain(t *testing.T) {
 	readDLQ(t, kc, topic, group, 2)
 
 	broken.Store(false) // downstream is back: replay the dead letters
-	dc, err := dlq.New(dlq.Brokers(kc.Brokers...))
+	dc, err := dlq.New(whippet.Connection{Brokers: kc.Brokers})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer dc.Close()
+	defer dc.Close(context.Background())
 	res, err := dc.Replay(context.Background(), retry.DLQTopicName(topic, group), dlq.Filter{})
 	if err != nil || len(res.Replayed) != 2 {
 		t.Fatalf("Replay = %+v, %v; want 2 records replayed", res, err)

@@ -7,8 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/dlq"
 	"github.com/whippet-go/whippet/retry"
 )
@@ -19,12 +23,12 @@ func TestConfigErrors(t *testing.T) {
 		new  func() (*dlq.Client, error)
 		want []string
 	}{
-		{"no brokers", func() (*dlq.Client, error) { return dlq.New() }, []string{"dlq: Brokers: at least one seed broker is required"}},
-		{"bad values", func() (*dlq.Client, error) {
-			return dlq.New(dlq.Brokers("ok:9092", "a b"), dlq.ClientID(""), dlq.Logger(nil))
-		}, []string{`dlq: Brokers[1]: must be a non-empty host[:port] without spaces, got "a b"`, "dlq: ClientID: must be 1 to 256 characters, got 0", "dlq: Logger: must not be nil"}},
-		{"from nil client", func() (*dlq.Client, error) { return dlq.NewFromClient(nil, dlq.Brokers("x:1")) },
-			[]string{"dlq: client: must not be nil", "dlq: Brokers: not allowed with NewFromClient"}},
+		{"no brokers", func() (*dlq.Client, error) { return dlq.New(whippet.Connection{}) },
+			[]string{"dlq: Connection.Brokers: at least one seed broker is required"}},
+		{"from nil client", func() (*dlq.Client, error) {
+			return dlq.NewFromClient(nil, whippet.Connection{Brokers: []string{"x:1"}, ClientID: "x"})
+		}, []string{"dlq: client: must not be nil", "dlq: Connection.Brokers: not allowed with NewFromClient",
+			"dlq: Connection.ClientID: not allowed with NewFromClient"}},
 	} {
 		c, err := tc.new()
 		if c != nil || !errors.Is(err, dlq.ErrInvalidConfig) {
@@ -44,11 +48,11 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestArgumentErrors(t *testing.T) {
-	c, err := dlq.New(dlq.Brokers("127.0.0.1:1")) // never contacted: arguments are checked first
+	c, err := dlq.New(whippet.Connection{Brokers: []string{"127.0.0.1:1"}}) // never contacted: arguments are checked first
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer c.Close(context.Background())
 	ctx := context.Background()
 	now := time.Now()
 	for _, tc := range []struct {
@@ -72,7 +76,11 @@ func TestArgumentErrors(t *testing.T) {
 			t.Errorf("Replay(%q, %+v) = %v; want ErrInvalidArgument", tc.topic, tc.f, err)
 		}
 	}
-	c.Close()
+	ended, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := c.Close(ended); err != nil {
+		t.Fatalf("Close with no call in progress and an ended context = %v, want nil", err)
+	}
 	if _, err := c.List(ctx, "t-dlq", dlq.Filter{}); !errors.Is(err, dlq.ErrClosed) {
 		t.Errorf("List after Close = %v; want ErrClosed", err)
 	}
@@ -87,14 +95,16 @@ func TestPartitionFilterMustExist(t *testing.T) {
 }
 
 // TestNewFromClientLeaksNothing uses a caller's client, which stays open,
-// and proves that a Client from New leaves no goroutine behind.
+// with the Connection's Logger (and a Registerer, accepted), and proves that
+// a Client from New leaves no goroutine behind.
 func TestNewFromClientLeaksNothing(t *testing.T) {
 	fx := newFixture(t, 2)
 	ctx := ctxT(t)
 	fx.deadLetter(t, dead{p: 0, key: "a", reason: retry.ReasonExhausted}, dead{p: 1, key: "b", reason: retry.ReasonDecode})
 
 	cl := fx.kc.Client(t)
-	c, err := dlq.NewFromClient(cl)
+	core, logs := observer.New(zap.InfoLevel)
+	c, err := dlq.NewFromClient(cl, whippet.Connection{Logger: zap.New(core), Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,13 +112,21 @@ func TestNewFromClientLeaksNothing(t *testing.T) {
 	if err != nil || len(page.Records) != 2 {
 		t.Fatalf("List through a caller's client: %d records, %v", len(page.Records), err)
 	}
-	c.Close()
+	if res, err := c.Replay(ctx, fx.dlqTopic, dlq.Filter{}, dlq.DryRun()); err != nil || len(res.Replayed) != 2 {
+		t.Fatalf("dry-run Replay through a caller's client: %+v, %v", res, err)
+	}
+	if n := logs.FilterMessage("dlq: replay").Len(); n != 1 {
+		t.Errorf("the Connection's Logger got %d replay entries, want 1", n)
+	}
+	if err := c.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if err := cl.Ping(ctx); err != nil {
 		t.Errorf("the caller's client was closed: %v", err)
 	}
 
 	ignore := goleak.IgnoreCurrent()
-	c, err = dlq.New(dlq.Brokers(fx.kc.Brokers...))
+	c, err = dlq.New(whippet.Connection{Brokers: fx.kc.Brokers})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +142,9 @@ func TestNewFromClientLeaksNothing(t *testing.T) {
 	if res, err := c.Purge(ctx, fx.dlqTopic, dlq.PurgeAll()); err != nil || res.Deleted != 2 {
 		t.Fatalf("Purge: %+v, %v", res, err)
 	}
-	c.Close()
+	if err := c.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
 	// On kfake the broker runs in this process: its goroutines serving
 	// connections are the broker's, not the Client's.
 	goleak.VerifyNone(t, ignore,

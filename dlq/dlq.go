@@ -1,21 +1,23 @@
 package dlq
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/plugin/kzap"
 	"go.uber.org/zap"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/internal/check"
+	"github.com/whippet-go/whippet/internal/connect"
 	"github.com/whippet-go/whippet/retry"
 )
 
@@ -67,44 +69,67 @@ var (
 // it never moves any group's committed offsets. It is safe for concurrent
 // use. Create it with New or NewFromClient and release it with Close.
 type Client struct {
-	cl     *kgo.Client
-	adm    *kadm.Client
-	owned  bool
-	log    *zap.Logger
-	closed atomic.Bool
-	now    func() time.Time
+	cl         *kgo.Client
+	adm        *kadm.Client
+	owned      bool
+	log        *zap.Logger
+	now        func() time.Time
+	unregister func() // unregisters the Kafka client metrics
+
+	mu     sync.Mutex
+	closed bool
+	calls  int           // the method calls in progress
+	idle   chan struct{} // made by Close, closed once calls is 0
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
-// New validates opts, then creates a Client with its own franz-go client
-// (idempotent producer, acks=all: franz-go's defaults). It does no network
-// I/O. Every invalid option is reported in the returned error (a join of
+// New validates conn and opts, then creates a Client with its own franz-go
+// client (idempotent producer, acks=all: franz-go's defaults;
+// conn.ClientOptions come last and can change that, e.g. kgo.RequiredAcks
+// weakens the delivery of replayed records). The client id defaults to
+// "whippet-dlq"; TLS and SASL come from conn. It does no network I/O.
+// Every invalid field is reported in the returned error (a join of
 // *ConfigError values), which matches ErrInvalidConfig.
-func New(opts ...Option) (*Client, error) {
-	cfg := newConfig(opts)
+//
+// Replays and purges are logged at Info level on conn.Logger, and franz-go's
+// logs go there too (kzap). The Client has no metrics of its own; with
+// conn.Registerer, franz-go's client metrics are whippet_kafka_*
+// {component="dlq", name=<client id>}, unregistered by Close.
+func New(conn whippet.Connection, opts ...Option) (*Client, error) {
+	cfg := newConfig(conn, opts)
 	if err := cfg.validate(false); err != nil {
 		return nil, err
 	}
-	kopts := []kgo.Opt{
-		kgo.SeedBrokers(cfg.brokers...),
-		kgo.ClientID(cfg.clientID),
-		kgo.WithLogger(kzap.New(cfg.logger)),
-	}
-	cl, err := kgo.NewClient(append(kopts, cfg.clientOpts...)...)
+	kc := connect.New(conn, "dlq", connect.ClientID(conn, "dlq"))
+	cl, err := kgo.NewClient(kc.All()...)
 	if err != nil {
-		return nil, &ConfigError{Pkg: "dlq", Sentinel: ErrInvalidConfig, Field: "ClientOptions",
+		return nil, &ConfigError{Pkg: "dlq", Sentinel: ErrInvalidConfig, Field: "Connection.ClientOptions",
 			Rule: "franz-go rejected the client configuration", Err: err}
 	}
-	return newClient(cl, true, &cfg), nil
+	c := newClient(cl, true, &cfg)
+	if c.unregister, err = kc.Register(); err != nil {
+		cl.Close()
+		return nil, &ConfigError{Pkg: "dlq", Sentinel: ErrInvalidConfig, Field: "Connection.Registerer",
+			Rule: "cannot register the Kafka client metrics", Err: err}
+	}
+	return c, nil
 }
 
 // NewFromClient creates a Client that works through cl, which stays the
-// caller's: Close does not close it. Only Logger applies. cl may be any
-// franz-go client, a group consumer included: the Client issues its own
-// fetch requests and does not touch cl's consumption. Replayed records are
-// produced with cl's producer settings (franz-go's defaults are idempotent
-// with acks=all) and partitioner.
-func NewFromClient(cl *kgo.Client, opts ...Option) (*Client, error) {
-	cfg := newConfig(opts)
+// caller's: Close does not close it. cl may be any franz-go client, a group
+// consumer included: the Client issues its own fetch requests and does not
+// touch cl's consumption. Replayed records are produced with cl's producer
+// settings (franz-go's defaults are idempotent with acks=all) and
+// partitioner.
+//
+// Of conn only Logger and Registerer apply; the fields that configure a
+// client (Brokers, TLS, SASL, ClientID, ClientOptions) are rejected. The
+// Client has no metrics of its own, and franz-go's client metrics need hooks
+// installed when cl is created, so Registerer records nothing here.
+func NewFromClient(cl *kgo.Client, conn whippet.Connection, opts ...Option) (*Client, error) {
+	cfg := newConfig(conn, opts)
 	err := cfg.validate(true)
 	if cl == nil {
 		err = errors.Join(&ConfigError{Pkg: "dlq", Sentinel: ErrInvalidConfig, Field: "client", Rule: "must not be nil"}, err)
@@ -116,24 +141,53 @@ func NewFromClient(cl *kgo.Client, opts ...Option) (*Client, error) {
 }
 
 func newClient(cl *kgo.Client, owned bool, cfg *config) *Client {
-	return &Client{cl: cl, adm: kadm.NewClient(cl), owned: owned, log: cfg.logger, now: time.Now}
+	return &Client{cl: cl, adm: kadm.NewClient(cl), owned: owned, log: connect.Logger(cfg.conn), now: time.Now, unregister: func() {}}
 }
 
-// Close releases the Client: it closes the franz-go client New created (a
-// client given to NewFromClient is left open). It is safe to call more than
-// once; the Client's methods then return ErrClosed.
-func (c *Client) Close() {
-	if c.closed.Swap(true) {
-		return
+// Close releases the Client. The methods called afterwards return ErrClosed
+// at once; Close waits for the calls in progress (a Replay half done, say)
+// to return, until ctx ends. Then it closes the franz-go client New created,
+// which fails the calls still running (a client given to NewFromClient is
+// left open, and those calls go on), and unregisters the client metrics.
+// It returns nil, or an error matching ctx's error if calls were still
+// running when ctx ended. It is safe to call more than once: later calls
+// return the first one's result.
+func (c *Client) Close(ctx context.Context) error {
+	c.closeOnce.Do(func() { c.closeErr = c.close(ctx) })
+	return c.closeErr
+}
+
+func (c *Client) close(ctx context.Context) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	c.mu.Lock()
+	c.closed = true
+	c.idle = make(chan struct{})
+	if c.calls == 0 {
+		close(c.idle)
+	}
+	c.mu.Unlock()
+	var err error
+	select {
+	case <-c.idle:
+	default: // calls in progress: wait for them, within ctx
+		select {
+		case <-c.idle:
+		case <-ctx.Done():
+			err = fmt.Errorf("dlq: close: calls still in progress: %w", ctx.Err())
+		}
 	}
 	if c.owned {
 		c.cl.Close()
 	}
+	c.unregister()
+	return err
 }
 
-// Kafka returns the underlying franz-go client. Do not close a client the
+// Client returns the underlying franz-go client. Do not close a client the
 // Client owns; call Close.
-func (c *Client) Kafka() *kgo.Client { return c.cl }
+func (c *Client) Client() *kgo.Client { return c.cl }
 
 // Position locates a record in a topic.
 type Position struct {
@@ -273,11 +327,24 @@ func checkTopic(field, topic string) error {
 	return nil
 }
 
-func (c *Client) checkOpen() error {
-	if c.closed.Load() {
+// enter starts a method call: ErrClosed once Close began, else the caller
+// must call leave when done.
+func (c *Client) enter() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
 		return ErrClosed
 	}
+	c.calls++
 	return nil
+}
+
+func (c *Client) leave() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.calls--; c.closed && c.calls == 0 {
+		close(c.idle)
+	}
 }
 
 // unknownTopic wraps a metadata error for topic.

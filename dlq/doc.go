@@ -40,5 +40,16 @@
 // API (package consumer/admin) both use them, so they take and print the
 // same.
 //
+// # Connecting
+//
+// [New] takes the service's [whippet.Connection] (brokers, TLS, SASL, client
+// id, logger, registerer), as every whippet constructor does:
+//
+//	d, err := dlq.New(kafka)
+//	defer d.Close(ctx)
+//
+// [NewFromClient] works through a franz-go client the service already has.
+// [Client.Close] refuses new calls and waits for those in progress.
+//
 // The `whippet dlq` command (cmd/whippet) wraps this package for operators.
 package dlq

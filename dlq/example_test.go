@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/dlq"
 	"github.com/whippet-go/whippet/retry"
 )
@@ -40,11 +41,11 @@ func Example() {
 		}
 	}
 
-	c, err := dlq.New(dlq.Brokers(cluster.ListenAddrs()...))
+	c, err := dlq.New(whippet.Connection{Brokers: cluster.ListenAddrs()})
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer c.Close()
+	defer c.Close(ctx)
 
 	page, err := c.List(ctx, dlqTopic, dlq.Filter{Reason: retry.ReasonExhausted})
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/dlq"
 	"github.com/whippet-go/whippet/retry"
 	"github.com/whippet-go/whippet/testkit"
@@ -49,11 +50,11 @@ func newFixtureConfigs(t *testing.T, dlqPartitions int32, dlqConfigs map[string]
 		}
 	})
 	fx.prod = kc.Client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	c, err := dlq.New(dlq.Brokers(kc.Brokers...))
+	c, err := dlq.New(whippet.Connection{Brokers: kc.Brokers})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(c.Close)
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
 	fx.c = c
 	// Kafka rejects timestamps too far in the future; the past is fine.
 	fx.base = time.Now().Add(-3 * time.Hour).Truncate(time.Millisecond)

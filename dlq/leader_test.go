@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/dlq"
 	"github.com/whippet-go/whippet/retry"
 	"github.com/whippet-go/whippet/testkit"
@@ -30,11 +31,11 @@ func TestFetchFollowsLeaders(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c, err := dlq.New(dlq.Brokers(kc.Brokers...))
+	c, err := dlq.New(whippet.Connection{Brokers: kc.Brokers})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer c.Close(context.Background())
 
 	var refused atomic.Int32
 	fake.ControlKey(int16(kmsg.Fetch), func(kreq kmsg.Request) (kmsg.Response, error, bool) {

@@ -28,6 +28,10 @@ type Page struct {
 // Every record is read and matched in memory; Since and Until do not skip
 // ahead, because Kafka timestamps are not guaranteed to grow.
 func (c *Client) List(ctx context.Context, dlqTopic string, f Filter) (Page, error) {
+	if err := c.enter(); err != nil {
+		return Page{}, err
+	}
+	defer c.leave()
 	s, err := c.scan(ctx, dlqTopic, &f)
 	if err != nil {
 		return Page{}, err
@@ -53,9 +57,6 @@ func (c *Client) List(ctx context.Context, dlqTopic string, f Filter) (Page, err
 
 // scan validates the arguments of List and Replay and opens a scanner.
 func (c *Client) scan(ctx context.Context, dlqTopic string, f *Filter) (*scanner, error) {
-	if err := c.checkOpen(); err != nil {
-		return nil, err
-	}
 	if err := checkTopic("dlqTopic", dlqTopic); err != nil {
 		return nil, err
 	}
@@ -81,9 +82,10 @@ func (c *Client) scan(ctx context.Context, dlqTopic string, f *Filter) (*scanner
 // offset was deleted (retention, Purge) or is not written yet, or it holds a
 // transaction marker or an aborted record.
 func (c *Client) Get(ctx context.Context, dlqTopic string, partition int32, offset int64) (Record, error) {
-	if err := c.checkOpen(); err != nil {
+	if err := c.enter(); err != nil {
 		return Record{}, err
 	}
+	defer c.leave()
 	if err := checkTopic("dlqTopic", dlqTopic); err != nil {
 		return Record{}, err
 	}

@@ -87,9 +87,10 @@ type PartitionPurge struct {
 // by mistake. With DryRun it only reports what it would delete.
 func (c *Client) Purge(ctx context.Context, dlqTopic string, scope PurgeScope, opts ...ActionOption) (PurgeResult, error) {
 	act := newAction(opts)
-	if err := c.checkOpen(); err != nil {
+	if err := c.enter(); err != nil {
 		return PurgeResult{}, err
 	}
+	defer c.leave()
 	if err := act.forPurge(); err != nil {
 		return PurgeResult{}, err
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/dlq"
 	"github.com/whippet-go/whippet/retry"
 	"github.com/whippet-go/whippet/testkit"
@@ -46,11 +47,11 @@ func newFakeNone(t *testing.T) *fakeNone {
 			t.Fatal(err)
 		}
 	}
-	c, err := dlq.New(dlq.Brokers(kc.Brokers...))
+	c, err := dlq.New(whippet.Connection{Brokers: kc.Brokers})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(c.Close)
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
 	fx.c = c
 	fx.fake.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
 		fx.fetch.Add(1)

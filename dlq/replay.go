@@ -148,6 +148,10 @@ type Skipped struct {
 // does not exist (Replay never creates topics). A ReplayTo topic that does
 // not exist is an error matching ErrUnknownTopic.
 func (c *Client) Replay(ctx context.Context, dlqTopic string, f Filter, opts ...ActionOption) (ReplayResult, error) {
+	if err := c.enter(); err != nil {
+		return ReplayResult{}, err
+	}
+	defer c.leave()
 	act := newAction(opts)
 	errs := check.NewErrors("dlq", ErrInvalidArgument)
 	if act.toSet {

@@ -7,14 +7,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"go.uber.org/goleak"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/dlq"
 	"github.com/whippet-go/whippet/internal/securetest"
 	"github.com/whippet-go/whippet/retry"
+	"github.com/whippet-go/whippet/testkit/localkafka"
 )
 
 // TestSecurity lists and replays dead-letter records through Apache Kafka's
@@ -48,12 +52,25 @@ func TestSecurity(t *testing.T) {
 		}
 	}
 
+	// TLS and SASL come from the Connection's fields.
+	tc, err := kc.TLSConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := func(u localkafka.User) whippet.Connection {
+		return whippet.Connection{Brokers: kc.SecureBrokers, TLS: tc, Logger: log,
+			SASL: scram.Auth{User: u.Name, Pass: u.Password}.AsSha512Mechanism()}
+	}
+	reg := prometheus.NewRegistry()
+
 	t.Run("right password", func(t *testing.T) {
-		c, err := dlq.New(dlq.Brokers(kc.SecureBrokers...), dlq.ClientOptions(kc.Opts(t)...), dlq.Logger(log))
+		right := conn(kc.User)
+		right.Registerer = reg
+		c, err := dlq.New(right)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
+		defer c.Close(ctx)
 		page, err := c.List(ctx, dlqTopic, dlq.Filter{})
 		if err != nil {
 			t.Fatalf("List over SASL_SSL: %v", err)
@@ -83,14 +100,15 @@ func TestSecurity(t *testing.T) {
 		if recs := fs.Records(); len(recs) != 1 || string(recs[0].Value) != "b" {
 			t.Errorf("original topic holds %d records after the replay, want the one with value b", len(recs))
 		}
+		capture.AddMetrics(t, reg) // before Close unregisters them
 	})
 
 	t.Run("wrong password", func(t *testing.T) {
-		c, err := dlq.New(dlq.Brokers(kc.SecureBrokers...), dlq.ClientOptions(kc.OptsAs(t, wrong)...), dlq.Logger(log))
+		c, err := dlq.New(conn(wrong))
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
+		defer c.Close(ctx)
 		lctx, lcancel := context.WithTimeout(ctx, time.Minute)
 		defer lcancel()
 		start := time.Now()

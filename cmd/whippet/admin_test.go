@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/consumer/admin"
 	"github.com/whippet-go/whippet/dlq"
@@ -93,11 +94,11 @@ func TestAdminCommands(t *testing.T) {
 			t.Logf("delete %s: %v", dlqTopic, err)
 		}
 	})
-	dc, err := dlq.New(dlq.Brokers(kc.Brokers...))
+	dc, err := dlq.New(whippet.Connection{Brokers: kc.Brokers})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(dc.Close)
+	t.Cleanup(func() { _ = dc.Close(context.Background()) })
 	h, err := admin.New(admin.Consumer("renewals", c, group, topic), admin.DLQ(dc), admin.Title("renewal-service"),
 		admin.Authorize(func(r *http.Request, a admin.Action) (string, error) {
 			if r.Header.Get("Authorization") == "Bearer s3cret" {

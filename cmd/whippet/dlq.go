@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -48,8 +47,8 @@ Exit status: 0 ok, 1 failure (or records skipped, or purge without -yes), 2 usag
 var reasons = []retry.Reason{retry.ReasonExhausted, retry.ReasonNonRetriable, retry.ReasonDecode, retry.ReasonSkipped}
 
 type dlqFlags struct {
-	brokers, topic, source, group string
-	timeout                       time.Duration
+	topic, source, group string
+	timeout              time.Duration
 	// list, replay
 	key, errText, reason, since, until, cursor string
 	partition, limit                           int
@@ -64,7 +63,7 @@ type dlqFlags struct {
 
 	keySet bool
 
-	security securityFlags
+	kafka kafkaFlags
 }
 
 func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -100,12 +99,11 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fs.PrintDefaults()
 	}
 	var o dlqFlags
-	fs.StringVar(&o.brokers, "brokers", os.Getenv("KAFKA_BROKERS"), "seed brokers, comma-separated [KAFKA_BROKERS]")
+	o.kafka.register(fs)
 	fs.StringVar(&o.topic, "topic", "", "the dead-letter topic")
 	fs.StringVar(&o.source, "source", "", "the consumed topic whose dead-letter topic to use (with -group)")
 	fs.StringVar(&o.group, "group", "", "the consumer group whose dead-letter topic to use (with -source)")
 	fs.DurationVar(&o.timeout, "timeout", time.Minute, "give up after this long")
-	o.security.register(fs)
 	switch sub {
 	case "list", "replay":
 		fs.StringVar(&o.key, "key", "", "only records with exactly this key")
@@ -148,14 +146,9 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	var brokers []string
-	for b := range strings.SplitSeq(o.brokers, ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			brokers = append(brokers, b)
-		}
-	}
-	if len(brokers) == 0 {
-		return fmt.Errorf("%w: no brokers: set -brokers or KAFKA_BROKERS", errUsage)
+	conn, err := o.kafka.connection()
+	if err != nil {
+		return err
 	}
 	if o.timeout <= 0 {
 		return fmt.Errorf("%w: -timeout must be positive", errUsage)
@@ -189,15 +182,11 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 	}
 
-	secOpts, err := o.security.clientOpts()
-	if err != nil {
-		return err
-	}
-	c, err := dlq.New(dlq.Brokers(brokers...), dlq.ClientOptions(secOpts...))
+	c, err := dlq.New(conn)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errUsage, trimmed{err})
 	}
-	defer c.Close()
+	defer c.Close(context.Background()) // no call is in progress by then
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	switch sub {
@@ -224,7 +213,7 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("%w: %w", errUsage, trimmed{err})
 	}
 	if err != nil && !errors.Is(err, errQuiet) {
-		return o.security.explain(trimmed{err})
+		return o.kafka.security.explain(trimmed{err})
 	}
 	return err
 }

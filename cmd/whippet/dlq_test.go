@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/consumer/admin"
 	"github.com/whippet-go/whippet/dlq"
@@ -349,11 +350,11 @@ func TestDLQJSONIsTheAdminAPIs(t *testing.T) {
 	})
 	brokers := "-brokers=" + strings.Join(kc.Brokers, ",")
 
-	dc, err := dlq.New(dlq.Brokers(kc.Brokers...))
+	dc, err := dlq.New(whippet.Connection{Brokers: kc.Brokers})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(dc.Close)
+	t.Cleanup(func() { _ = dc.Close(context.Background()) })
 	c, err := consumer.New(consumer.HandlerFunc(func(context.Context, *kgo.Record) error { return nil }),
 		consumer.Brokers(kc.Brokers...), consumer.Group("renewals"), consumer.Topics(src))
 	if err != nil {

@@ -136,11 +136,13 @@ func kafkaUp(ctx context.Context, cfg localkafka.Config, stdout io.Writer) error
 	return nil
 }
 
-// writeEnvFile writes KEY=value lines that both sh (`. file`) and make
-// (`include file`) read.
+// writeEnvFile writes `export KEY=value` lines, which both sh (`. file`)
+// and make (`include file`) read and pass on to their child processes.
+// Values are not quoted (make would keep the quotes): they are addresses,
+// versions and paths.
 func writeEnvFile(path string, c *localkafka.Cluster) error {
-	content := fmt.Sprintf("# Written by `whippet kafka up`: source it (sh) or include it (make).\n"+
-		"KAFKA_BROKERS=%s\nKAFKA_VERSION=%s\nKAFKA_STATE_DIR=%s\n",
+	content := fmt.Sprintf("# Written by `whippet kafka up`: source it (sh) or include it (make); both export the variables.\n"+
+		"export KAFKA_BROKERS=%s\nexport KAFKA_VERSION=%s\nexport KAFKA_STATE_DIR=%s\n",
 		strings.Join(c.Brokers, ","), c.Version, c.StateDir)
 	if len(c.SecureBrokers) > 0 { // names, not secrets: the password stays in its owner-only file
 		users, err := c.SASLUsers()
@@ -151,7 +153,8 @@ func writeEnvFile(path string, c *localkafka.Cluster) error {
 		if err != nil {
 			return err
 		}
-		content += fmt.Sprintf("KAFKA_SECURE_BROKERS=%s\nKAFKA_CA_FILE=%s\nKAFKA_SASL_MECHANISM=%s\nKAFKA_SASL_USER=%s\nKAFKA_SASL_PASSWORD_FILE=%s\n",
+		content += fmt.Sprintf("export KAFKA_SECURE_BROKERS=%s\nexport KAFKA_CA_FILE=%s\nexport KAFKA_SASL_MECHANISM=%s\n"+
+			"export KAFKA_SASL_USER=%s\nexport KAFKA_SASL_PASSWORD_FILE=%s\n",
 			strings.Join(c.SecureBrokers, ","), c.CAFile, localkafka.SASLMechanism, users[0].Name, pw)
 	}
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -55,9 +56,43 @@ func TestWriteEnvFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(p)
-	for _, line := range []string{"KAFKA_BROKERS=127.0.0.1:19092,127.0.0.1:19102\n", "KAFKA_VERSION=4.4.0\n", "KAFKA_STATE_DIR=/s\n"} {
+	for _, line := range []string{"export KAFKA_BROKERS=127.0.0.1:19092,127.0.0.1:19102\n", "export KAFKA_VERSION=4.4.0\n", "export KAFKA_STATE_DIR=/s\n"} {
 		if !strings.Contains(string(b), line) {
 			t.Errorf("env file lacks %q:\n%s", line, b)
 		}
+	}
+}
+
+// The env file's variables reach the child processes of a shell that
+// sources it (`. .kafka/env`, as README shows) and the recipes of a
+// Makefile that includes it.
+func TestEnvFileReachesChildProcesses(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "env")
+	c := &localkafka.Cluster{Brokers: []string{"127.0.0.1:19092", "127.0.0.1:19102"}, Version: "4.4.0", StateDir: "/s"}
+	if err := writeEnvFile(p, c); err != nil {
+		t.Fatal(err)
+	}
+	// A clean environment: the test may run with KAFKA_BROKERS set.
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
+	const want = "127.0.0.1:19092,127.0.0.1:19102 4.4.0 /s"
+
+	sh := exec.Command("bash", "-c", `set -e; . "$1"; bash -c 'echo "$KAFKA_BROKERS $KAFKA_VERSION $KAFKA_STATE_DIR"'`, "bash", p)
+	sh.Env = env
+	out, err := sh.CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != want {
+		t.Errorf("a child of a shell that sourced the env file sees %q (%v), want %q", out, err, want)
+	}
+
+	mk := filepath.Join(dir, "Makefile")
+	makefile := "include " + p + "\nall:\n\t@echo \"$$KAFKA_BROKERS $$KAFKA_VERSION $$KAFKA_STATE_DIR\"\n"
+	if err := os.WriteFile(mk, []byte(makefile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := exec.Command("make", "--no-print-directory", "-s", "-f", mk)
+	m.Env = env
+	out, err = m.CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != want {
+		t.Errorf("a recipe of a Makefile that includes the env file sees %q (%v), want %q", out, err, want)
 	}
 }

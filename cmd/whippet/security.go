@@ -9,11 +9,11 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/internal/secure"
 )
 
@@ -70,29 +70,52 @@ func rejectPasswordFlag(args []string) error {
 	return nil
 }
 
-// clientOpts returns the franz-go options for the settings: none without
-// TLS and SASL. A bad combination is a usage error; an unreadable or
-// invalid file is an error naming the file. No error holds the password.
-func (s *securityFlags) clientOpts() ([]kgo.Opt, error) {
-	var opts []kgo.Opt
+// kafkaFlags say how a command reaches Kafka: -brokers and the TLS and SASL
+// flags. connection turns them into the one whippet.Connection every Kafka
+// client of the command is built from.
+type kafkaFlags struct {
+	brokers  string
+	security securityFlags
+}
+
+// register adds -brokers and the security flags to fs, with defaults from
+// the environment.
+func (k *kafkaFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&k.brokers, "brokers", os.Getenv("KAFKA_BROKERS"), "seed brokers, comma-separated [KAFKA_BROKERS]")
+	k.security.register(fs)
+}
+
+// connection returns the whippet.Connection of the flags: the seed brokers,
+// and TLS and SASL when the flags ask for them. No brokers or a bad
+// combination of flags is a usage error; an unreadable or invalid file is an
+// error naming the file. No error holds the password.
+func (k *kafkaFlags) connection() (whippet.Connection, error) {
+	var conn whippet.Connection
+	for b := range strings.SplitSeq(k.brokers, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			conn.Brokers = append(conn.Brokers, b)
+		}
+	}
+	if len(conn.Brokers) == 0 {
+		return conn, fmt.Errorf("%w: no brokers: set -brokers or KAFKA_BROKERS", errUsage)
+	}
+	s := &k.security
 	if (s.certFile == "") != (s.keyFile == "") {
-		return nil, fmt.Errorf("%w: -tls-cert and -tls-key go together", errUsage)
+		return conn, fmt.Errorf("%w: -tls-cert and -tls-key go together", errUsage)
 	}
 	if s.tls || s.caFile != "" || s.certFile != "" || s.serverName != "" {
 		tc, err := tlsConfig(s.caFile, s.certFile, s.keyFile, s.serverName)
 		if err != nil {
-			return nil, err
+			return conn, err
 		}
-		opts = append(opts, kgo.DialTLSConfig(tc))
+		conn.TLS = tc
 	}
 	m, err := s.saslMechanism()
 	if err != nil {
-		return nil, err
+		return conn, err
 	}
-	if m != nil {
-		opts = append(opts, kgo.SASL(m))
-	}
-	return opts, nil
+	conn.SASL = m
+	return conn, nil
 }
 
 // tlsConfig returns a client TLS configuration trusting the CA certificates

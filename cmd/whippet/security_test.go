@@ -3,11 +3,15 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/pem"
+	"errors"
+	"flag"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -184,7 +188,7 @@ func readEnv(t *testing.T, path string) map[string]string {
 	env := map[string]string{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), "="); ok && !strings.HasPrefix(k, "#") {
+		if k, v, ok := strings.Cut(strings.TrimPrefix(sc.Text(), "export "), "="); ok && !strings.HasPrefix(k, "#") {
 			env[k] = v
 		}
 	}
@@ -234,5 +238,47 @@ func TestAdminTLS(t *testing.T) {
 	code, _, stderr = cli(t, "admin", u, "-tls-cert", ca, "info")
 	if code != 2 || !strings.Contains(stderr, "-tls-cert and -tls-key go together") {
 		t.Errorf("-tls-cert alone: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// The flags become one whippet.Connection: trimmed seed brokers, TLS and
+// SASL as asked, nothing more without them.
+func TestKafkaFlagsConnection(t *testing.T) {
+	t.Setenv("KAFKA_BROKERS", "")
+	t.Setenv("WHIPPET_SASL_PASSWORD", "pw")
+	parse := func(args ...string) *kafkaFlags {
+		t.Helper()
+		var k kafkaFlags
+		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		k.register(fs)
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		return &k
+	}
+	conn, err := parse("-brokers", " a:1, b:2 ,", "-tls-server-name", "kafka.internal",
+		"-sasl-mechanism", "scram-sha-256", "-sasl-user", "u").connection()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(conn.Brokers, []string{"a:1", "b:2"}) {
+		t.Errorf("Brokers = %q, want [a:1 b:2]", conn.Brokers)
+	}
+	if conn.TLS == nil || conn.TLS.ServerName != "kafka.internal" || conn.TLS.MinVersion != tls.VersionTLS12 {
+		t.Errorf("TLS = %+v, want TLS 1.2+ expecting kafka.internal", conn.TLS)
+	}
+	if conn.SASL == nil || conn.SASL.Name() != "SCRAM-SHA-256" {
+		t.Errorf("SASL = %v, want SCRAM-SHA-256", conn.SASL)
+	}
+	if conn.ClientID != "" || conn.ClientOptions != nil || conn.Logger != nil || conn.Registerer != nil {
+		t.Errorf("Connection %+v sets more than brokers, TLS and SASL", conn)
+	}
+
+	conn, err = parse("-brokers", "a:1").connection()
+	if err != nil || conn.TLS != nil || conn.SASL != nil {
+		t.Errorf("without security flags: %+v, %v; want plaintext, no SASL", conn, err)
+	}
+	if _, err := parse("-brokers", " , ").connection(); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "no brokers") {
+		t.Errorf("no brokers: %v, want a usage error", err)
 	}
 }

@@ -84,7 +84,7 @@ func (h *Handler) listDLQTopics(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx, cancel := h.kafkaCtx(r)
 	defer cancel()
-	adm := kadm.NewClient(h.cfg.dlq.Kafka())
+	adm := kadm.NewClient(h.cfg.dlq.Client())
 	starts, serr := adm.ListStartOffsets(ctx, names...)
 	ends, eerr := adm.ListEndOffsets(ctx, names...)
 	for i := range out {

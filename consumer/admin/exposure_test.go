@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/consumer/admin"
 	"github.com/whippet-go/whippet/dlq"
@@ -180,11 +181,11 @@ func TestReplayAllKeepsToTheSourceTopic(t *testing.T) {
 			t.Logf("delete %s: %v", dlqTopic, err)
 		}
 	})
-	dc, err := dlq.New(dlq.Brokers(kc.Brokers...))
+	dc, err := dlq.New(whippet.Connection{Brokers: kc.Brokers})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(dc.Close)
+	t.Cleanup(func() { _ = dc.Close(context.Background()) })
 	var mu sync.Mutex
 	var asked []admin.Action
 	h, err := admin.New(admin.Consumer("svc", c, group, topic), admin.DLQ(dc),

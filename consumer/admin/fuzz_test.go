@@ -14,6 +14,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/dlq"
 )
@@ -121,11 +122,11 @@ func FuzzActionBody(f *testing.F) {
 		f.Fatal(err)
 	}
 	defer c.Close()
-	d, err := dlq.New(dlq.Brokers("127.0.0.1:1"))
+	d, err := dlq.New(whippet.Connection{Brokers: []string{"127.0.0.1:1"}})
 	if err != nil {
 		f.Fatal(err)
 	}
-	defer d.Close()
+	defer d.Close(context.Background())
 	h, err := New(Consumer("svc", c, "g", "t"), DLQ(d), Timeout(time.Hour))
 	if err != nil {
 		f.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/consumer/admin"
 	"github.com/whippet-go/whippet/dlq"
@@ -86,11 +87,11 @@ func startApp(t *testing.T, kc *testkit.Cluster, partitions int32) *app {
 			t.Logf("delete %s: %v", a.dlqTopic, err)
 		}
 	})
-	a.dlq, err = dlq.New(dlq.Brokers(kc.Brokers...))
+	a.dlq, err = dlq.New(whippet.Connection{Brokers: kc.Brokers})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(a.dlq.Close)
+	t.Cleanup(func() { _ = a.dlq.Close(context.Background()) })
 	return a
 }
 

@@ -98,11 +98,11 @@ func run(brokersFlag string) error {
 	errc := make(chan error, 1)
 	go func() { errc <- c.Run(runCtx) }()
 
-	dc, err := dlq.New(dlq.Brokers(brokers...))
+	dc, err := dlq.New(whippet.Connection{Brokers: brokers})
 	if err != nil {
 		return err
 	}
-	defer dc.Close()
+	defer dc.Close(context.Background())
 	dlqTopic := retry.DLQTopicName(topic, group)
 	var page dlq.Page
 	if err := waitFor(func() (bool, error) {
