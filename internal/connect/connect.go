@@ -106,7 +106,7 @@ func New(c whippet.Connection, component, name string) *Client {
 
 // ErrMetricsClash is wrapped by Register's error when another client of the
 // same component and name already registered its metrics.
-var ErrMetricsClash = errors.New("Kafka client metrics already registered")
+var ErrMetricsClash = errors.New("franz-go client metrics already registered")
 
 // Register registers the client metrics (if any) and returns a function that
 // unregisters them.
