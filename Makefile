@@ -13,9 +13,9 @@ export KAFKA_STATE_DIR
 
 # The modules of the repository, joined by go.work: the library (root) and the
 # modules only tests, tools and benchmarks need.
-MODULES := . testkit/docker bench internal/chaos
+MODULES := . testkit/docker bench internal/browsertest internal/chaos
 # Every package `make test` runs (the chaos suite runs on its own, in test-chaos).
-TEST_PKGS := ./... ./testkit/docker/... ./bench/...
+TEST_PKGS := ./... ./testkit/docker/... ./bench/... ./internal/browsertest/...
 # The lowest Go toolchain the library's dependencies allow (go.mod's go line).
 MIN_GO := $(shell sed -n 's/^go //p' go.mod)
 
@@ -68,7 +68,7 @@ test-chaos: deps
 	    | grep --line-buffered -E '^(ok|FAIL|PASS|panic:|--- |\||whippet chaos:)|^ +[a-z_]+_test\.go:[0-9]+:'; \
 	  status=$$?; echo "full chaos log: $(CHAOS_LOG)"; exit $$status
 
-# Debian's Chromium, for the dashboard's browser test (consumer/admin).
+# Debian's Chromium, for the browser tests of whippet's web pages (internal/browsertest).
 chromium:
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
 	  { S=$$([ "$$(id -u)" = 0 ] || echo sudo); $$S apt-get update -qq && $$S apt-get install -y -qq chromium; }

@@ -1,10 +1,9 @@
-package admin_test
+package browsertest_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,11 +16,22 @@ import (
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"go.uber.org/goleak"
 
-	"github.com/whippet-go/whippet/consumer/admin"
-	"github.com/whippet-go/whippet/dlq"
 	"github.com/whippet-go/whippet/testkit"
 )
+
+// The helpers here drive a headless Chromium for every browser test of the
+// module; each page's test and its fixtures live in a file of their own.
+
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+// leakCheck fails the test if it leaves goroutines behind. Call it first, so
+// that its check runs after every other cleanup (the browser's included).
+func leakCheck(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+}
 
 // chromium finds a Chromium (or Chrome) to drive: $WHIPPET_CHROMIUM, or one
 // on PATH. Without one the test is skipped, unless CI=true, where it fails.
@@ -36,7 +46,7 @@ func chromium(t *testing.T) string {
 		}
 	}
 	const msg = "no Chromium found (looked for chromium, chromium-browser, google-chrome, headless-shell on PATH, and $WHIPPET_CHROMIUM); " +
-		"install it (Debian: apt-get install chromium) to run the dashboard's browser test"
+		"install it (Debian: apt-get install chromium, or make chromium) to run the browser tests"
 	if os.Getenv("CI") == "true" {
 		t.Fatal("CI=true: " + msg)
 	}
@@ -195,104 +205,4 @@ func click(ctx context.Context, t *testing.T, sel string) {
 	if err := chromedp.Run(ctx, chromedp.WaitVisible(sel, chromedp.ByQuery), chromedp.Click(sel, chromedp.ByQuery)); err != nil {
 		t.Fatalf("click %s: %v", sel, err)
 	}
-}
-
-// TestDashboardInChromium is the operator's story on the page, against a real
-// consumer on Kafka: a blocked partition shows, Skip unblocks it, the record
-// shows in the dead-letter view, and once the bug is fixed it is replayed.
-func TestDashboardInChromium(t *testing.T) {
-	chromium(t)
-	kc := testkit.Shared(t)
-	leakCheck(t)
-	a := startApp(t, kc, 3)
-	h, err := admin.New(
-		admin.Consumer("renewals", a.c, a.group, a.topic),
-		admin.DLQ(a.dlq),
-		admin.Metrics(a.reg),
-		admin.Title("renewal-service"),
-		admin.Refresh(time.Second),
-		admin.Authorize(func(r *http.Request, act admin.Action) (string, error) { return "oncall@example.com", nil }),
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := serve(t, h)
-	a.produce(t, 0, "user-1", "renew", "user-7", "poison", "user-2", "renew")
-	a.produce(t, 1, "user-3", "renew", "user-4", "renew")
-	a.produce(t, 2, "user-5", "renew")
-
-	ro, err := admin.New(admin.Consumer("renewals", a.c, a.group, a.topic), admin.DLQ(a.dlq))
-	if err != nil {
-		t.Fatal(err)
-	}
-	roSrv := serve(t, ro)
-
-	ctx, pageErrs := browser(t)
-	row := fmt.Sprintf(`#blocked tr.blocked-row[data-pos="%s/0/1"]`, a.topic)
-
-	// Without an authorization hook the page shows, and offers no action.
-	if err := chromedp.Run(ctx, chromedp.Navigate(roSrv.URL+"/whippet/")); err != nil {
-		t.Fatal(err)
-	}
-	waitText(ctx, t, "#who", "read-only")
-	waitText(ctx, t, row+" button.skip[disabled]", "Skip")
-	waitText(ctx, t, "#consumers button.pause[disabled]", "Pause")
-	// ... and no payload: the key and the error text are hidden, and so
-	// are the filters that would tell them apart.
-	if text := waitText(ctx, t, row, a.topic+"/0", "hidden"); strings.Contains(text, "user-7") || strings.Contains(text, "card declined") {
-		t.Errorf("the read-only page shows the blocked record's payload: %q", text)
-	}
-	waitText(ctx, t, `#dlq-filter input[name="key"][disabled]`)
-	waitText(ctx, t, `#dlq-filter input[name="error"][disabled]`)
-
-	if err := chromedp.Run(ctx, chromedp.Navigate(srv.URL+"/whippet/")); err != nil {
-		t.Fatal(err)
-	}
-	text := waitText(ctx, t, row, "renewals", a.topic+"/0", "user-7", "renewal failed: card declined", "Skip")
-	t.Logf("blocked row: %q", text)
-	waitText(ctx, t, "#who", "signed in as oncall@example.com")
-	waitText(ctx, t, fmt.Sprintf(`#consumers tr.part-row[data-tp="%s/0"]`, a.topic), "blocked")
-	waitText(ctx, t, fmt.Sprintf(`#consumers tr.part-row[data-tp="%s/2"]`, a.topic), "running")
-	waitText(ctx, t, "#summary", "1\nBLOCKED") // CSS upper-cases the labels
-	waitText(ctx, t, "#dlq-list", "No dead-letter record in "+a.dlqTopic)
-	screenshot(ctx, t, "dashboard-blocked.png")
-
-	// Skip, through the confirmation dialog.
-	click(ctx, t, row+" button.skip")
-	waitText(ctx, t, "#confirm[open]", "Skip "+a.topic+"/0/1?", "user-7")
-	screenshot(ctx, t, "dialog-confirm-skip.png")
-	click(ctx, t, "#confirm-ok")
-	waitText(ctx, t, "#blocked", "No partition is blocked.")
-	dlqRow := `#dlq-list tr.dlq-row`
-	waitText(ctx, t, dlqRow, "user-7", "skipped", "renewal failed: card declined", a.topic+"/0/1")
-	waitText(ctx, t, "#actions tr.action-row", "oncall@example.com", "skip", a.topic+"/0")
-	if got := a.handledValues(0); len(got) != 2 {
-		t.Fatalf("partition 0 handled %q after the skip, want both renewals", got)
-	}
-
-	// The record, in full.
-	click(ctx, t, dlqRow+" button.view")
-	waitText(ctx, t, "#record[open]", "poison", "user-7", "skipped", a.group)
-	screenshot(ctx, t, "dialog-record.png")
-	click(ctx, t, `#record button[value="close"]`)
-
-	// The bug is fixed: replay the selected record.
-	a.fixed.Store(true)
-	click(ctx, t, dlqRow+" td.check input")
-	waitText(ctx, t, "#dlq-replay-selected", "Replay selected (1)")
-	click(ctx, t, "#dlq-replay-selected")
-	waitText(ctx, t, "#confirm[open]", "Replay 1 selected record(s)?")
-	click(ctx, t, "#confirm-ok")
-	waitText(ctx, t, "#toasts", "Replayed 1 record(s)")
-	testkit.Eventually(t, 30*time.Second, func() error {
-		for _, r := range a.handledRecords() {
-			if m, ok := dlq.ReplayMarkOf(r); ok && string(r.Key) == "user-7" && m.From.Topic == a.dlqTopic {
-				return nil
-			}
-		}
-		return errors.New("the replayed record was not handled")
-	})
-	waitText(ctx, t, "#actions tr.action-row", "dlq-replay", "replayed 1 of 1 selected record(s)")
-	screenshot(ctx, t, "dashboard-after.png")
-	pageErrs.check(t)
 }
