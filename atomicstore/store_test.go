@@ -147,3 +147,23 @@ func TestUserFunctionAndEmit(t *testing.T) {
 		t.Fatalf("events: %d", len(recs))
 	}
 }
+
+// A partitioner in the client options (a service may set one for all its
+// producers, in its one Connection) must not move commands off their key's
+// partition: the processor refuses those (dead letters), and Update would
+// wait for a result that never comes.
+func TestClientPartitionerKeepsCommandsCoPartitioned(t *testing.T) {
+	kc := testkit.Shared(t)
+	name := testkit.TopicName(t.Name())
+	startProcessor(t, kc, name, name+"-p1", atomicstore.Int64(), nil)
+	s := openStore(t, kc, name, atomicstore.Int64(), atomicstore.UpdateTimeout(10*time.Second),
+		atomicstore.ClientOptions(kgo.RecordPartitioner(kgo.RoundRobinPartitioner())))
+	ctx := context.Background()
+	// Round robin spreads six commands over the 3 partitions: at least
+	// four land on another partition than their key's.
+	for i := range 6 {
+		if v, err := s.Update(ctx, "k", atomicstore.Add(1)); err != nil || v != int64(i+1) {
+			t.Fatalf("add %d: %d, %v; want %d", i, v, err, i+1)
+		}
+	}
+}
