@@ -162,10 +162,13 @@ func Open[K comparable, V any](ctx context.Context, name string, keys codec.Code
 	if err := cfg.validate(name, keys == nil, values == nil, false); err != nil {
 		return nil, err
 	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{
+	cl, err := kgo.NewClient(append(append([]kgo.Opt{
 		kgo.SeedBrokers(cfg.brokers...),
 		kgo.ProducerLinger(0),
-	}, cfg.clientOpts...)...)
+	}, cfg.clientOpts...),
+		// After the user's options: a command goes to the partition
+		// produce sets, its key's, whatever partitioner they name.
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
 	if err != nil {
 		return nil, fmt.Errorf("atomicstore: creating the Kafka client: %w", err)
 	}
@@ -249,8 +252,9 @@ func (s *Store[K, V]) encode(key K, cmd Command) (kb, arg []byte, err error) {
 func (s *Store[K, V]) produce(ctx context.Context, kb []byte, op string, arg []byte, id string) error {
 	rec := &kgo.Record{
 		Topic: CommandsTopic(s.name), Key: kb, Value: arg,
-		// Explicit, so that a client partitioner option cannot break
-		// co-partitioning with the store topic.
+		// Explicit (the client's partitioner is manual), so that a
+		// partitioner in the client options cannot break co-partitioning
+		// with the store topic.
 		Partition: partitionOf(kb, s.parts),
 		Headers:   []kgo.RecordHeader{{Key: HeaderOp, Value: []byte(op)}, {Key: HeaderCommandID, Value: []byte(id)}},
 	}
