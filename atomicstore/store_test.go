@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/whippet-go/whippet/atomicstore"
@@ -165,5 +166,60 @@ func TestClientPartitionerKeepsCommandsCoPartitioned(t *testing.T) {
 		if v, err := s.Update(ctx, "k", atomicstore.Add(1)); err != nil || v != int64(i+1) {
 			t.Fatalf("add %d: %d, %v; want %d", i, v, err, i+1)
 		}
+	}
+}
+
+// The same partitioner given to the processor must not move store records
+// off their key's partition either: a processor rebuilds a partition's
+// values from that partition only, so after a restart it would apply the
+// next command to a stale value.
+func TestProcessorPartitionerKeepsStoreRecordsCoPartitioned(t *testing.T) {
+	kc := testkit.Shared(t)
+	name := testkit.TopicName(t.Name())
+	rr := atomicstore.ClientOptions(kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	s := openStore(t, kc, name, atomicstore.Int64(), atomicstore.UpdateTimeout(20*time.Second))
+	ctx := context.Background()
+	for round := range 2 {
+		// A new processor instance each round: it rebuilds the
+		// partition of "k" from the store topic.
+		func() {
+			p, err := atomicstore.NewProcessor(name, codec.String(), atomicstore.Int64(), atomicstore.Brokers(kc.Brokers...),
+				atomicstore.TransactionalID(name+"-p1"), atomicstore.Partitions(3), atomicstore.TransactionBatch(1000, 20*time.Millisecond), rr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pctx, cancel := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			go func() { done <- p.Run(pctx) }()
+			defer func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("processor: %v", err)
+				}
+			}()
+			for i := range 6 {
+				want := int64(6*round + i + 1)
+				if v, err := s.Update(ctx, "k", atomicstore.Add(1)); err != nil || v != want {
+					t.Fatalf("round %d, add %d: %d, %v; want %d", round, i, v, err, want)
+				}
+			}
+		}()
+	}
+	// Whatever the values above (round robin may happen to put the last
+	// record on the right partition), every store record of "k" must be on
+	// one partition: the others stay empty (no record, no transaction
+	// marker). End offsets, as compaction may remove old values.
+	ends, err := kc.Admin(t).ListEndOffsets(ctx, atomicstore.StoreTopic(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	written := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			written[o.Partition] = o.Offset
+		}
+	})
+	if len(written) != 1 {
+		t.Fatalf("the store records of one key went to several partitions (end offsets %v)", written)
 	}
 }
