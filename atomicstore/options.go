@@ -133,9 +133,10 @@ func DedupWindow(n int) Option { return func(c *config) { c.dedupWindow = n } }
 func Logger(l *zap.Logger) Option { return func(c *config) { c.logger = l } }
 
 // ClientOptions passes extra options to the underlying franz-go clients
-// (TLS, SASL, timeouts). A partitioner among them does not apply to
-// commands, which always go to their key's partition by Kafka's default key
-// hash (co-partitioned with the store topic). Default: none.
+// (TLS, SASL, timeouts). A partitioner among them is overridden: commands,
+// store records and the records update functions Emit go to their key's
+// partition by Kafka's default key hash (commands and store records must
+// be co-partitioned). Default: none.
 func ClientOptions(opts ...kgo.Opt) Option {
 	return func(c *config) { c.clientOpts = append(c.clientOpts, opts...) }
 }

@@ -101,6 +101,10 @@ func (p *Processor[K, V]) Run(ctx context.Context) error {
 		consumer.Transactional(p.cfg.txnID),
 		consumer.Logger(p.cfg.logger),
 		consumer.ClientOptions(p.cfg.clientOpts...),
+		// After the user's options: store records must go to their key's
+		// partition (Kafka's default key hash), the one a rebuild reads,
+		// whatever partitioner those name.
+		consumer.ClientOptions(kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil))),
 	}
 	if p.cfg.batchRecords > 0 {
 		opts = append(opts, consumer.TransactionBatch(p.cfg.batchRecords, p.cfg.batchInterval))
