@@ -99,7 +99,10 @@ func TransactionalID(id string) Option { return func(c *config) { c.txnID = id }
 func LoadTimeout(d time.Duration) Option { return func(c *config) { c.loadTimeout = d } }
 
 // TransactionBatch passes consumer.TransactionBatch to the processor's
-// consumer. Processor only. Default: the consumer's (10,000 records, 100ms).
+// consumer: one transaction applies at most maxRecords commands and lasts at
+// most about maxInterval. Processor only. Default: the consumer's,
+// consumer.DefaultTransactionRecords (100,000 records) and
+// consumer.DefaultTransactionInterval (100ms).
 func TransactionBatch(maxRecords int, maxInterval time.Duration) Option {
 	return func(c *config) { c.batchRecords, c.batchInterval, c.batchSet = maxRecords, maxInterval, true }
 }
