@@ -6,6 +6,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/aggregator"
 	"github.com/whippet-go/whippet/atomicstore"
 )
@@ -19,21 +20,22 @@ func Example() {
 	}
 	defer cluster.Close()
 	ctx, cancel := context.WithCancel(context.Background())
-	brokers := atomicstore.Brokers(cluster.ListenAddrs()...)
+	kafka := whippet.Connection{Brokers: cluster.ListenAddrs()}
 
-	proc, err := aggregator.NewProcessor("imports", brokers, atomicstore.Partitions(1),
+	proc, err := aggregator.NewProcessor(kafka, "imports", atomicstore.Partitions(1),
 		atomicstore.TransactionalID("imports-processor-0"))
 	if err != nil {
 		panic(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- proc.Run(ctx) }()
+	defer proc.Close(context.Background())
 
-	agg, err := aggregator.Open(ctx, "imports", brokers, atomicstore.Partitions(1))
+	agg, err := aggregator.Open(ctx, kafka, "imports", atomicstore.Partitions(1))
 	if err != nil {
 		panic(err)
 	}
-	defer agg.Close()
+	defer agg.Close(context.Background())
 
 	if _, err := agg.Start(ctx, "job-1", 3); err != nil {
 		panic(err)
@@ -45,8 +47,8 @@ func Example() {
 		}
 		fmt.Printf("task %d: %d/%d completed=%v\n", task, p.Done, p.Total, p.Completed)
 	}
-	// The completion event is on aggregator.EventsTopic("imports"),
-	// produced exactly once (read it with read_committed).
+	// The completion event is on aggregator.CompletedTopic("imports"),
+	// produced exactly once: see DecodeCompletion's example.
 
 	cancel()
 	if err := <-done; err != nil {
