@@ -122,6 +122,7 @@ type Aggregator struct {
 	s       *atomicstore.Store[string, Progress]
 	m       *metrics           // nil without a Registerer
 	stopSub context.CancelFunc // ends the metrics' subscription
+	subDone chan struct{}      // closed once the metrics' subscriber is set up (or given up)
 }
 
 // Open opens the aggregator named name (its atomic store is named name too),
@@ -135,22 +136,25 @@ func Open(ctx context.Context, conn whippet.Connection, name string, opts ...ato
 	if err != nil {
 		return nil, err
 	}
-	a := &Aggregator{s: s, stopSub: func() {}}
+	a := &Aggregator{s: s, stopSub: func() {}, subDone: make(chan struct{})}
 	if conn.Registerer == nil {
+		close(a.subDone)
 		return a, nil
 	}
-	if a.m, err = newMetrics(name, conn.Registerer, s.Replica().Ready); err != nil {
+	if a.m, err = newMetrics(name, conn.Registerer); err != nil {
 		_ = s.Close(ctx)
 		return nil, err
 	}
 	var subCtx context.Context
 	subCtx, a.stopSub = context.WithCancel(context.Background())
-	if err := s.Replica().Subscribe(subCtx, a.m.observe); err != nil {
-		a.stopSub()
-		a.m.unregister()
-		_ = s.Close(ctx)
-		return nil, fmt.Errorf("aggregator: following the replica for the metrics: %w", err)
-	}
+	go func() {
+		defer close(a.subDone)
+		// Subscribed once loaded: the contents then are Initial changes
+		// (batches open), and only completions after it are counted.
+		if s.WaitReady(subCtx) == nil {
+			_ = s.Replica().Subscribe(subCtx, a.m.observe)
+		}
+	}()
 	return a, nil
 }
 
@@ -205,6 +209,7 @@ func (a *Aggregator) OnComplete(ctx context.Context, fn func(batch string, p Pro
 // atomicstore.Store.Close). It is safe to call more than once.
 func (a *Aggregator) Close(ctx context.Context) error {
 	a.stopSub()
+	<-a.subDone
 	err := a.s.Close(ctx)
 	if a.m != nil {
 		a.m.unregister()

@@ -16,7 +16,7 @@ import (
 // replica of the store topic (read_committed: an aborted transaction counts
 // nothing):
 //
-//	whippet_aggregator_batches_open             batches with a progress record that are not completed
+//	whippet_aggregator_batches_open             batches with a progress record that are not completed (0 until the initial load ends)
 //	whippet_aggregator_batches_completed_total  batches this client saw complete after its initial load
 //
 // Every client of one aggregator follows the same topic and reports the
@@ -26,22 +26,20 @@ const ns, sub = "whippet", "aggregator"
 type metrics struct {
 	open      prometheus.Gauge
 	completed prometheus.Counter
-	ready     func() bool // the replica finished its initial load
 
 	reg  prometheus.Registerer
 	done []prometheus.Collector
 	once sync.Once
 }
 
-func newMetrics(name string, reg prometheus.Registerer, ready func() bool) (*metrics, error) {
+func newMetrics(name string, reg prometheus.Registerer) (*metrics, error) {
 	labels := prometheus.Labels{"aggregator": name}
 	m := &metrics{
 		open: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "batches_open", ConstLabels: labels,
 			Help: "Batches with a progress record (started or reported to) that are not completed."}),
 		completed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "batches_completed_total", ConstLabels: labels,
 			Help: "Batches this client saw complete, from the end of its initial load."}),
-		ready: ready,
-		reg:   reg,
+		reg: reg,
 	}
 	for _, c := range []prometheus.Collector{m.open, m.completed} {
 		if err := reg.Register(c); err != nil {
@@ -57,7 +55,8 @@ func newMetrics(name string, reg prometheus.Registerer, ready func() bool) (*met
 	return m, nil
 }
 
-// observe follows one change of the replica.
+// observe follows one change of the replica, subscribed to once it is
+// ready: the Initial changes are its contents then.
 func (m *metrics) observe(c kvstore.Change[string, Progress]) {
 	if c.Existed && !c.Old.Completed {
 		m.open.Dec()
@@ -65,7 +64,7 @@ func (m *metrics) observe(c kvstore.Change[string, Progress]) {
 	if !c.Deleted && !c.New.Completed {
 		m.open.Inc()
 	}
-	if !c.Initial && !c.Deleted && c.New.Completed && !(c.Existed && c.Old.Completed) && m.ready() {
+	if !c.Initial && !c.Deleted && c.New.Completed && !(c.Existed && c.Old.Completed) {
 		m.completed.Inc()
 	}
 }
