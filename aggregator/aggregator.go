@@ -30,6 +30,19 @@
 // make the handler idempotent by Completion.Batch, or run the consumer in
 // transactional mode when its effects are Kafka records. See the Example
 // of DecodeCompletion.
+//
+// # Metrics
+//
+// A client (Open) with Connection.Registerer reports, labelled
+// aggregator=<name>, from its replica of the store topic (read_committed:
+// an aborted transaction counts nothing):
+//
+//	whippet_aggregator_batches_open             batches started or reported to, not completed (0 until the replica is loaded)
+//	whippet_aggregator_batches_completed_total  batches this client saw complete after its replica was loaded
+//
+// Every client of one aggregator follows the same topic and reports the
+// same figures: aggregate them with max, not sum. The atomic store's
+// metrics (package atomicstore, store=<name>) come with them.
 package aggregator
 
 import (

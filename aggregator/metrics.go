@@ -11,16 +11,7 @@ import (
 	"github.com/whippet-go/whippet/kvstore"
 )
 
-// Metrics of an aggregator client (Open), registered on
-// Connection.Registerer and labelled aggregator=<name>, computed from its
-// replica of the store topic (read_committed: an aborted transaction counts
-// nothing):
-//
-//	whippet_aggregator_batches_open             batches with a progress record that are not completed (0 until the initial load ends)
-//	whippet_aggregator_batches_completed_total  batches this client saw complete after its initial load
-//
-// Every client of one aggregator follows the same topic and reports the
-// same figures: aggregate them with max, not sum.
+// The metric names (see the package documentation): whippet_aggregator_*.
 const ns, sub = "whippet", "aggregator"
 
 type metrics struct {

@@ -8,17 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metrics, registered on Connection.Registerer and labelled store=<name>:
-//
-//	whippet_atomicstore_commands_total    Store: commands sent (Send, Update) that Kafka acknowledged
-//	whippet_atomicstore_update_seconds    Store: Update's latency, from the call to the processor's answer
-//	whippet_atomicstore_applied_total     Processor: commands applied (new value written)
-//	whippet_atomicstore_rejected_total    Processor: commands rejected (value unchanged, error reported)
-//	whippet_atomicstore_duplicates_total  Processor: commands sent again, answered from the dedup window
-//	whippet_atomicstore_rebuilds_total    Processor: store partitions rebuilt from the store topic
-//
-// A Store and a Processor of one name share a Registerer without clashing;
-// two Stores (or two Processors) of one name do not.
+// The metric names (see the package documentation): whippet_atomicstore_*.
 const ns, sub = "whippet", "atomicstore"
 
 // storeMetrics are a Store's: the client side.
