@@ -1,7 +1,8 @@
 // Package whippet holds what every whippet component shares: the
 // [Connection] to Kafka. A service configures it once and hands it to each
 // constructor (consumer.New, producer.New, dlq.New, kvstore.Open,
-// atomicstore.Open and NewProcessor, aggregator.New, admin.New):
+// atomicstore.Open and NewProcessor, aggregator.Open and NewProcessor,
+// admin.New):
 //
 //	kafka := whippet.Connection{
 //		Brokers:    []string{"127.0.0.1:9092"},

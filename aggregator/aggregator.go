@@ -16,6 +16,33 @@
 //
 // Tasks are numbered 0 to total-1. Done may arrive before Start (the total
 // is then not known yet and the batch cannot complete before Start).
+//
+// # Handling completions
+//
+// OnComplete calls a function for the completions a client sees while it
+// runs: fine for a progress page, not for work that must happen once per
+// batch. For that, consume CompletedTopic(name) with a whippet consumer in
+// read_committed mode (consumer.ReadCommitted: records of transactions that
+// aborted, such as a completion produced by a processor that crashed before
+// committing, are never delivered) and decode each record with
+// DecodeCompletion. Each completion is then delivered once, at least once
+// across the consumer's crashes (its offsets commit after the handler):
+// make the handler idempotent by Completion.Batch, or run the consumer in
+// transactional mode when its effects are Kafka records. See the Example
+// of DecodeCompletion.
+//
+// # Metrics
+//
+// A client (Open) with Connection.Registerer reports, labelled
+// aggregator=<name>, from its replica of the store topic (read_committed:
+// an aborted transaction counts nothing):
+//
+//	whippet_aggregator_batches_open             batches started or reported to, not completed (0 until the replica is loaded)
+//	whippet_aggregator_batches_completed_total  batches this client saw complete after its replica was loaded
+//
+// Every client of one aggregator follows the same topic and reports the
+// same figures: aggregate them with max, not sum. The atomic store's
+// metrics (package atomicstore, store=<name>) come with them.
 package aggregator
 
 import (
@@ -23,10 +50,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/atomicstore"
 	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/kvstore"
@@ -77,24 +106,69 @@ type Completion struct {
 	Total int `json:"total"`
 }
 
-// EventsTopic returns the topic of the completion events of the aggregator
-// named name.
-func EventsTopic(name string) string { return name + "-completed" }
+// CompletedTopic returns the topic of the completion events of the
+// aggregator named name: "<name>-completed". The processor creates it (with
+// the store's Partitions and ReplicationFactor) and writes one record per
+// completed batch, keyed by the batch id, its value a Completion (JSON), in
+// the transaction that records the batch's last task. Read it
+// read_committed (see the package documentation).
+func CompletedTopic(name string) string { return name + "-completed" }
+
+// DecodeCompletion decodes a record of CompletedTopic. A record that is not a
+// completion (not the JSON of a Completion with a batch id and a total of at
+// least 1, or keyed by another batch) gives an error matching
+// codec.ErrDecode.
+func DecodeCompletion(rec *kgo.Record) (Completion, error) {
+	var c Completion
+	if err := json.Unmarshal(rec.Value, &c); err != nil {
+		return Completion{}, fmt.Errorf("%w: aggregator completion: %w", codec.ErrDecode, err)
+	}
+	if c.Batch == "" || c.Total < 1 || c.Total > MaxTasks || string(rec.Key) != c.Batch {
+		return Completion{}, fmt.Errorf("%w: aggregator completion: batch %q (key %q), total %d: not a completion event", codec.ErrDecode, c.Batch, rec.Key, c.Total)
+	}
+	return c, nil
+}
 
 // Aggregator is the client side: workers report with Done, the job's
 // owner calls Start, anyone reads Progress. It is safe for concurrent use.
 type Aggregator struct {
-	s *atomicstore.Store[string, Progress]
+	s       *atomicstore.Store[string, Progress]
+	m       *metrics           // nil without a Registerer
+	stopSub context.CancelFunc // ends the metrics' subscription
+	subDone chan struct{}      // closed once the metrics' subscriber is set up (or given up)
 }
 
 // Open opens the aggregator named name (its atomic store is named name too),
-// creating its topics if missing; see atomicstore.Open for the options.
-func Open(ctx context.Context, name string, opts ...atomicstore.Option) (*Aggregator, error) {
-	s, err := atomicstore.Open(ctx, name, codec.String(), codec.JSON[Progress](), opts...)
+// creating its topics if missing; see atomicstore.Open for conn and the
+// options. With conn.Registerer it reports the aggregator's metrics
+// (whippet_aggregator_batches_open and _batches_completed_total, labelled
+// aggregator=<name>) besides the atomic store's; another client of this
+// name on the same Registerer is a config error.
+func Open(ctx context.Context, conn whippet.Connection, name string, opts ...atomicstore.Option) (*Aggregator, error) {
+	s, err := atomicstore.Open(ctx, conn, name, codec.String(), codec.JSON[Progress](), opts...)
 	if err != nil {
 		return nil, err
 	}
-	return &Aggregator{s: s}, nil
+	a := &Aggregator{s: s, stopSub: func() {}, subDone: make(chan struct{})}
+	if conn.Registerer == nil {
+		close(a.subDone)
+		return a, nil
+	}
+	if a.m, err = newMetrics(name, conn.Registerer); err != nil {
+		_ = s.Close(ctx)
+		return nil, err
+	}
+	var subCtx context.Context
+	subCtx, a.stopSub = context.WithCancel(context.Background())
+	go func() {
+		defer close(a.subDone)
+		// Subscribed once loaded: the contents then are Initial changes
+		// (batches open), and only completions after it are counted.
+		if s.WaitReady(subCtx) == nil {
+			_ = s.Replica().Subscribe(subCtx, a.m.observe)
+		}
+	}()
+	return a, nil
 }
 
 // Start sets the number of tasks of batch and returns its progress. Calling
@@ -134,8 +208,8 @@ func (a *Aggregator) WaitReady(ctx context.Context) error { return a.s.WaitReady
 // OnComplete calls fn, on a goroutine of its own, for every batch this
 // client sees completing from now on (until ctx ends or Close). It follows
 // the replica: a client down when a batch completes does not see it, so
-// use the events topic (read_committed) when every completion must be
-// handled exactly once.
+// consume CompletedTopic (read_committed, see the package documentation)
+// when every completion must be handled.
 func (a *Aggregator) OnComplete(ctx context.Context, fn func(batch string, p Progress)) error {
 	return a.s.Replica().Subscribe(ctx, func(c kvstore.Change[string, Progress]) {
 		if c.New.Completed && !(c.Existed && c.Old.Completed) {
@@ -144,8 +218,17 @@ func (a *Aggregator) OnComplete(ctx context.Context, fn func(batch string, p Pro
 	}, kvstore.SkipExisting())
 }
 
-// Close releases the client.
-func (a *Aggregator) Close() error { return a.s.Close() }
+// Close releases the client and its metrics; ctx bounds the wait (see
+// atomicstore.Store.Close). It is safe to call more than once.
+func (a *Aggregator) Close(ctx context.Context) error {
+	a.stopSub()
+	<-a.subDone
+	err := a.s.Close(ctx)
+	if a.m != nil {
+		a.m.unregister()
+	}
+	return err
+}
 
 // Processor applies the reports and produces the completion events. Run one
 // or more instances, each with its own atomicstore.TransactionalID.
@@ -154,11 +237,12 @@ type Processor struct {
 }
 
 // NewProcessor returns the processor of the aggregator named name; see
-// atomicstore.NewProcessor for the options (TransactionalID is required).
-func NewProcessor(name string, opts ...atomicstore.Option) (*Processor, error) {
-	events := EventsTopic(name)
-	p, err := atomicstore.NewProcessor(name, codec.String(), codec.JSON[Progress](),
-		append(opts, atomicstore.OutputTopics(events))...)
+// atomicstore.NewProcessor for conn and the options (TransactionalID is
+// required).
+func NewProcessor(conn whippet.Connection, name string, opts ...atomicstore.Option) (*Processor, error) {
+	events := CompletedTopic(name)
+	p, err := atomicstore.NewProcessor(conn, name, codec.String(), codec.JSON[Progress](),
+		append(slices.Clip(opts), atomicstore.OutputTopics(events))...)
 	if err != nil {
 		return nil, err
 	}
@@ -230,5 +314,10 @@ func complete(ctx context.Context, events, batch string, cur Progress) (Progress
 	return cur, atomicstore.Emit(ctx, &kgo.Record{Topic: events, Key: []byte(batch), Value: v})
 }
 
-// Run runs the processor until ctx is canceled; see atomicstore.Processor.Run.
+// Run runs the processor until ctx is canceled or Close; see
+// atomicstore.Processor.Run.
 func (p *Processor) Run(ctx context.Context) error { return p.p.Run(ctx) }
+
+// Close stops Run and releases the processor's metrics; see
+// atomicstore.Processor.Close.
+func (p *Processor) Close(ctx context.Context) error { return p.p.Close(ctx) }

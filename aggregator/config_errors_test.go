@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/aggregator"
 	"github.com/whippet-go/whippet/atomicstore"
 	"github.com/whippet-go/whippet/testkit"
@@ -17,26 +18,27 @@ import (
 // I/O (nothing listens on 127.0.0.1:1 and the context is short, so a network
 // attempt would end in another error).
 func TestEveryConfigErrorNamesItsField(t *testing.T) {
-	ok := atomicstore.Brokers("127.0.0.1:1")
+	ok := whippet.Connection{Brokers: []string{"127.0.0.1:1"}}
 	for _, tc := range []struct {
 		name, aggName string
+		conn          whippet.Connection
 		opts          []atomicstore.Option
 		field, want   string
 	}{
-		{"empty name", "", []atomicstore.Option{ok}, "name", "must not be empty"},
-		{"invalid name", "imports!", []atomicstore.Option{ok}, "name", "must contain only ASCII letters"},
-		{"no brokers", "imports", nil, "Brokers", "at least one seed broker is required"},
-		{"partitions", "imports", []atomicstore.Option{ok, atomicstore.Partitions(-1)}, "Partitions", "must be at least 1, got -1"},
-		{"update timeout", "imports", []atomicstore.Option{ok, atomicstore.UpdateTimeout(0)}, "UpdateTimeout", "must be positive"},
+		{"empty name", "", ok, nil, "name", "must not be empty"},
+		{"invalid name", "imports!", ok, nil, "name", "must contain only ASCII letters"},
+		{"no brokers", "imports", whippet.Connection{}, nil, "Connection.Brokers", "at least one seed broker is required"},
+		{"partitions", "imports", ok, []atomicstore.Option{atomicstore.Partitions(-1)}, "Partitions", "must be at least 1, got -1"},
+		{"update timeout", "imports", ok, []atomicstore.Option{atomicstore.UpdateTimeout(0)}, "UpdateTimeout", "must be positive"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 			defer cancel()
-			a, err := aggregator.Open(ctx, tc.aggName, tc.opts...)
+			a, err := aggregator.Open(ctx, tc.conn, tc.aggName, tc.opts...)
 			if err == nil {
-				a.Close()
+				_ = a.Close(ctx)
 			}
-			_, perr := aggregator.NewProcessor(tc.aggName, append(tc.opts, atomicstore.TransactionalID("p-0"))...)
+			_, perr := aggregator.NewProcessor(tc.conn, tc.aggName, append(tc.opts, atomicstore.TransactionalID("p-0"))...)
 			for _, err := range []error{err, perr} {
 				var ce *atomicstore.ConfigError
 				if !errors.Is(err, atomicstore.ErrInvalidConfig) || !errors.As(err, &ce) ||
@@ -54,11 +56,11 @@ func TestBadTasksAreRefusedBeforeSending(t *testing.T) {
 	kc := testkit.Fake(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	a, err := aggregator.Open(ctx, "bad-tasks", atomicstore.Brokers(kc.Brokers...), atomicstore.Partitions(1), atomicstore.UpdateTimeout(time.Second))
+	a, err := aggregator.Open(ctx, whippet.Connection{Brokers: kc.Brokers}, "bad-tasks", atomicstore.Partitions(1), atomicstore.UpdateTimeout(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.Close()
+	defer a.Close(ctx)
 	for name, err := range map[string]error{
 		"Start 0":        errOf(a.Start(ctx, "b", 0)),
 		"Start too many": errOf(a.Start(ctx, "b", aggregator.MaxTasks+1)),

@@ -15,6 +15,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/aggregator"
 	"github.com/whippet-go/whippet/atomicstore"
 	"github.com/whippet-go/whippet/testkit"
@@ -32,12 +33,12 @@ func TestCompletionExactlyOnce(t *testing.T) {
 	name := testkit.TopicName(t.Name())
 	batch := "import-42"
 	begin := time.Now()
-	opts := []atomicstore.Option{atomicstore.Brokers(kc.Brokers...), atomicstore.Partitions(3), atomicstore.UpdateTimeout(60 * time.Second)}
-	a, err := aggregator.Open(context.Background(), name, opts...)
+	a, err := aggregator.Open(context.Background(), whippet.Connection{Brokers: kc.Brokers}, name,
+		atomicstore.Partitions(3), atomicstore.UpdateTimeout(60*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.Close()
+	defer a.Close(context.Background())
 
 	start := func(role, id string, env ...string) (*exec.Cmd, *syncCounter) {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -150,7 +151,7 @@ func TestCompletionExactlyOnce(t *testing.T) {
 // nothing new.
 func events(t *testing.T, kc *testkit.Cluster, name string, quiet time.Duration) []*kgo.Record {
 	t.Helper()
-	cl := kc.Client(t, kgo.ConsumeTopics(aggregator.EventsTopic(name)), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+	cl := kc.Client(t, kgo.ConsumeTopics(aggregator.CompletedTopic(name)), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	defer cl.Close()
 	var out []*kgo.Record

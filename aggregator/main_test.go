@@ -13,6 +13,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/aggregator"
 	"github.com/whippet-go/whippet/atomicstore"
 	"github.com/whippet-go/whippet/testkit"
@@ -32,16 +33,18 @@ func TestMain(m *testing.M) {
 	}
 }
 
-func childOpts() []atomicstore.Option {
-	return []atomicstore.Option{
-		atomicstore.Brokers(strings.Split(os.Getenv("WHIPPET_TEST_BROKERS"), ",")...),
-		atomicstore.Partitions(3),
-		atomicstore.ClientOptions(kgo.SessionTimeout(6 * time.Second)),
+func childConn() whippet.Connection {
+	return whippet.Connection{
+		Brokers: strings.Split(os.Getenv("WHIPPET_TEST_BROKERS"), ","),
+		// The broker's minimum, so a killed process leaves the group soon.
+		ClientOptions: []kgo.Opt{kgo.SessionTimeout(6 * time.Second)},
 	}
 }
 
+func childOpts() []atomicstore.Option { return []atomicstore.Option{atomicstore.Partitions(3)} }
+
 func runProcessorChild() {
-	p, err := aggregator.NewProcessor(os.Getenv("WHIPPET_TEST_NAME"), append(childOpts(),
+	p, err := aggregator.NewProcessor(childConn(), os.Getenv("WHIPPET_TEST_NAME"), append(childOpts(),
 		atomicstore.TransactionalID(os.Getenv("WHIPPET_TEST_TXN_ID")),
 		atomicstore.TransactionBatch(100, 20*time.Millisecond))...)
 	if err != nil {
@@ -59,12 +62,12 @@ func runProcessorChild() {
 // runWorkerChild reports tasks [from, to) of a batch, each twice when
 // dup says so, slowly enough to be killed half-way.
 func runWorkerChild() {
-	a, err := aggregator.Open(context.Background(), os.Getenv("WHIPPET_TEST_NAME"), childOpts()...)
+	a, err := aggregator.Open(context.Background(), childConn(), os.Getenv("WHIPPET_TEST_NAME"), childOpts()...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	defer a.Close()
+	defer a.Close(context.Background())
 	var from, to int
 	fmt.Sscanf(os.Getenv("WHIPPET_TEST_RANGE"), "%d-%d", &from, &to)
 	batch := os.Getenv("WHIPPET_TEST_BATCH")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/atomicstore"
 	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/testkit"
@@ -21,12 +22,11 @@ import (
 func BenchmarkApply(b *testing.B) {
 	kc := testkit.Shared(b)
 	name := testkit.TopicName(b.Name())
-	s, err := atomicstore.Open(context.Background(), name, codec.String(), atomicstore.Int64(),
-		atomicstore.Brokers(kc.Brokers...), atomicstore.Partitions(6))
+	s, err := atomicstore.Open(context.Background(), whippet.Connection{Brokers: kc.Brokers}, name, codec.String(), atomicstore.Int64(), atomicstore.Partitions(6))
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer s.Close()
+	defer s.Close(context.Background())
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	const senders = 32
@@ -45,8 +45,7 @@ func BenchmarkApply(b *testing.B) {
 	b.ResetTimer()
 	begin := time.Now()
 	pctx, cancel := context.WithCancel(ctx)
-	p, err := atomicstore.NewProcessor(name, codec.String(), atomicstore.Int64(),
-		atomicstore.Brokers(kc.Brokers...), atomicstore.TransactionalID(name+"-p"))
+	p, err := atomicstore.NewProcessor(whippet.Connection{Brokers: kc.Brokers}, name, codec.String(), atomicstore.Int64(), atomicstore.TransactionalID(name+"-p"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -82,19 +81,18 @@ func BenchmarkUpdateRoundTrip(b *testing.B) {
 			kc := testkit.Shared(b)
 			name := testkit.TopicName(b.Name())
 			ctx, cancel := context.WithCancel(context.Background())
-			p, err := atomicstore.NewProcessor(name, codec.String(), atomicstore.Int64(),
-				atomicstore.Brokers(kc.Brokers...), atomicstore.TransactionalID(name+"-p"),
+			p, err := atomicstore.NewProcessor(whippet.Connection{Brokers: kc.Brokers}, name, codec.String(), atomicstore.Int64(), atomicstore.TransactionalID(name+"-p"),
 				atomicstore.TransactionBatch(10_000, interval))
 			if err != nil {
 				b.Fatal(err)
 			}
 			done := make(chan error, 1)
 			go func() { done <- p.Run(ctx) }()
-			s, err := atomicstore.Open(ctx, name, codec.String(), atomicstore.Int64(), atomicstore.Brokers(kc.Brokers...))
+			s, err := atomicstore.Open(ctx, whippet.Connection{Brokers: kc.Brokers}, name, codec.String(), atomicstore.Int64())
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer s.Close()
+			defer s.Close(context.Background())
 			if _, err := s.Update(ctx, "warm-up", atomicstore.Add(1)); err != nil {
 				b.Fatal(err)
 			}

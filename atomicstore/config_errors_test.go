@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/atomicstore"
 	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/testkit"
@@ -21,35 +21,34 @@ import (
 // in a different error).
 func TestEveryConfigErrorNamesItsField(t *testing.T) {
 	addr, conns := testkit.CountingListener(t)
-	ok := atomicstore.Brokers(addr)
+	ok := whippet.Connection{Brokers: []string{addr}}
 	cases := []struct {
 		name      string
+		conn      whippet.Connection
 		storeName string
 		opts      []atomicstore.Option
 		processor bool // NewProcessor only
 		field     string
 		want      string
 	}{
-		{"empty name", "", []atomicstore.Option{ok}, false, "name", "must not be empty"},
-		{"invalid name", "my store", []atomicstore.Option{ok}, false, "name", "must contain only ASCII letters"},
-		{"name too long for the topics", strings.Repeat("n", 245), []atomicstore.Option{ok}, false, "name", "must be at most 249 characters"},
-		{"name too long for the processor's dead letters", strings.Repeat("n", 113), []atomicstore.Option{ok}, true, "name", "must be at most 112 characters"},
-		{"no brokers", "s", nil, false, "Brokers", "at least one seed broker is required"},
-		{"broker without port", "s", []atomicstore.Option{atomicstore.Brokers("kafka")}, false, "Brokers", `"kafka" is not host:port`},
-		{"broker port", "s", []atomicstore.Option{atomicstore.Brokers("kafka:70000")}, false, "Brokers", `"kafka:70000" has an invalid port`},
-		{"partitions", "s", []atomicstore.Option{ok, atomicstore.Partitions(0)}, false, "Partitions", "must be at least 1, got 0"},
-		{"replication", "s", []atomicstore.Option{ok, atomicstore.ReplicationFactor(0)}, false, "ReplicationFactor", "must be -1 (broker default) or at least 1, got 0"},
-		{"update timeout", "s", []atomicstore.Option{ok, atomicstore.UpdateTimeout(0)}, false, "UpdateTimeout", "must be positive, got 0s"},
-		{"load timeout", "s", []atomicstore.Option{ok, atomicstore.LoadTimeout(-time.Second)}, false, "LoadTimeout", "must be positive, got -1s"},
-		{"nil logger", "s", []atomicstore.Option{ok, atomicstore.Logger(nil)}, false, "Logger", "must not be nil"},
-		{"dedup window", "s", []atomicstore.Option{ok, atomicstore.DedupWindow(-1)}, false, "DedupWindow", "must be 0 (off) or more, got -1"},
-		{"nil client option", "s", []atomicstore.Option{ok, atomicstore.ClientOptions(kgo.ClientID("x"), nil)}, false, "ClientOptions", "option 1 is nil"},
-		{"output topic", "s", []atomicstore.Option{ok, atomicstore.OutputTopics("ok", "not ok")}, false, "OutputTopics", `"not ok": must contain only`},
-		{"transaction batch records", "s", []atomicstore.Option{ok, atomicstore.TransactionalID("p-0"), atomicstore.TransactionBatch(-1, time.Second)}, true,
+		{"empty name", ok, "", nil, false, "name", "must not be empty"},
+		{"invalid name", ok, "my store", nil, false, "name", "must contain only ASCII letters"},
+		{"name too long for the topics", ok, strings.Repeat("n", 245), nil, false, "name", "must be at most 249 characters"},
+		{"name too long for the processor's dead letters", ok, strings.Repeat("n", 113), nil, true, "name", "must be at most 112 characters"},
+		// One Connection error: the Connection's rules are connect's
+		// (internal/connect), reported with this package's prefix.
+		{"no brokers", whippet.Connection{}, "s", nil, false, "Connection.Brokers", "at least one seed broker is required"},
+		{"partitions", ok, "s", []atomicstore.Option{atomicstore.Partitions(0)}, false, "Partitions", "must be at least 1, got 0"},
+		{"replication", ok, "s", []atomicstore.Option{atomicstore.ReplicationFactor(0)}, false, "ReplicationFactor", "must be -1 (broker default) or at least 1, got 0"},
+		{"update timeout", ok, "s", []atomicstore.Option{atomicstore.UpdateTimeout(0)}, false, "UpdateTimeout", "must be positive, got 0s"},
+		{"load timeout", ok, "s", []atomicstore.Option{atomicstore.LoadTimeout(-time.Second)}, false, "LoadTimeout", "must be positive, got -1s"},
+		{"dedup window", ok, "s", []atomicstore.Option{atomicstore.DedupWindow(-1)}, false, "DedupWindow", "must be 0 (off) or more, got -1"},
+		{"output topic", ok, "s", []atomicstore.Option{atomicstore.OutputTopics("ok", "not ok")}, false, "OutputTopics", `"not ok": must contain only`},
+		{"transaction batch records", ok, "s", []atomicstore.Option{atomicstore.TransactionBatch(-1, time.Second)}, true,
 			"TransactionBatch", "maxRecords and maxInterval must be > 0, got -1 and 1s"},
-		{"transaction batch interval", "s", []atomicstore.Option{ok, atomicstore.TransactionalID("p-0"), atomicstore.TransactionBatch(10, 0)}, true,
+		{"transaction batch interval", ok, "s", []atomicstore.Option{atomicstore.TransactionBatch(10, 0)}, true,
 			"TransactionBatch", "maxRecords and maxInterval must be > 0, got 10 and 0s"},
-		{"no transactional id", "s", []atomicstore.Option{ok}, true, "TransactionalID", "is required"},
+		{"no transactional id", ok, "s", nil, true, "TransactionalID", "is required"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -57,9 +56,9 @@ func TestEveryConfigErrorNamesItsField(t *testing.T) {
 			defer cancel()
 			errs := map[string]error{}
 			if !tc.processor {
-				s, err := atomicstore.Open(ctx, tc.storeName, codec.String(), atomicstore.Int64(), tc.opts...)
+				s, err := atomicstore.Open(ctx, tc.conn, tc.storeName, codec.String(), atomicstore.Int64(), tc.opts...)
 				if err == nil {
-					s.Close()
+					_ = s.Close(ctx)
 				}
 				errs["Open"] = err
 			}
@@ -67,7 +66,7 @@ func TestEveryConfigErrorNamesItsField(t *testing.T) {
 			if tc.field != "TransactionalID" {
 				opts = append([]atomicstore.Option{atomicstore.TransactionalID("p-0")}, opts...)
 			}
-			_, errs["NewProcessor"] = atomicstore.NewProcessor(tc.storeName, codec.String(), atomicstore.Int64(), opts...)
+			_, errs["NewProcessor"] = atomicstore.NewProcessor(tc.conn, tc.storeName, codec.String(), atomicstore.Int64(), opts...)
 			for fn, err := range errs {
 				if !errors.Is(err, atomicstore.ErrInvalidConfig) {
 					t.Fatalf("%s: %v does not match ErrInvalidConfig", fn, err)
@@ -80,11 +79,44 @@ func TestEveryConfigErrorNamesItsField(t *testing.T) {
 		})
 	}
 	t.Run("nil codecs", func(t *testing.T) {
-		_, err := atomicstore.Open[string, int64](context.Background(), "s", nil, nil, ok)
+		_, err := atomicstore.Open[string, int64](context.Background(), ok, "s", nil, nil)
 		for _, want := range []string{"atomicstore: keys: the key codec must not be nil", "atomicstore: values: the value codec must not be nil"} {
 			if !errors.Is(err, atomicstore.ErrInvalidConfig) || !strings.Contains(err.Error(), want) {
 				t.Fatalf("error %v lacks %q", err, want)
 			}
+		}
+	})
+	t.Run("metrics clash", func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		conn := ok
+		conn.Registerer = reg
+		p1, err := atomicstore.NewProcessor(conn, "s", codec.String(), atomicstore.Int64(), atomicstore.TransactionalID("p-0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = atomicstore.NewProcessor(conn, "s", codec.String(), atomicstore.Int64(), atomicstore.TransactionalID("p-1"))
+		if !errors.Is(err, atomicstore.ErrInvalidConfig) || !strings.Contains(err.Error(), `atomicstore: Connection.Registerer: metrics for store "s" are already registered`) {
+			t.Fatalf("a second processor of one name on one Registerer: %v", err)
+		}
+		// Another name is fine; Close releases the name.
+		p2, err := atomicstore.NewProcessor(conn, "t", codec.String(), atomicstore.Int64(), atomicstore.TransactionalID("p-2"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []*atomicstore.Processor[string, int64]{p1, p2} {
+			if err := p.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p3, err := atomicstore.NewProcessor(conn, "s", codec.String(), atomicstore.Int64(), atomicstore.TransactionalID("p-0"))
+		if err != nil {
+			t.Fatalf("after Close: %v", err)
+		}
+		if err := p3.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if err := p3.Run(context.Background()); !errors.Is(err, atomicstore.ErrClosed) {
+			t.Fatalf("Run after Close: %v, want ErrClosed", err)
 		}
 	})
 	if n := conns.Load(); n != 0 {

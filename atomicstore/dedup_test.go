@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/atomicstore"
 	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/testkit"
@@ -17,8 +18,8 @@ import (
 // it (and fails the test if Run failed); the test's cleanup stops it too.
 func runProcessor(t *testing.T, kc *testkit.Cluster, name, txnID string, opts ...atomicstore.Option) (stop func()) {
 	t.Helper()
-	p, err := atomicstore.NewProcessor(name, codec.String(), atomicstore.Int64(), append([]atomicstore.Option{
-		atomicstore.Brokers(kc.Brokers...), atomicstore.TransactionalID(txnID), atomicstore.Partitions(3),
+	p, err := atomicstore.NewProcessor(whippet.Connection{Brokers: kc.Brokers}, name, codec.String(), atomicstore.Int64(), append([]atomicstore.Option{
+		atomicstore.TransactionalID(txnID), atomicstore.Partitions(3),
 		atomicstore.TransactionBatch(1000, 20*time.Millisecond)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)

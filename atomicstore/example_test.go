@@ -7,6 +7,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/atomicstore"
 	"github.com/whippet-go/whippet/codec"
 )
@@ -20,24 +21,25 @@ func Example() {
 	}
 	defer cluster.Close()
 	ctx, cancel := context.WithCancel(context.Background())
-	brokers := atomicstore.Brokers(cluster.ListenAddrs()...)
+	kafka := whippet.Connection{Brokers: cluster.ListenAddrs()}
 
 	// The processor: one or more instances, each with its own
 	// transactional id.
-	proc, err := atomicstore.NewProcessor("visits", codec.String(), atomicstore.Int64(),
-		brokers, atomicstore.Partitions(2), atomicstore.TransactionalID("visits-processor-0"))
+	proc, err := atomicstore.NewProcessor(kafka, "visits", codec.String(), atomicstore.Int64(),
+		atomicstore.Partitions(2), atomicstore.TransactionalID("visits-processor-0"))
 	if err != nil {
 		panic(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- proc.Run(ctx) }()
+	defer proc.Close(context.Background())
 
 	// A client: send commands, read the local replica.
-	visits, err := atomicstore.Open(ctx, "visits", codec.String(), atomicstore.Int64(), brokers, atomicstore.Partitions(2))
+	visits, err := atomicstore.Open(ctx, kafka, "visits", codec.String(), atomicstore.Int64(), atomicstore.Partitions(2))
 	if err != nil {
 		panic(err)
 	}
-	defer visits.Close()
+	defer visits.Close(context.Background())
 
 	var wg sync.WaitGroup
 	for range 10 {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/codec"
 )
 
@@ -98,7 +99,7 @@ func FuzzApplyCommand(f *testing.F) {
 	f.Add(uint8(0), []byte("1"), []byte("9223372036854775807"), true)
 	f.Add(uint8(0), []byte("-9223372036854775808"), []byte("-1"), true)
 
-	p, err := NewProcessor[string, int64]("fuzz", codec.String(), Int64(), Brokers("127.0.0.1:1"), TransactionalID("fuzz-0"))
+	p, err := NewProcessor[string, int64](whippet.Connection{Brokers: []string{"127.0.0.1:1"}}, "fuzz", codec.String(), Int64(), TransactionalID("fuzz-0"))
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/atomicstore"
 	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/testkit"
@@ -33,12 +34,11 @@ func TestCountersExactAcrossKillsAndRebalances(t *testing.T) {
 	begin := time.Now()
 	stores := make([]*atomicstore.Store[string, int64], clients)
 	for i := range stores {
-		s, err := atomicstore.Open(context.Background(), name, codec.String(), atomicstore.Int64(),
-			atomicstore.Brokers(kc.Brokers...), atomicstore.UpdateTimeout(90*time.Second))
+		s, err := atomicstore.Open(context.Background(), whippet.Connection{Brokers: kc.Brokers}, name, codec.String(), atomicstore.Int64(), atomicstore.UpdateTimeout(90*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer s.Close()
+		defer s.Close(context.Background())
 		stores[i] = s
 	}
 
@@ -151,11 +151,11 @@ func TestCountersExactAcrossKillsAndRebalances(t *testing.T) {
 	took := time.Since(begin)
 
 	// A fresh replica reads the store topic from the start.
-	fresh, err := atomicstore.Open(ctx, name, codec.String(), atomicstore.Int64(), atomicstore.Brokers(kc.Brokers...))
+	fresh, err := atomicstore.Open(ctx, whippet.Connection{Brokers: kc.Brokers}, name, codec.String(), atomicstore.Int64())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer fresh.Close()
+	defer fresh.Close(context.Background())
 	if err := fresh.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}

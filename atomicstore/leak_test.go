@@ -9,22 +9,23 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/atomicstore"
 	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/testkit"
 )
 
 func TestConfigErrorsNameTheField(t *testing.T) {
-	_, err := atomicstore.NewProcessor[string, int64]("", codec.String(), nil, atomicstore.Partitions(0))
+	_, err := atomicstore.NewProcessor[string, int64](whippet.Connection{}, "", codec.String(), nil, atomicstore.Partitions(0))
 	if !errors.Is(err, atomicstore.ErrInvalidConfig) {
 		t.Fatalf("got %v", err)
 	}
-	for _, field := range []string{"name", "values", "Brokers", "Partitions", "TransactionalID"} {
+	for _, field := range []string{"name", "values", "Connection.Brokers", "Partitions", "TransactionalID"} {
 		if !strings.Contains(err.Error(), "atomicstore: "+field+":") {
 			t.Errorf("%q not named in %v", field, err)
 		}
 	}
-	if _, err := atomicstore.Open(context.Background(), "x", codec.String(), atomicstore.Int64(), atomicstore.Brokers("nohost")); !errors.Is(err, atomicstore.ErrInvalidConfig) {
+	if _, err := atomicstore.Open(context.Background(), whippet.Connection{Brokers: []string{"no host"}}, "x", codec.String(), atomicstore.Int64()); !errors.Is(err, atomicstore.ErrInvalidConfig) {
 		t.Errorf("Open: %v", err)
 	}
 }
@@ -35,14 +36,15 @@ func TestNoGoroutineLeak(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	func() {
 		ctx, cancel := context.WithCancel(context.Background())
-		opts := []atomicstore.Option{atomicstore.Brokers(kc.Brokers...), atomicstore.Partitions(2)}
-		p, err := atomicstore.NewProcessor("leak", codec.String(), atomicstore.Int64(), append(opts, atomicstore.TransactionalID("leak-p"))...)
+		conn := whippet.Connection{Brokers: kc.Brokers}
+		opts := []atomicstore.Option{atomicstore.Partitions(2)}
+		p, err := atomicstore.NewProcessor(conn, "leak", codec.String(), atomicstore.Int64(), append(opts, atomicstore.TransactionalID("leak-p"))...)
 		if err != nil {
 			t.Fatal(err)
 		}
 		done := make(chan error, 1)
 		go func() { done <- p.Run(ctx) }()
-		s, err := atomicstore.Open(ctx, "leak", codec.String(), atomicstore.Int64(), opts...)
+		s, err := atomicstore.Open(ctx, conn, "leak", codec.String(), atomicstore.Int64(), opts...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -52,7 +54,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 		uctx, ucancel := context.WithTimeout(ctx, 10*time.Millisecond)
 		defer ucancel()
 		_, _ = s.Update(uctx, "k", atomicstore.Add(1)) // may time out: its waiter must go
-		_ = s.Close()
+		_ = s.Close(ctx)
 		cancel()
 		if err := <-done; err != nil {
 			t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/atomicstore"
 	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/testkit"
@@ -30,12 +31,14 @@ func TestMain(m *testing.M) {
 
 // runProcessorChild runs a counter processor until SIGTERM.
 func runProcessorChild() {
-	p, err := atomicstore.NewProcessor(os.Getenv("WHIPPET_TEST_NAME"), codec.String(), atomicstore.Int64(),
-		atomicstore.Brokers(strings.Split(os.Getenv("WHIPPET_TEST_BROKERS"), ",")...),
-		atomicstore.TransactionalID(os.Getenv("WHIPPET_TEST_TXN_ID")),
-		atomicstore.TransactionBatch(1000, 50*time.Millisecond),
+	conn := whippet.Connection{
+		Brokers: strings.Split(os.Getenv("WHIPPET_TEST_BROKERS"), ","),
 		// The broker's minimum, so a killed process leaves the group soon.
-		atomicstore.ClientOptions(kgo.SessionTimeout(6*time.Second)))
+		ClientOptions: []kgo.Opt{kgo.SessionTimeout(6 * time.Second)},
+	}
+	p, err := atomicstore.NewProcessor(conn, os.Getenv("WHIPPET_TEST_NAME"), codec.String(), atomicstore.Int64(),
+		atomicstore.TransactionalID(os.Getenv("WHIPPET_TEST_TXN_ID")),
+		atomicstore.TransactionBatch(1000, 50*time.Millisecond))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)

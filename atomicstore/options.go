@@ -4,10 +4,11 @@ import (
 	"errors"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/internal/check"
+	"github.com/whippet-go/whippet/internal/connect"
 	"github.com/whippet-go/whippet/retry"
 )
 
@@ -37,17 +38,18 @@ const (
 
 // Option configures a Store (Open) or a Processor (NewProcessor). Every
 // option documents its default; options that concern only one side say so.
+// How to reach Kafka, where to log and where to report metrics is the
+// whippet.Connection both take.
 type Option func(*config)
 
 type config struct {
-	brokers       []string
+	conn          whippet.Connection
+	logger        *zap.Logger // conn.Logger or a no-op logger
 	partitions    int32
 	replication   int16
 	updateTimeout time.Duration
 	loadTimeout   time.Duration
 	txnID         string
-	logger        *zap.Logger
-	clientOpts    []kgo.Opt
 	batchRecords  int
 	batchInterval time.Duration
 	batchSet      bool
@@ -62,13 +64,7 @@ func defaultConfig() config {
 		updateTimeout: DefaultUpdateTimeout,
 		loadTimeout:   DefaultLoadTimeout,
 		dedupWindow:   DefaultDedupWindow,
-		logger:        zap.NewNop(),
 	}
-}
-
-// Brokers sets the seed brokers ("host:port"). Required; no default.
-func Brokers(brokers ...string) Option {
-	return func(c *config) { c.brokers = append(c.brokers, brokers...) }
 }
 
 // Partitions sets the partition count of "<name>-commands" and
@@ -87,8 +83,12 @@ func ReplicationFactor(n int16) Option { return func(c *config) { c.replication 
 func UpdateTimeout(d time.Duration) Option { return func(c *config) { c.updateTimeout = d } }
 
 // TransactionalID sets the processor's Kafka transactional id: unique per
-// running processor instance and stable across its restarts (see
-// consumer.Transactional). Processor only; required there.
+// running processor instance and stable across its restarts, so that a
+// restarted instance fences its predecessor's zombie. The processor always
+// runs its consumer in transactional mode (it passes the id as
+// consumer.Transactional(id)); this option only names the id, hence its
+// name. Processor only; required there (no default: none is both unique
+// and stable).
 func TransactionalID(id string) Option { return func(c *config) { c.txnID = id } }
 
 // LoadTimeout bounds how long the processor spends rebuilding one store
@@ -99,7 +99,10 @@ func TransactionalID(id string) Option { return func(c *config) { c.txnID = id }
 func LoadTimeout(d time.Duration) Option { return func(c *config) { c.loadTimeout = d } }
 
 // TransactionBatch passes consumer.TransactionBatch to the processor's
-// consumer. Processor only. Default: the consumer's (10,000 records, 100ms).
+// consumer: one transaction applies at most maxRecords commands and lasts at
+// most about maxInterval. Processor only. Default: the consumer's,
+// consumer.DefaultTransactionRecords (100,000 records) and
+// consumer.DefaultTransactionInterval (100ms).
 func TransactionBatch(maxRecords int, maxInterval time.Duration) Option {
 	return func(c *config) { c.batchRecords, c.batchInterval, c.batchSet = maxRecords, maxInterval, true }
 }
@@ -129,16 +132,6 @@ func OutputTopics(topics ...string) Option {
 // (UpdateTimeout) and retries. Default: DefaultDedupWindow (10,000).
 func DedupWindow(n int) Option { return func(c *config) { c.dedupWindow = n } }
 
-// Logger sets the structured logger. Default: no logs.
-func Logger(l *zap.Logger) Option { return func(c *config) { c.logger = l } }
-
-// ClientOptions passes extra options to the underlying franz-go clients
-// (TLS, SASL, timeouts). Do not change the partitioner: commands and store
-// records must be partitioned by Kafka's default key hash. Default: none.
-func ClientOptions(opts ...kgo.Opt) Option {
-	return func(c *config) { c.clientOpts = append(c.clientOpts, opts...) }
-}
-
 func (c *config) validate(name string, keysNil, valuesNil, processor bool) error {
 	errs := check.NewErrors("atomicstore", ErrInvalidConfig)
 	bad := errs.Add
@@ -161,12 +154,8 @@ func (c *config) validate(name string, keysNil, valuesNil, processor bool) error
 			bad("name", "must be at most 112 characters: the processor's dead-letter topic %q would be too long (%d characters, at most 249)", dlq, len(dlq))
 		}
 	}
-	errs.Brokers("Brokers", c.brokers)
-	for i, o := range c.clientOpts {
-		if o == nil {
-			bad("ClientOptions", "option %d is nil", i)
-		}
-	}
+	connect.Validate(errs, c.conn)
+	c.logger = connect.Logger(c.conn)
 	if c.batchSet && (c.batchRecords <= 0 || c.batchInterval <= 0) {
 		bad("TransactionBatch", "maxRecords and maxInterval must be > 0, got %d and %v", c.batchRecords, c.batchInterval)
 	}
@@ -184,9 +173,6 @@ func (c *config) validate(name string, keysNil, valuesNil, processor bool) error
 	}
 	if c.loadTimeout <= 0 {
 		bad("LoadTimeout", "must be positive, got %v", c.loadTimeout)
-	}
-	if c.logger == nil {
-		bad("Logger", "must not be nil")
 	}
 	for _, t := range c.outputs {
 		if rule := check.TopicRule(t); rule != "" {

@@ -14,15 +14,18 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/consumer"
+	"github.com/whippet-go/whippet/internal/connect"
 )
 
 // Processor applies the commands of an atomic store: a consumer group on
 // "<name>-commands" in the consumer's Transactional mode. Run any number of
 // instances, each with its own TransactionalID; each commands partition is
 // applied by one of them at a time. Create it with NewProcessor, add update
-// functions with Register, then Run.
+// functions with Register, then Run; Close stops it and releases its
+// metrics.
 type Processor[K comparable, V any] struct {
 	name   string
 	cfg    config
@@ -31,12 +34,20 @@ type Processor[K comparable, V any] struct {
 	funcs  map[string]UpdateFunc[K, V]
 	log    *zap.Logger
 
+	m *processorMetrics
+
 	parts int32 // set by Run
 	adm   *kadm.Client
 	cl    *kgo.Client
 
 	mu    sync.Mutex
 	state map[int32]*partState
+
+	runMu    sync.Mutex
+	closed   bool           // set by Close: no new Run
+	runs     sync.WaitGroup // Runs under way
+	closeCtx context.Context
+	stopRuns context.CancelFunc // called by Close: ends the Runs under way
 }
 
 // partState is the processor's copy of one store partition: the values of
@@ -49,11 +60,19 @@ type partState struct {
 	win      *window
 }
 
-// NewProcessor validates the options (TransactionalID is required) and
-// returns a processor. Built-in operations: Add (int64 values only), Set,
+// NewProcessor validates conn and the options (TransactionalID is
+// required), registers the processor's metrics on conn.Registerer, and
+// returns a processor; it does no network I/O. A bad option, or metrics of
+// another Processor of this name on conn.Registerer, is an error matching
+// ErrInvalidConfig. Built-in operations: Add (int64 values only), Set,
 // CompareAndSet.
-func NewProcessor[K comparable, V any](name string, keys codec.Codec[K], values codec.Codec[V], opts ...Option) (*Processor[K, V], error) {
+//
+// Its clients: the consumer (group "<name>-processor", with its metrics and
+// its Kafka client's; see package consumer) and short-lived ones that
+// create the topics and rebuild store partitions (no metrics).
+func NewProcessor[K comparable, V any](conn whippet.Connection, name string, keys codec.Codec[K], values codec.Codec[V], opts ...Option) (*Processor[K, V], error) {
 	cfg := defaultConfig()
+	cfg.conn = conn
 	for _, o := range opts {
 		if o != nil {
 			o(&cfg)
@@ -62,8 +81,14 @@ func NewProcessor[K comparable, V any](name string, keys codec.Codec[K], values 
 	if err := cfg.validate(name, keys == nil, values == nil, true); err != nil {
 		return nil, err
 	}
-	return &Processor[K, V]{name: name, cfg: cfg, keys: keys, values: values, log: cfg.logger,
-		funcs: make(map[string]UpdateFunc[K, V]), state: make(map[int32]*partState)}, nil
+	m, err := newProcessorMetrics(name, conn.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	p := &Processor[K, V]{name: name, cfg: cfg, keys: keys, values: values, log: cfg.logger, m: m,
+		funcs: make(map[string]UpdateFunc[K, V]), state: make(map[int32]*partState)}
+	p.closeCtx, p.stopRuns = context.WithCancel(context.Background())
+	return p, nil
 }
 
 // Register adds the update function fn under op, for commands made with
@@ -79,12 +104,25 @@ func (p *Processor[K, V]) Register(op string, fn UpdateFunc[K, V]) error {
 }
 
 // Run creates the topics if missing and applies commands until ctx is
-// canceled (then it returns nil) or the consumer fails (for example
-// consumer.ErrFenced when another instance took its TransactionalID).
+// canceled or Close is called (then it returns nil) or the consumer fails
+// (for example consumer.ErrFenced when another instance took its
+// TransactionalID). After Close it returns ErrClosed.
 func (p *Processor[K, V]) Run(ctx context.Context) error {
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(p.cfg.brokers...)}, p.cfg.clientOpts...)...)
+	p.runMu.Lock()
+	if p.closed {
+		p.runMu.Unlock()
+		return ErrClosed
+	}
+	p.runs.Add(1)
+	p.runMu.Unlock()
+	defer p.runs.Done()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(p.closeCtx, cancel)()
+
+	cl, err := kgo.NewClient(p.kafka().Plain()...)
 	if err != nil {
-		return fmt.Errorf("atomicstore: creating the Kafka client: %w", err)
+		return &ConfigError{Pkg: "atomicstore", Sentinel: ErrInvalidConfig, Field: "Connection.ClientOptions", Rule: "franz-go rejected the client configuration", Err: err}
 	}
 	defer cl.Close()
 	p.cl, p.adm = cl, kadm.NewClient(cl)
@@ -94,14 +132,15 @@ func (p *Processor[K, V]) Run(ctx context.Context) error {
 	if err := ensureOutputs(ctx, p.adm, &p.cfg); err != nil {
 		return err
 	}
-	opts := []consumer.Option{
-		consumer.Brokers(p.cfg.brokers...),
-		consumer.Group(p.name + "-processor"),
+	opts := append(consumerConnOptions(p.cfg.conn),
+		consumer.Group(p.name+"-processor"),
 		consumer.Topics(CommandsTopic(p.name)),
 		consumer.Transactional(p.cfg.txnID),
-		consumer.Logger(p.cfg.logger),
-		consumer.ClientOptions(p.cfg.clientOpts...),
-	}
+		// After the user's options: store records must go to their key's
+		// partition (Kafka's default key hash), the one a rebuild reads,
+		// whatever partitioner those name.
+		consumer.ClientOptions(kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil))),
+	)
 	if p.cfg.batchRecords > 0 {
 		opts = append(opts, consumer.TransactionBatch(p.cfg.batchRecords, p.cfg.batchInterval))
 	}
@@ -110,6 +149,59 @@ func (p *Processor[K, V]) Run(ctx context.Context) error {
 		return fmt.Errorf("atomicstore: %w", err)
 	}
 	return c.Run(ctx)
+}
+
+// Close stops the Runs under way as canceling their context does, waits for
+// them to return (or ctx to end: then it returns ctx's error), and
+// unregisters the processor's metrics. Run then returns ErrClosed. It is
+// safe to call more than once.
+func (p *Processor[K, V]) Close(ctx context.Context) error {
+	p.runMu.Lock()
+	p.closed = true
+	p.runMu.Unlock()
+	p.stopRuns()
+	defer p.m.reg.unregister()
+	done := make(chan struct{})
+	go func() {
+		p.runs.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("atomicstore: closing the processor: %w", ctx.Err())
+	}
+}
+
+// kafka describes the processor's own clients (the consumer makes its
+// own): secondary ones, without metrics.
+func (p *Processor[K, V]) kafka() *connect.Client {
+	return connect.New(p.cfg.conn, "atomicstore", p.name)
+}
+
+// consumerConnOptions passes conn to the processor's consumer, in the
+// consumer's connection options: the one place that knows them.
+func consumerConnOptions(conn whippet.Connection) []consumer.Option {
+	var kopts []kgo.Opt
+	if conn.TLS != nil {
+		kopts = append(kopts, kgo.DialTLSConfig(conn.TLS.Clone()))
+	}
+	if conn.SASL != nil {
+		kopts = append(kopts, kgo.SASL(conn.SASL))
+	}
+	opts := []consumer.Option{
+		consumer.Brokers(conn.Brokers...),
+		consumer.ClientOptions(append(kopts, conn.ClientOptions...)...),
+		consumer.Logger(connect.Logger(conn)),
+	}
+	if conn.ClientID != "" {
+		opts = append(opts, consumer.ClientID(conn.ClientID))
+	}
+	if conn.Registerer != nil {
+		opts = append(opts, consumer.Registerer(conn.Registerer))
+	}
+	return opts
 }
 
 // handle applies one command in the consumer's transaction.
@@ -136,6 +228,9 @@ func (p *Processor[K, V]) handle(ctx context.Context, rec *kgo.Record) error {
 			if err := consumer.Emit(ctx, p.answer(rec, id, cur, seen, ok)); err != nil {
 				return err
 			}
+			if ok && op != OpQuery {
+				p.m.duplicates.Inc()
+			}
 			st.last = rec.Offset
 			return nil
 		}
@@ -160,7 +255,10 @@ func (p *Processor[K, V]) handle(ctx context.Context, rec *kgo.Record) error {
 			return err
 		}
 	}
-	if applyErr == nil {
+	if applyErr != nil {
+		p.m.rejected.Inc()
+	} else {
+		p.m.applied.Inc()
 		if next == nil {
 			delete(st.vals, string(rec.Key))
 		} else {
@@ -304,6 +402,7 @@ func (p *Processor[K, V]) partition(ctx context.Context, rec *kgo.Record) (*part
 		return nil, err
 	}
 	st.vals, st.win, st.assigned, st.last = vals, win, assignment, rec.Offset-1
+	p.m.rebuilds.Inc()
 	return st, nil
 }
 
@@ -346,12 +445,12 @@ func (p *Processor[K, V]) load(ctx context.Context, part int32) (map[string][]by
 	if start.Offset >= end {
 		return vals, win, nil
 	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(p.cfg.brokers...)}, append(p.cfg.clientOpts,
+	// The user's options may set the fetch wait; not what is read.
+	cl, err := kgo.NewClient(append(p.kafka().Plain(kgo.FetchMaxWait(100*time.Millisecond)),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {part: kgo.NewOffset().At(start.Offset)}}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.KeepControlRecords(), // to see the offset of a final transaction marker
-		kgo.FetchMaxWait(100*time.Millisecond),
-	)...)...)
+	)...)
 	if err != nil {
 		return nil, nil, err
 	}

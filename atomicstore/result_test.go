@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/atomicstore"
 	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/testkit"
@@ -117,13 +118,11 @@ func updateWhileCompacted(t *testing.T, opts ...atomicstore.Option) (int64, *ato
 	name := testkit.TopicName(t.Name())
 	runProcessor(t, kc, name, name+"-p1", opts...)
 	gate := newFetchGate()
-	a, err := atomicstore.Open(context.Background(), name, codec.String(), atomicstore.Int64(),
-		atomicstore.Brokers(kc.Brokers...), atomicstore.Partitions(3), atomicstore.UpdateTimeout(90*time.Second),
-		atomicstore.ClientOptions(kgo.WithHooks(gate)))
+	a, err := atomicstore.Open(context.Background(), whippet.Connection{Brokers: kc.Brokers, ClientOptions: []kgo.Opt{kgo.WithHooks(gate)}}, name, codec.String(), atomicstore.Int64(), atomicstore.Partitions(3), atomicstore.UpdateTimeout(90*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = a.Close() })
+	t.Cleanup(func() { _ = a.Close(context.Background()) })
 	t.Cleanup(gate.release) // before Close: a held fetch would hold Close
 	b := openStore(t, kc, name, atomicstore.Int64())
 	if err := a.WaitReady(context.Background()); err != nil {

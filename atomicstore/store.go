@@ -14,6 +14,7 @@ import (
 
 	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/codec"
+	"github.com/whippet-go/whippet/internal/connect"
 	"github.com/whippet-go/whippet/kvstore"
 )
 
@@ -29,6 +30,9 @@ type Store[K comparable, V any] struct {
 	cl     *kgo.Client
 	kv     *kvstore.Store[K, V]
 	w      *watch
+	m      *storeMetrics
+
+	unregisterKafka func() // the producer client's metrics
 
 	closing   chan struct{} // closed by Close: wakes waiting Updates
 	closeOnce sync.Once
@@ -147,13 +151,20 @@ func (w *watch) OnFetchRecordUnbuffered(r *kgo.Record, polled bool) {
 	}
 }
 
-// Open validates the options, creates the topics "<name>-commands" and
-// "<name>-store" (compacted) if they are missing, and starts replicating the
-// store topic into memory (a kvstore.Store, read_committed). It returns once
-// loading started; WaitReady waits for the initial load. ctx bounds Open's own
-// network calls.
-func Open[K comparable, V any](ctx context.Context, name string, keys codec.Codec[K], values codec.Codec[V], opts ...Option) (*Store[K, V], error) {
+// Open validates conn and the options, creates the topics "<name>-commands"
+// and "<name>-store" (compacted) if they are missing, and starts replicating
+// the store topic into memory (a kvstore.Store named name, read_committed).
+// It returns once loading started; WaitReady waits for the initial load. ctx
+// bounds Open's own network calls. A bad option, or metrics of another Store
+// of this name on conn.Registerer, is reported before any network I/O
+// (errors.Is(err, ErrInvalidConfig)).
+//
+// Its clients are the producer of commands (Kafka client metrics
+// whippet_kafka_*{component="atomicstore", name=<name>}) and the replica's
+// (see kvstore.Open).
+func Open[K comparable, V any](ctx context.Context, conn whippet.Connection, name string, keys codec.Codec[K], values codec.Codec[V], opts ...Option) (*Store[K, V], error) {
 	cfg := defaultConfig()
+	cfg.conn = conn
 	for _, o := range opts {
 		if o != nil {
 			o(&cfg)
@@ -162,38 +173,55 @@ func Open[K comparable, V any](ctx context.Context, name string, keys codec.Code
 	if err := cfg.validate(name, keys == nil, values == nil, false); err != nil {
 		return nil, err
 	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{
-		kgo.SeedBrokers(cfg.brokers...),
-		kgo.ProducerLinger(0),
-	}, cfg.clientOpts...)...)
+	m, err := newStoreMetrics(name, conn.Registerer)
 	if err != nil {
-		return nil, fmt.Errorf("atomicstore: creating the Kafka client: %w", err)
+		return nil, err
+	}
+	kc := connect.New(conn, "atomicstore", name)
+	cl, err := kgo.NewClient(append(kc.All(kgo.ProducerLinger(0)),
+		// After the user's options: a command goes to the partition
+		// produce sets, its key's, whatever partitioner they name.
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
+	if err != nil {
+		m.reg.unregister()
+		return nil, &ConfigError{Pkg: "atomicstore", Sentinel: ErrInvalidConfig, Field: "Connection.ClientOptions", Rule: "franz-go rejected the client configuration", Err: err}
+	}
+	unregisterKafka, err := kc.Register()
+	if err != nil {
+		cl.Close()
+		m.reg.unregister()
+		return nil, &ConfigError{Pkg: "atomicstore", Sentinel: ErrInvalidConfig, Field: "Connection.Registerer", Rule: "cannot register the Kafka client metrics (stores sharing a Registerer need distinct names)", Err: err}
+	}
+	fail := func(err error) (*Store[K, V], error) {
+		cl.Close()
+		unregisterKafka()
+		m.reg.unregister()
+		return nil, err
 	}
 	parts, err := ensureTopics(ctx, kadm.NewClient(cl), name, &cfg)
 	if err != nil {
-		cl.Close()
-		return nil, err
+		return fail(err)
 	}
 	w := &watch{waits: make(map[string][]*waiter), next: make(map[int32]int64)}
 	var kv *kvstore.Store[K, V]
+	kvConn := conn
+	kvConn.ClientOptions = append(slices.Clip(conn.ClientOptions), kgo.WithHooks(w))
 	// ensureTopics saw the store topic in one broker's metadata; the
 	// replica's client may ask another broker that does not know it yet (on
 	// 3 brokers this failed the chaos suite once), so a missing topic is
 	// asked for again for a few seconds.
 	for attempt := 0; ; attempt++ {
-		kv, err = kvstore.Open(ctx, whippet.Connection{Brokers: cfg.brokers, Logger: cfg.logger, ClientOptions: append(append([]kgo.Opt(nil), cfg.clientOpts...), kgo.WithHooks(w))}, StoreTopic(name), keys, values, kvstore.Name(name),
-			kvstore.CreateTopic(false))
+		kv, err = kvstore.Open(ctx, kvConn, StoreTopic(name), keys, values, kvstore.Name(name), kvstore.CreateTopic(false))
 		if !errors.Is(err, kvstore.ErrTopicNotFound) || attempt == 50 || ctx.Err() != nil {
 			break
 		}
 		sleep(ctx, 100)
 	}
 	if err != nil {
-		cl.Close()
-		return nil, fmt.Errorf("atomicstore: opening the replica of %s: %w", StoreTopic(name), err)
+		return fail(fmt.Errorf("atomicstore: opening the replica of %s: %w", StoreTopic(name), err))
 	}
-	return &Store[K, V]{name: name, cfg: cfg, keys: keys, values: values, parts: parts, cl: cl, kv: kv, w: w,
-		closing: make(chan struct{})}, nil
+	return &Store[K, V]{name: name, cfg: cfg, keys: keys, values: values, parts: parts, cl: cl, kv: kv, w: w, m: m,
+		unregisterKafka: unregisterKafka, closing: make(chan struct{})}, nil
 }
 
 // Name returns the store's name.
@@ -227,7 +255,11 @@ func (s *Store[K, V]) Send(ctx context.Context, key K, cmd Command) (string, err
 	if err != nil {
 		return id, err
 	}
-	return id, s.produce(ctx, kb, cmd.op, arg, id)
+	if err := s.produce(ctx, kb, cmd.op, arg, id); err != nil {
+		return id, err
+	}
+	s.m.commands.Inc()
+	return id, nil
 }
 
 // encode returns the record key and value of cmd for key.
@@ -249,8 +281,9 @@ func (s *Store[K, V]) encode(key K, cmd Command) (kb, arg []byte, err error) {
 func (s *Store[K, V]) produce(ctx context.Context, kb []byte, op string, arg []byte, id string) error {
 	rec := &kgo.Record{
 		Topic: CommandsTopic(s.name), Key: kb, Value: arg,
-		// Explicit, so that a client partitioner option cannot break
-		// co-partitioning with the store topic.
+		// Explicit (the client's partitioner is manual), so that a
+		// partitioner in the client options cannot break co-partitioning
+		// with the store topic.
 		Partition: partitionOf(kb, s.parts),
 		Headers:   []kgo.RecordHeader{{Key: HeaderOp, Value: []byte(op)}, {Key: HeaderCommandID, Value: []byte(id)}},
 	}
@@ -304,14 +337,17 @@ func (s *Store[K, V]) Update(ctx context.Context, key K, cmd Command) (V, error)
 	wt := &waiter{key: kb, part: partitionOf(kb, s.parts), res: make(chan result, 1), gap: make(chan struct{}, 1)}
 	s.w.add(id, wt)
 	defer s.w.remove(id, wt)
+	start := time.Now()
 	if err := s.produce(ctx, kb, cmd.op, arg, id); err != nil {
 		return zero, err
 	}
+	s.m.commands.Inc()
 	lastAsk := time.Now() // the command itself
 	var ask <-chan time.Time
 	for {
 		select {
 		case r := <-wt.res:
+			s.m.update.Observe(time.Since(start).Seconds())
 			return s.result(r)
 		case <-wt.gap:
 			if ask == nil {
@@ -353,13 +389,17 @@ func (s *Store[K, V]) result(r result) (V, error) {
 	return v, nil
 }
 
-// Close releases the replica and the producer; Updates still waiting
-// return ErrClosed. It is safe to call more than once.
-func (s *Store[K, V]) Close() error {
+// Close releases the replica, the producer and the metrics; Updates still
+// waiting return ErrClosed. ctx bounds what the replica's Close waits for
+// (see kvstore.Store.Close). It is safe to call more than once;
+// later calls return the first one's error.
+func (s *Store[K, V]) Close(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		close(s.closing)
 		s.cl.Close()
-		s.closeErr = s.kv.Close(context.Background())
+		s.closeErr = s.kv.Close(ctx)
+		s.unregisterKafka()
+		s.m.reg.unregister()
 	})
 	return s.closeErr
 }

@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/atomicstore"
 	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/testkit"
@@ -18,8 +20,14 @@ import (
 
 func startProcessor[V any](t *testing.T, kc *testkit.Cluster, name, txnID string, values codec.Codec[V], setup func(*atomicstore.Processor[string, V]), opts ...atomicstore.Option) {
 	t.Helper()
-	p, err := atomicstore.NewProcessor(name, codec.String(), values, append([]atomicstore.Option{
-		atomicstore.Brokers(kc.Brokers...), atomicstore.TransactionalID(txnID), atomicstore.Partitions(3),
+	startProcessorConn(t, whippet.Connection{Brokers: kc.Brokers}, name, txnID, values, setup, opts...)
+}
+
+// startProcessorConn runs a processor until the test ends, then closes it.
+func startProcessorConn[V any](t *testing.T, conn whippet.Connection, name, txnID string, values codec.Codec[V], setup func(*atomicstore.Processor[string, V]), opts ...atomicstore.Option) {
+	t.Helper()
+	p, err := atomicstore.NewProcessor(conn, name, codec.String(), values, append([]atomicstore.Option{
+		atomicstore.TransactionalID(txnID), atomicstore.Partitions(3),
 		atomicstore.TransactionBatch(1000, 20*time.Millisecond)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
@@ -27,11 +35,12 @@ func startProcessor[V any](t *testing.T, kc *testkit.Cluster, name, txnID string
 	if setup != nil {
 		setup(p)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
+	go func() { done <- p.Run(context.Background()) }()
 	t.Cleanup(func() {
-		cancel()
+		if err := p.Close(context.Background()); err != nil {
+			t.Errorf("closing the processor: %v", err)
+		}
 		if err := <-done; err != nil {
 			t.Errorf("processor: %v", err)
 		}
@@ -40,12 +49,19 @@ func startProcessor[V any](t *testing.T, kc *testkit.Cluster, name, txnID string
 
 func openStore[V any](t *testing.T, kc *testkit.Cluster, name string, values codec.Codec[V], opts ...atomicstore.Option) *atomicstore.Store[string, V] {
 	t.Helper()
-	s, err := atomicstore.Open(context.Background(), name, codec.String(), values, append([]atomicstore.Option{
-		atomicstore.Brokers(kc.Brokers...), atomicstore.Partitions(3), atomicstore.UpdateTimeout(60 * time.Second)}, opts...)...)
+	return openStoreConn(t, whippet.Connection{Brokers: kc.Brokers}, name, values, opts...)
+}
+
+// openStoreConn opens a store, waits until it is ready, and closes it when
+// the test ends.
+func openStoreConn[V any](t *testing.T, conn whippet.Connection, name string, values codec.Codec[V], opts ...atomicstore.Option) *atomicstore.Store[string, V] {
+	t.Helper()
+	s, err := atomicstore.Open(context.Background(), conn, name, codec.String(), values, append([]atomicstore.Option{
+		atomicstore.Partitions(3), atomicstore.UpdateTimeout(60 * time.Second)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = s.Close() })
+	t.Cleanup(func() { _ = s.Close(context.Background()) })
 	if err := s.WaitReady(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -145,5 +161,80 @@ func TestUserFunctionAndEmit(t *testing.T) {
 	time.Sleep(time.Second)
 	if len(recs) != 1 || string(recs[0].Value) != "full" {
 		t.Fatalf("events: %d", len(recs))
+	}
+}
+
+// A partitioner in the client options (a service may set one for all its
+// producers, in its one Connection) must not move commands off their key's
+// partition: the processor refuses those (dead letters), and Update would
+// wait for a result that never comes.
+func TestClientPartitionerKeepsCommandsCoPartitioned(t *testing.T) {
+	kc := testkit.Shared(t)
+	name := testkit.TopicName(t.Name())
+	startProcessor(t, kc, name, name+"-p1", atomicstore.Int64(), nil)
+	s := openStoreConn(t, whippet.Connection{Brokers: kc.Brokers, ClientOptions: []kgo.Opt{kgo.RecordPartitioner(kgo.RoundRobinPartitioner())}},
+		name, atomicstore.Int64(), atomicstore.UpdateTimeout(10*time.Second))
+	ctx := context.Background()
+	// Round robin spreads six commands over the 3 partitions: at least
+	// four land on another partition than their key's.
+	for i := range 6 {
+		if v, err := s.Update(ctx, "k", atomicstore.Add(1)); err != nil || v != int64(i+1) {
+			t.Fatalf("add %d: %d, %v; want %d", i, v, err, i+1)
+		}
+	}
+}
+
+// The same partitioner given to the processor must not move store records
+// off their key's partition either: a processor rebuilds a partition's
+// values from that partition only, so after a restart it would apply the
+// next command to a stale value.
+func TestProcessorPartitionerKeepsStoreRecordsCoPartitioned(t *testing.T) {
+	kc := testkit.Shared(t)
+	name := testkit.TopicName(t.Name())
+	rr := whippet.Connection{Brokers: kc.Brokers, ClientOptions: []kgo.Opt{kgo.RecordPartitioner(kgo.RoundRobinPartitioner())}}
+	s := openStore(t, kc, name, atomicstore.Int64(), atomicstore.UpdateTimeout(20*time.Second))
+	ctx := context.Background()
+	for round := range 2 {
+		// A new processor instance each round: it rebuilds the
+		// partition of "k" from the store topic.
+		func() {
+			p, err := atomicstore.NewProcessor(rr, name, codec.String(), atomicstore.Int64(),
+				atomicstore.TransactionalID(name+"-p1"), atomicstore.Partitions(3), atomicstore.TransactionBatch(1000, 20*time.Millisecond))
+			if err != nil {
+				t.Fatal(err)
+			}
+			pctx, cancel := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			go func() { done <- p.Run(pctx) }()
+			defer func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("processor: %v", err)
+				}
+			}()
+			for i := range 6 {
+				want := int64(6*round + i + 1)
+				if v, err := s.Update(ctx, "k", atomicstore.Add(1)); err != nil || v != want {
+					t.Fatalf("round %d, add %d: %d, %v; want %d", round, i, v, err, want)
+				}
+			}
+		}()
+	}
+	// Whatever the values above (round robin may happen to put the last
+	// record on the right partition), every store record of "k" must be on
+	// one partition: the others stay empty (no record, no transaction
+	// marker). End offsets, as compaction may remove old values.
+	ends, err := kc.Admin(t).ListEndOffsets(ctx, atomicstore.StoreTopic(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	written := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			written[o.Partition] = o.Offset
+		}
+	})
+	if len(written) != 1 {
+		t.Fatalf("the store records of one key went to several partitions (end offsets %v)", written)
 	}
 }

@@ -6,9 +6,9 @@
 // importer reports some jobs twice, as a worker that crashed after its work
 // and before its commit would. When the last job is reported, the
 // aggregator's processor produces one "import completed" event, in the
-// transaction that records the last job. The program reads the events topic
-// (read_committed) and exits non-zero unless it holds exactly one event for
-// this import.
+// transaction that records the last job. A consumer of the completion topic
+// (read_committed, aggregator.DecodeCompletion) handles it, and the program
+// exits non-zero unless it handled exactly one event for this import.
 //
 // It runs on an embedded kfake cluster by default (make demo), or on real
 // brokers with -brokers 127.0.0.1:9092.
@@ -29,6 +29,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/aggregator"
 	"github.com/whippet-go/whippet/atomicstore"
 	"github.com/whippet-go/whippet/consumer"
@@ -61,13 +62,15 @@ func run(brokersFlag string) error {
 	defer stopCluster()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	opts := []atomicstore.Option{atomicstore.Brokers(brokers...), atomicstore.Partitions(partitions)}
+	kafka := whippet.Connection{Brokers: brokers}
+	opts := []atomicstore.Option{atomicstore.Partitions(partitions)}
 
 	// The aggregator's processor (two instances would share the work).
-	proc, err := aggregator.NewProcessor(aggName, append(opts, atomicstore.TransactionalID(aggName+"-processor-0"))...)
+	proc, err := aggregator.NewProcessor(kafka, aggName, append(opts, atomicstore.TransactionalID(aggName+"-processor-0"))...)
 	if err != nil {
 		return err
 	}
+	defer proc.Close(context.Background())
 	var bg sync.WaitGroup
 	procErr := make(chan error, 1)
 	bg.Go(func() { procErr <- proc.Run(ctx) })
@@ -92,11 +95,11 @@ func run(brokersFlag string) error {
 	}
 
 	// The importer that starts the import tells the aggregator the total.
-	agg, err := aggregator.Open(ctx, aggName, opts...)
+	agg, err := aggregator.Open(ctx, kafka, aggName, opts...)
 	if err != nil {
 		return err
 	}
-	defer agg.Close()
+	defer agg.Close(context.Background())
 	if _, err := agg.Start(ctx, importID, jobs); err != nil {
 		return err
 	}
@@ -110,11 +113,11 @@ func run(brokersFlag string) error {
 	// Importer instances: each its own consumer and aggregator client.
 	var imported atomic.Int64
 	for i := range importers {
-		a, err := aggregator.Open(ctx, aggName, opts...)
+		a, err := aggregator.Open(ctx, kafka, aggName, opts...)
 		if err != nil {
 			return err
 		}
-		defer a.Close()
+		defer a.Close(context.Background())
 		c, err := consumer.New(consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
 			var job Job
 			if err := json.Unmarshal(r.Value, &job); err != nil {
@@ -142,31 +145,42 @@ func run(brokersFlag string) error {
 		bg.Go(func() { _ = c.Run(ctx) })
 	}
 
-	// Wait for the completion event; then make sure no second one follows.
-	ev, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(aggregator.EventsTopic(aggName)),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.AllowAutoTopicCreation())
+	// The service that acts on completed imports: a consumer of the
+	// completion events, read_committed. Wait for the event; then make
+	// sure no second one follows.
+	completed := make(chan aggregator.Completion, 2)
+	notifier, err := consumer.New(consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+		c, err := aggregator.DecodeCompletion(r)
+		if err != nil {
+			return err
+		}
+		if c.Batch == importID { // not an earlier run's
+			select {
+			case completed <- c:
+			case <-ctx.Done():
+			}
+		}
+		return nil
+	}), consumer.Brokers(brokers...), consumer.Group("contact-import-notifier"),
+		consumer.Topics(aggregator.CompletedTopic(aggName)), consumer.ReadCommitted())
 	if err != nil {
 		return err
 	}
-	defer ev.Close()
+	bg.Go(func() { _ = notifier.Run(ctx) })
 	var events []aggregator.Completion
-	deadline := time.Now().Add(60 * time.Second)
-	var quietUntil time.Time
-	for time.Now().Before(deadline) && (quietUntil.IsZero() || time.Now().Before(quietUntil)) {
-		pctx, pcancel := context.WithTimeout(ctx, 500*time.Millisecond)
-		fs := ev.PollFetches(pctx)
-		pcancel()
-		fs.EachRecord(func(r *kgo.Record) {
-			var c aggregator.Completion
-			if json.Unmarshal(r.Value, &c) == nil && c.Batch == importID {
-				events = append(events, c)
-				fmt.Printf("event: import completed: %s, %d jobs\n", c.Batch, c.Total)
-				if quietUntil.IsZero() {
-					quietUntil = time.Now().Add(2 * time.Second)
-				}
+	timeout := time.After(60 * time.Second)
+wait:
+	for {
+		select {
+		case c := <-completed:
+			events = append(events, c)
+			fmt.Printf("event: import completed: %s, %d jobs\n", c.Batch, c.Total)
+			if len(events) == 1 {
+				timeout = time.After(2 * time.Second)
 			}
-		})
+		case <-timeout:
+			break wait
+		}
 	}
 	p, _ := agg.Progress(importID)
 	fmt.Printf("progress: %d/%d jobs, completed=%v; %d contacts imported (duplicates of redelivered jobs included)\n",

@@ -97,14 +97,14 @@ func testStores(t *testing.T, e *env) {
 	core, logs := observer.New(zap.WarnLevel)
 	defer logWarnings(t, logs)
 	log := zap.New(core)
-	store, err := atomicstore.Open(ctx, name, codec.String(), atomicstore.Int64(), atomicstore.Brokers(e.lk.Brokers...),
-		atomicstore.Partitions(3), atomicstore.UpdateTimeout(tryTimeout), atomicstore.Logger(log.Named("store")))
+	store, err := atomicstore.Open(ctx, whippet.Connection{Brokers: e.lk.Brokers, Logger: log.Named("store")}, name, codec.String(), atomicstore.Int64(),
+		atomicstore.Partitions(3), atomicstore.UpdateTimeout(tryTimeout))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = store.Close() })
-	proc, err := atomicstore.NewProcessor(name, codec.String(), atomicstore.Int64(), atomicstore.Brokers(e.lk.Brokers...),
-		atomicstore.TransactionalID(name+"-processor-0"), atomicstore.Partitions(3), atomicstore.Logger(log.Named("processor")))
+	t.Cleanup(func() { _ = store.Close(context.Background()) })
+	proc, err := atomicstore.NewProcessor(whippet.Connection{Brokers: e.lk.Brokers, Logger: log.Named("processor")}, name, codec.String(), atomicstore.Int64(),
+		atomicstore.TransactionalID(name+"-processor-0"), atomicstore.Partitions(3))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,11 +290,11 @@ func testStores(t *testing.T, e *env) {
 		return less, more
 	}
 	waitUntil(2*time.Minute, func() bool { l, m := off(store); return l == 0 && m == 0 })
-	freshStore, err := atomicstore.Open(ctx, name, codec.String(), atomicstore.Int64(), atomicstore.Brokers(e.lk.Brokers...))
+	freshStore, err := atomicstore.Open(ctx, whippet.Connection{Brokers: e.lk.Brokers}, name, codec.String(), atomicstore.Int64())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer freshStore.Close()
+	defer freshStore.Close(context.Background())
 	if err := freshStore.WaitReady(ctxT(t, time.Minute)); err != nil {
 		t.Fatal(err)
 	}

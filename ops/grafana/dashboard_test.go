@@ -181,6 +181,11 @@ func exported(t *testing.T) map[string]bool {
 	for _, n := range append(submatches(nameField, consumerMetrics), submatches(fqName, consumerMetrics)...) {
 		names["whippet_consumer_"+n] = true
 	}
+	for _, pkg := range []string{"atomicstore", "aggregator"} {
+		for _, n := range ownMetrics(t, pkg) {
+			names[n] = true
+		}
+	}
 	producerSrc := read(t, filepath.Join(root, "producer", "metrics.go"))
 	ns := submatches(producerNS, producerSrc)
 	if len(ns) != 1 {
@@ -250,4 +255,50 @@ func TestDashboardQueriesOnlyExportedMetrics(t *testing.T) {
 		}
 	}
 	t.Logf("%d metric names queried, all exported", len(used))
+}
+
+// ownMetrics lists the metrics <pkg>/metrics.go names: whippet_<pkg>_*.
+func ownMetrics(t *testing.T, pkg string) []string {
+	t.Helper()
+	src := read(t, filepath.Join("..", "..", pkg, "metrics.go"))
+	if !strings.Contains(src, `ns, sub = "whippet", "`+pkg+`"`) {
+		t.Fatalf(`%s/metrics.go no longer names its metrics "whippet_%s_*": update this test`, pkg, pkg)
+	}
+	var out []string
+	for _, n := range submatches(nameField, src) {
+		out = append(out, "whippet_"+pkg+"_"+n)
+	}
+	counter := regexp.MustCompile(`counter\("([a-z0-9_]+)"`) // atomicstore's helper
+	for _, n := range submatches(counter, src) {
+		out = append(out, "whippet_"+pkg+"_"+n)
+	}
+	return out
+}
+
+// The atomic store and aggregator row charts every metric of those
+// packages, and only metrics they export.
+func TestDashboardShowsAtomicStoresAndAggregators(t *testing.T) {
+	d, _ := load(t)
+	used := map[string]bool{}
+	for _, e := range exprs(d) {
+		for _, m := range metricRef.FindAllString(e, -1) {
+			used[strings.TrimSuffix(m, "_bucket")] = true
+		}
+	}
+	for _, pkg := range []string{"atomicstore", "aggregator"} {
+		names := ownMetrics(t, pkg)
+		if len(names) == 0 {
+			t.Fatalf("%s/metrics.go: no metric names found: update this test", pkg)
+		}
+		for _, n := range names {
+			if !used[n] {
+				t.Errorf("no panel queries %s", n)
+			}
+		}
+		for m := range used {
+			if strings.HasPrefix(m, "whippet_"+pkg+"_") && !slices.Contains(names, m) {
+				t.Errorf("the dashboard queries %s, which %s does not export", m, pkg)
+			}
+		}
+	}
 }
