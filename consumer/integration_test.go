@@ -696,15 +696,18 @@ func runChild() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	opts := []consumer.Option{consumer.Brokers(strings.Split(os.Getenv("WHIPPET_TEST_BROKERS"), ",")...),
+		consumer.Group(os.Getenv("WHIPPET_TEST_GROUP")), consumer.Topics(os.Getenv("WHIPPET_TEST_TOPIC")),
+		consumer.CommitInterval(100 * time.Millisecond)}
+	if os.Getenv("WHIPPET_TEST_DEFAULT_SESSION") == "" {
+		// The broker's minimum, so a killed process leaves the group soon.
+		opts = append(opts, consumer.ClientOptions(kgo.SessionTimeout(6*time.Second)))
+	}
 	c, err := consumer.New(consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
 		time.Sleep(time.Millisecond)
 		_, err := fmt.Fprintf(f, "%d %d\n", r.Partition, r.Offset)
 		return err
-	}), consumer.Brokers(strings.Split(os.Getenv("WHIPPET_TEST_BROKERS"), ",")...),
-		consumer.Group(os.Getenv("WHIPPET_TEST_GROUP")), consumer.Topics(os.Getenv("WHIPPET_TEST_TOPIC")),
-		consumer.CommitInterval(100*time.Millisecond),
-		// The broker's minimum, so a killed process leaves the group soon.
-		consumer.ClientOptions(kgo.SessionTimeout(6*time.Second)))
+	}), opts...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -782,6 +785,40 @@ func TestAtLeastOnceAcrossKill(t *testing.T) {
 		t.Fatalf("committed %v after graceful stop, want all %d", got, n)
 	}
 	t.Logf("%d kills with SIGKILL: none of %d lost, %d duplicates (handled again after a kill)", kills, n, lines-n)
+}
+
+// A member killed with SIGKILL never leaves the group: its partitions wait
+// for the group to evict it, a session timeout after its last heartbeat. With
+// the consumer's default session (10s, not franz-go's 45s), a surviving
+// member takes them over within seconds of that.
+func TestKilledMemberPartitionsMoveAfterTheDefaultSession(t *testing.T) {
+	kc := testkit.Shared(t)
+	topic := kc.NewTopic(t, 2, nil)
+	produceSpread(t, kc, topic, 2, 2, nil)
+	var h handled
+	b := newConsumer(t, kc, h.handler("b"), topic, consumer.Topics(topic))
+	run(t, b)
+	waitAssigned(t, b, 2)
+	out := filepath.Join(t.TempDir(), "handled.txt")
+	child := startChild(t, kc, "1", topic, topic, "WHIPPET_TEST_OUT="+out, "WHIPPET_TEST_DEFAULT_SESSION=1")
+	t.Cleanup(func() { _ = child.Process.Kill(); _ = child.Wait() })
+	waitAssigned(t, b, 1) // the child, with default options, holds the other partition
+	var theirs int32 = 1 - b.Partitions()[0].Partition
+	if err := child.Process.Kill(); err != nil { // SIGKILL: no leave, no last heartbeat
+		t.Fatal(err)
+	}
+	_ = child.Wait()
+	killed := time.Now()
+	produceSpread(t, kc, topic, 2, 2, nil) // offset 1 of each partition
+	testkit.Eventually(t, 30*time.Second, func() error {
+		for _, e := range h.snapshot() {
+			if e.who == "b" && e.partition == theirs && e.offset == 1 {
+				return nil
+			}
+		}
+		return fmt.Errorf("the killed member's partition %d has not moved to b", theirs)
+	})
+	t.Logf("the killed member's partition moved %v after the SIGKILL", time.Since(killed).Round(100*time.Millisecond))
 }
 
 func TestDrainTimeoutCancelsStuckHandlerAndDoesNotCommitIt(t *testing.T) {
