@@ -78,6 +78,8 @@ func TestEveryConfigErrorNamesItsField(t *testing.T) {
 		{"key concurrency", okHandler, []consumer.Option{consumer.KeyParallel(0)}, "KeyParallel", "concurrency must be > 0, got 0"},
 		{"backpressure wait", okHandler, []consumer.Option{consumer.BackpressureWait(-time.Second)}, "BackpressureWait", "must be > 0, got -1s"},
 		{"drain timeout", okHandler, []consumer.Option{consumer.DrainTimeout(0)}, "DrainTimeout", "must be > 0, got 0s"},
+		{"session timeout too short", okHandler, []consumer.Option{consumer.SessionTimeout(3 * time.Second)}, "SessionTimeout", "must be between 6s and 30m"},
+		{"session timeout too long", okHandler, []consumer.Option{consumer.SessionTimeout(time.Hour)}, "SessionTimeout", "got 1h0m0s"},
 		{"commit interval", okHandler, []consumer.Option{consumer.CommitInterval(time.Millisecond)}, "CommitInterval", "must be at least 100ms (franz-go's minimum), got 1ms"},
 		{"nil logger", okHandler, []consumer.Option{consumer.Logger(nil)}, "Logger", "must not be nil"},
 		{"empty client id", okHandler, []consumer.Option{consumer.ClientID("")}, "ClientID", "must not be empty"},

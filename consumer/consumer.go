@@ -279,6 +279,7 @@ func (c *Consumer) baseClientOptions() []kgo.Opt {
 		// partition resumed after backpressure waits at most this long behind
 		// a long-polling fetch of the same broker.
 		kgo.FetchMaxWait(500 * time.Millisecond),
+		kgo.SessionTimeout(c.cfg.sessionTimeout),
 	}
 	if c.cfg.txnSet {
 		// franz-go's default is 20ms: a transaction begun right after the

@@ -66,6 +66,7 @@ type config struct {
 	keyParallel         bool
 	keyConcurrency      int
 	drainTimeout        time.Duration
+	sessionTimeout      time.Duration
 	commitInterval      time.Duration
 	commitStartOnAssign bool
 	logger              *zap.Logger
@@ -92,6 +93,7 @@ func defaultConfig() config {
 		partitionBuffer:     256,
 		backpressureWait:    500 * time.Millisecond,
 		drainTimeout:        30 * time.Second,
+		sessionTimeout:      DefaultSessionTimeout,
 		commitInterval:      time.Second,
 		commitStartOnAssign: true,
 		logger:              zap.NewNop(),
@@ -177,6 +179,25 @@ func KeyParallel(concurrency int) Option {
 // are not committed, so they are handled again by the next owner).
 // Default: 30s. Keep it below the group's rebalance timeout (60s by default).
 func DrainTimeout(d time.Duration) Option { return func(c *config) { c.drainTimeout = d } }
+
+// DefaultSessionTimeout is the consumer's group session timeout (see
+// SessionTimeout): Kafka's default before 3.0, short enough that a crashed
+// instance's partitions move on soon.
+const DefaultSessionTimeout = 10 * time.Second
+
+// SessionTimeout sets the group session timeout (Kafka's session.timeout.ms):
+// a member that sends no heartbeat for this long is evicted from the group
+// and its partitions are given to the others. A member that stops normally
+// leaves the group at once; one that dies without leaving (SIGKILL, a lost
+// node, a network partition) holds its partitions, unhandled, until its
+// session expires, plus the rebalance that follows (a few seconds).
+// Heartbeats go every 3s (franz-go's default, kgo.HeartbeatInterval), so a
+// shorter session risks evicting a live member that a GC pause or a slow
+// network holds up for a few heartbeats. It must be within the broker's
+// group.min.session.timeout.ms and group.max.session.timeout.ms (6s and 30m
+// by default). Default: DefaultSessionTimeout (10s; franz-go's and Kafka's
+// since 3.0 is 45s).
+func SessionTimeout(d time.Duration) Option { return func(c *config) { c.sessionTimeout = d } }
 
 // CommitInterval sets how often the offsets of handled records are committed.
 // Offsets are also committed synchronously on every revocation and on
@@ -390,6 +411,9 @@ func (c *config) validate(h Handler) error {
 	}
 	if c.drainTimeout <= 0 {
 		bad("DrainTimeout", "must be > 0, got %v", c.drainTimeout)
+	}
+	if c.sessionTimeout < 6*time.Second || c.sessionTimeout > 30*time.Minute {
+		bad("SessionTimeout", "must be between 6s and 30m (the broker's default group.min.session.timeout.ms and group.max.session.timeout.ms), got %v", c.sessionTimeout)
 	}
 	if c.commitInterval < 100*time.Millisecond {
 		bad("CommitInterval", "must be at least 100ms (franz-go's minimum), got %v", c.commitInterval)
