@@ -4,9 +4,10 @@ import (
 	"testing"
 	"time"
 
+	"strings"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"strings"
 )
 
 func TestBucketOf(t *testing.T) {
