@@ -1,10 +1,9 @@
 package consumer
 
 import (
+	"strings"
 	"testing"
 	"time"
-
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
