@@ -206,7 +206,7 @@ func TestDashboardInChromium(t *testing.T) {
 	leakCheck(t)
 	a := startApp(t, kc, 3)
 	h, err := admin.New(
-		admin.Consumer("renewals", a.c, a.group, a.topic),
+		admin.Consumer("renewals", a.c),
 		admin.DLQ(a.dlq),
 		admin.Metrics(a.reg),
 		admin.Title("renewal-service"),
@@ -221,7 +221,7 @@ func TestDashboardInChromium(t *testing.T) {
 	a.produce(t, 1, "user-3", "renew", "user-4", "renew")
 	a.produce(t, 2, "user-5", "renew")
 
-	ro, err := admin.New(admin.Consumer("renewals", a.c, a.group, a.topic), admin.DLQ(a.dlq))
+	ro, err := admin.New(admin.Consumer("renewals", a.c), admin.DLQ(a.dlq))
 	if err != nil {
 		t.Fatal(err)
 	}
