@@ -29,6 +29,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/aggregator"
 	"github.com/whippet-go/whippet/atomicstore"
 	"github.com/whippet-go/whippet/consumer"
@@ -115,7 +116,7 @@ func run(brokersFlag string) error {
 			return err
 		}
 		defer a.Close()
-		c, err := consumer.New(consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+		c, err := consumer.New(whippet.Connection{Brokers: brokers}, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
 			var job Job
 			if err := json.Unmarshal(r.Value, &job); err != nil {
 				return err
@@ -135,7 +136,7 @@ func run(brokersFlag string) error {
 				}
 			}
 			return nil
-		}), consumer.Brokers(brokers...), consumer.Group("contact-importers"), consumer.Topics(jobsTopic))
+		}), consumer.Group("contact-importers"), consumer.Topics(jobsTopic))
 		if err != nil {
 			return err
 		}
