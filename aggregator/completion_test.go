@@ -106,7 +106,7 @@ func TestCompletionsHandledOnceByAReadCommittedConsumer(t *testing.T) {
 	handled := map[string]int{}
 	count := func(b string) int { mu.Lock(); defer mu.Unlock(); return handled[b] }
 	start := func() (stop func()) {
-		c, err := consumer.New(consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+		c, err := consumer.New(whippet.Connection{Brokers: kc.Brokers}, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
 			done, err := aggregator.DecodeCompletion(r)
 			if err != nil {
 				return err
@@ -115,7 +115,7 @@ func TestCompletionsHandledOnceByAReadCommittedConsumer(t *testing.T) {
 			handled[done.Batch]++
 			mu.Unlock()
 			return nil
-		}), consumer.Brokers(kc.Brokers...), consumer.Group(name+"-notifier"), consumer.Topics(topic), consumer.ReadCommitted(),
+		}), consumer.Group(name+"-notifier"), consumer.Topics(topic), consumer.ReadCommitted(true),
 			consumer.CommitInterval(100*time.Millisecond))
 		if err != nil {
 			t.Fatal(err)
@@ -123,7 +123,7 @@ func TestCompletionsHandledOnceByAReadCommittedConsumer(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { done <- c.Run(ctx) }()
 		return func() {
-			c.Close()
+			c.Close(context.Background())
 			if err := <-done; err != nil {
 				t.Fatal(err)
 			}

@@ -86,7 +86,7 @@ func ExampleDecodeCompletion() {
 
 	// The service: one handler call per completed batch.
 	completed := make(chan aggregator.Completion)
-	notifier, err := consumer.New(consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+	notifier, err := consumer.New(kafka, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
 		c, err := aggregator.DecodeCompletion(r)
 		if err != nil {
 			return err // not a completion: the consumer's failure policy applies
@@ -96,13 +96,13 @@ func ExampleDecodeCompletion() {
 		case <-ctx.Done():
 		}
 		return nil
-	}), consumer.Brokers(cluster.ListenAddrs()...), consumer.Group("export-notifier"),
-		consumer.Topics(aggregator.CompletedTopic("exports")), consumer.ReadCommitted())
+	}), consumer.Group("export-notifier"),
+		consumer.Topics(aggregator.CompletedTopic("exports")), consumer.ReadCommitted(true))
 	if err != nil {
 		panic(err)
 	}
 	go func() { _ = notifier.Run(ctx) }()
-	defer notifier.Close()
+	defer notifier.Close(context.Background())
 
 	// The workers.
 	agg, err := aggregator.Open(ctx, kafka, "exports", atomicstore.Partitions(1))

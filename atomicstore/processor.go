@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -132,19 +133,20 @@ func (p *Processor[K, V]) Run(ctx context.Context) error {
 	if err := ensureOutputs(ctx, p.adm, &p.cfg); err != nil {
 		return err
 	}
-	opts := append(consumerConnOptions(p.cfg.conn),
-		consumer.Group(p.name+"-processor"),
+	// After the user's options: store records must go to their key's
+	// partition (Kafka's default key hash), the one a rebuild reads, whatever
+	// partitioner those name.
+	conn := p.cfg.conn
+	conn.ClientOptions = append(slices.Clone(conn.ClientOptions), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
+	opts := []consumer.Option{
+		consumer.Group(p.name + "-processor"),
 		consumer.Topics(CommandsTopic(p.name)),
 		consumer.Transactional(p.cfg.txnID),
-		// After the user's options: store records must go to their key's
-		// partition (Kafka's default key hash), the one a rebuild reads,
-		// whatever partitioner those name.
-		consumer.ClientOptions(kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil))),
-	)
+	}
 	if p.cfg.batchRecords > 0 {
 		opts = append(opts, consumer.TransactionBatch(p.cfg.batchRecords, p.cfg.batchInterval))
 	}
-	c, err := consumer.New(consumer.HandlerFunc(p.handle), opts...)
+	c, err := consumer.New(conn, consumer.HandlerFunc(p.handle), opts...)
 	if err != nil {
 		return fmt.Errorf("atomicstore: %w", err)
 	}
@@ -178,30 +180,6 @@ func (p *Processor[K, V]) Close(ctx context.Context) error {
 // own): secondary ones, without metrics.
 func (p *Processor[K, V]) kafka() *connect.Client {
 	return connect.New(p.cfg.conn, "atomicstore", p.name)
-}
-
-// consumerConnOptions passes conn to the processor's consumer, in the
-// consumer's connection options: the one place that knows them.
-func consumerConnOptions(conn whippet.Connection) []consumer.Option {
-	var kopts []kgo.Opt
-	if conn.TLS != nil {
-		kopts = append(kopts, kgo.DialTLSConfig(conn.TLS.Clone()))
-	}
-	if conn.SASL != nil {
-		kopts = append(kopts, kgo.SASL(conn.SASL))
-	}
-	opts := []consumer.Option{
-		consumer.Brokers(conn.Brokers...),
-		consumer.ClientOptions(append(kopts, conn.ClientOptions...)...),
-		consumer.Logger(connect.Logger(conn)),
-	}
-	if conn.ClientID != "" {
-		opts = append(opts, consumer.ClientID(conn.ClientID))
-	}
-	if conn.Registerer != nil {
-		opts = append(opts, consumer.Registerer(conn.Registerer))
-	}
-	return opts
 }
 
 // handle applies one command in the consumer's transaction.

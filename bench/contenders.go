@@ -263,7 +263,7 @@ func runConsumer(ctx context.Context, c *consumer.Consumer, t *tracker) (result,
 	errc := make(chan error, 1)
 	go func() { errc <- c.Run(ctx) }()
 	res, err := t.wait(ctx)
-	c.Close()
+	_ = c.Close(context.Background())
 	if rerr := <-errc; err == nil && rerr != nil && !errors.Is(rerr, context.Canceled) {
 		err = rerr
 	}
@@ -276,7 +276,7 @@ func s1Whippet(ctx context.Context, f contenderFlags) (result, error) {
 		return result{}, err
 	}
 	h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error { t.record(r); return nil })
-	c, err := consumer.New(h, consumer.Brokers(strings.Split(f.brokers, ",")...), consumer.Group(f.group), consumer.Topics(f.topics()...))
+	c, err := consumer.New(whippet.Connection{Brokers: strings.Split(f.brokers, ",")}, h, consumer.Group(f.group), consumer.Topics(f.topics()...))
 	if err != nil {
 		return result{}, err
 	}
@@ -352,8 +352,8 @@ func s2Whippet(ctx context.Context, f contenderFlags) (result, error) {
 		finish(r.Key, now)
 		return nil
 	})
-	c, err := consumer.New(h, consumer.Brokers(strings.Split(f.brokers, ",")...), consumer.Group(f.group), consumer.Topics(f.topic),
-		consumer.Retry(retry.NonBlocking(f.retryDelay)), consumer.RetryTopics(0, 1, nil))
+	c, err := consumer.New(whippet.Connection{Brokers: strings.Split(f.brokers, ",")}, h, consumer.Group(f.group), consumer.Topics(f.topic),
+		consumer.Retry(retry.NonBlocking(f.retryDelay)), consumer.RetryReplicationFactor(1))
 	if err != nil {
 		return result{}, err
 	}
@@ -369,7 +369,7 @@ func s2Whippet(ctx context.Context, f contenderFlags) (result, error) {
 	case err := <-errc:
 		return result{}, fmt.Errorf("consumer stopped: %w", err)
 	}
-	c.Close()
+	_ = c.Close(context.Background())
 	if err := <-errc; werr == nil && err != nil {
 		werr = err
 	}
@@ -408,7 +408,7 @@ func s3Whippet(ctx context.Context, f contenderFlags) (result, error) {
 		t.record(r)
 		return nil
 	})
-	c, err := consumer.New(h, consumer.Brokers(strings.Split(f.brokers, ",")...), consumer.Group(f.group), consumer.Topics(f.topics()...),
+	c, err := consumer.New(whippet.Connection{Brokers: strings.Split(f.brokers, ",")}, h, consumer.Group(f.group), consumer.Topics(f.topics()...),
 		consumer.KeyParallel(f.concurrency))
 	if err != nil {
 		return result{}, err
@@ -529,7 +529,7 @@ func s5Whippet(ctx context.Context, f contenderFlags) (result, error) {
 		first.CompareAndSwap(0, int64(time.Since(epoch)))
 		return consumer.Emit(ctx, &kgo.Record{Topic: f.out, Key: r.Key, Value: r.Value})
 	})
-	opts := []consumer.Option{consumer.Brokers(strings.Split(f.brokers, ",")...), consumer.Group(f.group), consumer.Topics(f.topic),
+	opts := []consumer.Option{consumer.Group(f.group), consumer.Topics(f.topic),
 		consumer.Transactional(f.group)}
 	// BENCH_S5_TXN_RECORDS sets TransactionBatch's record bound (the
 	// interval stays the default), to look into what the batch size costs;
@@ -541,14 +541,14 @@ func s5Whippet(ctx context.Context, f contenderFlags) (result, error) {
 		}
 		opts = append(opts, consumer.TransactionBatch(n, consumer.DefaultTransactionInterval))
 	}
-	c, err := consumer.New(h, opts...)
+	c, err := consumer.New(whippet.Connection{Brokers: strings.Split(f.brokers, ",")}, h, opts...)
 	if err != nil {
 		return result{}, err
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- c.Run(ctx) }()
 	last, werr := committed(ctx, f.brokers, f.group, f.topic, int64(f.records))
-	c.Close()
+	_ = c.Close(context.Background())
 	if err := <-errc; werr == nil && err != nil {
 		werr = err
 	}

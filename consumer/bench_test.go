@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/retry"
 	"github.com/whippet-go/whippet/testkit"
@@ -98,15 +99,15 @@ func benchWhippet(b *testing.B, kc *testkit.Cluster, topic string, work func(*kg
 		return err
 	})
 	group := fmt.Sprintf("%s-whippet-%d", topic, time.Now().UnixNano())
-	opts = append([]consumer.Option{consumer.Brokers(kc.Brokers...), consumer.Group(group), consumer.Topics(topic)}, opts...)
-	c, err := consumer.New(h, opts...)
+	opts = append([]consumer.Option{consumer.Group(group), consumer.Topics(topic)}, opts...)
+	c, err := consumer.New(whippet.Connection{Brokers: kc.Brokers}, h, opts...)
 	if err != nil {
 		b.Fatal(err)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- c.Run(context.Background()) }()
 	tp.wait(b, "whippet")
-	c.Close()
+	c.Close(context.Background())
 	if err := <-errc; err != nil {
 		b.Fatal(err)
 	}
@@ -285,13 +286,13 @@ func benchTransform(b *testing.B, kc *testkit.Cluster, in, out string, n int64, 
 		}
 		return consumer.Emit(ctx, &kgo.Record{Topic: out, Key: r.Key, Value: r.Value})
 	})
-	opts := []consumer.Option{consumer.Brokers(kc.Brokers...), consumer.Group(group), consumer.Topics(in)}
+	opts := []consumer.Option{consumer.Group(group), consumer.Topics(in)}
 	if transactional {
 		opts = append(opts, consumer.Transactional(group))
 	} else {
 		opts = append(opts, consumer.CommitInterval(100*time.Millisecond))
 	}
-	c, err := consumer.New(h, opts...)
+	c, err := consumer.New(whippet.Connection{Brokers: kc.Brokers}, h, opts...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -318,7 +319,7 @@ func benchTransform(b *testing.B, kc *testkit.Cluster, in, out string, n int64, 
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	c.Close()
+	c.Close(context.Background())
 	if err := <-errc; err != nil {
 		b.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/retry"
 	"github.com/whippet-go/whippet/testkit"
@@ -60,11 +61,9 @@ func TestEveryConfigErrorNamesItsField(t *testing.T) {
 		want  string
 	}{
 		{"nil handler", nil, nil, "Handler", "must not be nil"},
-		{"no brokers", okHandler, []consumer.Option{consumer.Brokers()}, "Brokers", "at least one seed broker is required"},
-		{"broker without port", okHandler, []consumer.Option{consumer.Brokers("kafka")}, "Brokers", `"kafka" is not host:port`},
-		{"broker port 0", okHandler, []consumer.Option{consumer.Brokers("kafka:0")}, "Brokers", `"kafka:0" has an invalid port`},
-		{"broker port too large", okHandler, []consumer.Option{consumer.Brokers("kafka:65536")}, "Brokers", `"kafka:65536" has an invalid port`},
-		{"broker without host", okHandler, []consumer.Option{consumer.Brokers(":9092")}, "Brokers", `":9092" has no host`},
+		// The Connection's rules are internal/connect's; one of them, with
+		// the consumer's prefix:
+		{"no brokers", okHandler, nil, "Connection.Brokers", "at least one seed broker is required"},
 		{"empty group", okHandler, []consumer.Option{consumer.Group("")}, "Group", "must not be empty"},
 		{"group making invalid topic names", okHandler, []consumer.Option{consumer.Group("billing service")}, "Group",
 			`"billing service" makes the retry or dead-letter topic "orders-billing service-dlq" an invalid topic name`},
@@ -78,13 +77,13 @@ func TestEveryConfigErrorNamesItsField(t *testing.T) {
 		{"key concurrency", okHandler, []consumer.Option{consumer.KeyParallel(0)}, "KeyParallel", "concurrency must be > 0, got 0"},
 		{"backpressure wait", okHandler, []consumer.Option{consumer.BackpressureWait(-time.Second)}, "BackpressureWait", "must be > 0, got -1s"},
 		{"drain timeout", okHandler, []consumer.Option{consumer.DrainTimeout(0)}, "DrainTimeout", "must be > 0, got 0s"},
+		{"session timeout too short", okHandler, []consumer.Option{consumer.SessionTimeout(3 * time.Second)}, "SessionTimeout", "must be between 6s and 30m"},
+		{"session timeout too long", okHandler, []consumer.Option{consumer.SessionTimeout(time.Hour)}, "SessionTimeout", "got 1h0m0s"},
 		{"commit interval", okHandler, []consumer.Option{consumer.CommitInterval(time.Millisecond)}, "CommitInterval", "must be at least 100ms (franz-go's minimum), got 1ms"},
-		{"nil logger", okHandler, []consumer.Option{consumer.Logger(nil)}, "Logger", "must not be nil"},
-		{"empty client id", okHandler, []consumer.Option{consumer.ClientID("")}, "ClientID", "must not be empty"},
-		{"nil client option", okHandler, []consumer.Option{consumer.ClientOptions(kgo.FetchMaxWait(time.Second), nil)}, "ClientOptions", "option 1 is nil"},
 		{"nil middleware", okHandler, []consumer.Option{consumer.WithMiddleware(nil)}, "WithMiddleware", "middleware 0 is nil"},
-		{"retry topic partitions", okHandler, []consumer.Option{consumer.RetryTopics(-1, -1, nil)}, "RetryTopics", "partitions must be ≥ 0 (0: as the source topic), got -1"},
-		{"retry topic replication", okHandler, []consumer.Option{consumer.RetryTopics(0, 0, nil)}, "RetryTopics", "replication must be > 0 or -1 (the broker default), got 0"},
+		{"retry topic partitions", okHandler, []consumer.Option{consumer.RetryPartitions(-1)}, "RetryPartitions", "must be ≥ 0 (0: as the source topic), got -1"},
+		{"retry topic replication", okHandler, []consumer.Option{consumer.RetryReplicationFactor(0)}, "RetryReplicationFactor", "must be -1 (broker default) or > 0, got 0"},
+		{"retry topic config", okHandler, []consumer.Option{consumer.RetryTopicConfig("", "1")}, "RetryTopicConfig", `"" is not a topic config name`},
 		{"retry for another topic", okHandler, []consumer.Option{consumer.RetryFor("payments", retry.Blocking(time.Second))}, "RetryFor", `"payments" is not one of the subscribed Topics`},
 		{"retry for with regex", okHandler, []consumer.Option{consumer.Topics(), consumer.TopicRegex("^o"), consumer.RetryFor("orders", retry.NoRetry())}, "RetryFor", "orders: cannot be combined with TopicRegex"},
 		{"non-blocking with regex and latest", okHandler, []consumer.Option{consumer.TopicRegex("^o"), consumer.ResetOffset(consumer.Latest), consumer.Retry(retry.NonBlocking(time.Second))}, "ResetOffset", "Latest cannot be combined with TopicRegex and non-blocking retries"},
@@ -109,18 +108,19 @@ func TestEveryConfigErrorNamesItsField(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			opts := append([]consumer.Option{consumer.Brokers(brokerAddr), consumer.Group("g"), consumer.Topics("orders")}, tc.opts...)
+			conn := whippet.Connection{Brokers: []string{brokerAddr}}
+			opts := append([]consumer.Option{consumer.Group("g"), consumer.Topics("orders")}, tc.opts...)
 			switch tc.field {
-			case "Brokers":
-				opts = append([]consumer.Option{consumer.Group("g"), consumer.Topics("orders")}, tc.opts...)
+			case "Connection.Brokers":
+				conn.Brokers = nil
 			case "Group":
-				opts = append([]consumer.Option{consumer.Brokers(brokerAddr), consumer.Topics("orders")}, tc.opts...)
+				opts = append([]consumer.Option{consumer.Topics("orders")}, tc.opts...)
 			case "Topics":
-				opts = append([]consumer.Option{consumer.Brokers(brokerAddr), consumer.Group("g")}, tc.opts...)
+				opts = append([]consumer.Option{consumer.Group("g")}, tc.opts...)
 			}
-			c, err := consumer.New(tc.h, opts...)
+			c, err := consumer.New(conn, tc.h, opts...)
 			if err == nil {
-				c.Close()
+				c.Close(context.Background())
 				t.Fatalf("New accepted %s", tc.name)
 			}
 			if !errors.Is(err, consumer.ErrInvalidConfig) {

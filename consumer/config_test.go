@@ -10,13 +10,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/retry"
 )
 
 var nopHandler = HandlerFunc(func(context.Context, *kgo.Record) error { return nil })
 
+// conn is a valid Connection to nothing: New does no network I/O.
+var conn = whippet.Connection{Brokers: []string{"127.0.0.1:1"}}
+
 func TestConfigValidation(t *testing.T) {
-	valid := []Option{Brokers("127.0.0.1:9092"), Group("g"), Topics("t")}
+	valid := []Option{Group("g"), Topics("t")}
 	cases := []struct {
 		name    string
 		h       Handler
@@ -25,11 +29,8 @@ func TestConfigValidation(t *testing.T) {
 		message string
 	}{
 		{"nil handler", nil, nil, "Handler", "must not be nil"},
-		{"no brokers", nopHandler, []Option{Group("g"), Topics("t")}, "Brokers", "at least one seed broker"},
-		{"broker without port", nopHandler, []Option{Brokers("localhost")}, "Brokers", `"localhost" is not host:port`},
-		{"broker bad port", nopHandler, []Option{Brokers("localhost:99999")}, "Brokers", "invalid port"},
 		{"empty group", nopHandler, []Option{Group("")}, "Group", "must not be empty"},
-		{"no topics", nopHandler, []Option{Brokers("a:1"), Group("g")}, "Topics", "at least one topic"},
+		{"no topics", nopHandler, []Option{Group("g")}, "Topics", "at least one topic"},
 		{"bad topic name", nopHandler, []Option{Topics("bad topic!")}, "Topics", `"bad topic!": must contain only ASCII letters, digits`},
 		{"bad regex", nopHandler, []Option{TopicRegex("([")}, "TopicRegex", "does not compile"},
 		{"bad reset offset", nopHandler, []Option{ResetOffset(StartOffset(7))}, "ResetOffset", "must be Earliest or Latest"},
@@ -41,8 +42,10 @@ func TestConfigValidation(t *testing.T) {
 		{"zero drain timeout", nopHandler, []Option{DrainTimeout(0)}, "DrainTimeout", "must be > 0"},
 		{"negative commit interval", nopHandler, []Option{CommitInterval(-time.Second)}, "CommitInterval", "must be at least 100ms"},
 		{"too short commit interval", nopHandler, []Option{CommitInterval(99 * time.Millisecond)}, "CommitInterval", "must be at least 100ms (franz-go's minimum), got 99ms"},
-		{"nil logger", nopHandler, []Option{Logger(nil)}, "Logger", "must not be nil"},
-		{"empty client id", nopHandler, []Option{ClientID("")}, "ClientID", "must not be empty"},
+		{"session timeout below the broker's minimum", nopHandler, []Option{SessionTimeout(5 * time.Second)}, "SessionTimeout", "must be between 6s and 30m"},
+		{"negative retry partitions", nopHandler, []Option{RetryPartitions(-1)}, "RetryPartitions", "must be ≥ 0 (0: as the source topic), got -1"},
+		{"zero retry replication", nopHandler, []Option{RetryReplicationFactor(0)}, "RetryReplicationFactor", "must be -1 (broker default) or > 0, got 0"},
+		{"bad retry topic config", nopHandler, []Option{RetryTopicConfig("retention ms", "1")}, "RetryTopicConfig", `"retention ms" is not a topic config name`},
 		{"nil middleware", nopHandler, []Option{WithMiddleware(nil)}, "WithMiddleware", "middleware 0 is nil"},
 		{"empty transactional id", nopHandler, []Option{Transactional("")}, "Transactional", "the transactional id must not be empty"},
 		{"transactional key-parallel", nopHandler, []Option{Transactional("t-0"), KeyParallel(4)}, "KeyParallel", "cannot be combined with Transactional"},
@@ -58,10 +61,10 @@ func TestConfigValidation(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			opts := append(append([]Option{}, valid...), tc.opts...)
-			if tc.field == "Brokers" || tc.field == "Topics" && strings.Contains(tc.message, "at least") {
+			if tc.field == "Topics" && strings.Contains(tc.message, "at least") {
 				opts = tc.opts // these cases need the valid value left out
 			}
-			c, err := New(tc.h, opts...)
+			c, err := New(conn, tc.h, opts...)
 			if err == nil {
 				t.Fatalf("New succeeded (%v); want an error about %s", c, tc.field)
 			}
@@ -85,17 +88,19 @@ func TestTransactionalConfigAccepted(t *testing.T) {
 		{Transactional("checkout-0"), TransactionBatch(100, 50*time.Millisecond), TransactionTimeout(time.Minute)},
 		{Transactional("checkout-0"), Retry(retry.BlockingThenNonBlocking(retry.Blocking(time.Second, 5*time.Second), retry.NonBlocking(time.Hour)))},
 	} {
-		c, err := New(nopHandler, append([]Option{Brokers("127.0.0.1:1"), Group("g"), Topics("t")}, opts...)...)
+		c, err := New(conn, nopHandler, append([]Option{Group("g"), Topics("t")}, opts...)...)
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.Close()
+		if err := c.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
 func TestConfigValidationReportsEveryField(t *testing.T) {
-	_, err := New(nil, PartitionBuffer(0), DrainTimeout(-1))
-	for _, field := range []string{"Handler", "Brokers", "Group", "Topics", "PartitionBuffer", "DrainTimeout"} {
+	_, err := New(whippet.Connection{}, nil, PartitionBuffer(0), DrainTimeout(-1))
+	for _, field := range []string{"Handler", "Connection.Brokers", "Group", "Topics", "PartitionBuffer", "DrainTimeout"} {
 		if err == nil || !strings.Contains(err.Error(), field+": ") {
 			t.Errorf("error %v does not name %s", err, field)
 		}
@@ -104,15 +109,17 @@ func TestConfigValidationReportsEveryField(t *testing.T) {
 
 func TestValidConfigDoesNoNetworkIO(t *testing.T) {
 	// Nothing listens on this port: New must still succeed, since it only validates.
-	c, err := New(nopHandler, Brokers("127.0.0.1:1"), Group("g"), Topics("t"), TopicRegex("^x"))
+	c, err := New(conn, nopHandler, Group("g"), Topics("t"), TopicRegex("^x"))
 	if err == nil {
 		t.Fatalf("mixing Topics and TopicRegex patterns is accepted only as regexes; got consumer %v", c)
 	}
-	c, err = New(nopHandler, Brokers("127.0.0.1:1"), Group("g"), Topics("t"), KeyParallel(4))
+	c, err = New(conn, nopHandler, Group("g"), Topics("t"), KeyParallel(4))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Close() // before Run: no goroutine, no I/O
+	if err := c.Close(context.Background()); err != nil { // before Run: no goroutine, no I/O
+		t.Fatal(err)
+	}
 	if err := c.Run(context.Background()); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Run after Close = %v, want ErrClosed", err)
 	}
@@ -120,12 +127,13 @@ func TestValidConfigDoesNoNetworkIO(t *testing.T) {
 
 func TestDuplicateMetricsRegistrationIsAConfigError(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	opts := []Option{Brokers("127.0.0.1:1"), Group("g"), Topics("t"), Registerer(reg)}
-	if _, err := New(nopHandler, opts...); err != nil {
+	conn := whippet.Connection{Brokers: []string{"127.0.0.1:1"}, Registerer: reg}
+	opts := []Option{Group("g"), Topics("t")}
+	if _, err := New(conn, nopHandler, opts...); err != nil {
 		t.Fatal(err)
 	}
-	_, err := New(nopHandler, opts...)
-	if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "Registerer: ") {
+	_, err := New(conn, nopHandler, opts...)
+	if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "consumer: Connection.Registerer: ") {
 		t.Fatalf("second consumer of group g on one registry: %v, want a Registerer config error", err)
 	}
 }

@@ -43,6 +43,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -53,10 +54,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	"github.com/twmb/franz-go/plugin/kprom"
 	"github.com/twmb/franz-go/plugin/kzap"
 	"go.uber.org/zap"
 
+	"github.com/whippet-go/whippet"
+	"github.com/whippet-go/whippet/internal/connect"
 	"github.com/whippet-go/whippet/retry"
 )
 
@@ -102,11 +104,13 @@ type Consumer struct {
 	m       *metrics
 	sem     chan struct{} // handler slots in key-parallel mode; nil otherwise
 
-	handlerCtx context.Context          // parent of every partition's handler context
-	stages     map[string]stage         // the retry topics this consumer subscribes to
-	fwd        *kgo.Client              // forwards to retry and dead-letter topics
-	limits     topicLimits              // batch limits of the retry and dead-letter topics
-	txn        atomic.Pointer[txnBatch] // transactional mode: the transaction under way
+	kc         *connect.Client            // builds every client from the Connection
+	cl         atomic.Pointer[kgo.Client] // the group client, once Run made it
+	handlerCtx context.Context            // parent of every partition's handler context
+	stages     map[string]stage           // the retry topics this consumer subscribes to
+	fwd        *kgo.Client                // forwards to retry and dead-letter topics
+	limits     topicLimits                // batch limits of the retry and dead-letter topics
+	txn        atomic.Pointer[txnBatch]   // transactional mode: the transaction under way
 	// forwardTopics are, with TopicRegex, the source topics whose retry and
 	// dead-letter topics exist (see ensureForwardTopics).
 	forwardTopics sync.Map
@@ -126,25 +130,41 @@ type Consumer struct {
 	skipAll     map[TopicPartition]bool
 }
 
-// New validates the options and returns a consumer that calls h for every
-// record. It does no network I/O: a bad option is reported here, with the
-// option's name and the rule it breaks (errors.Is(err, ErrInvalidConfig)).
-func New(h Handler, opts ...Option) (*Consumer, error) {
+// New validates conn and the options and returns a consumer of conn's
+// cluster that calls h for every record. It does no network I/O: a bad
+// option is reported here, with the option's name (or
+// "Connection.<Field>") and the rule it breaks (errors.Is(err,
+// ErrInvalidConfig)).
+//
+// Every client the consumer makes (the group client, the client that
+// forwards to retry and dead-letter topics) takes conn's brokers, TLS, SASL,
+// client id and logger (franz-go's logs at warn level and above). With
+// conn.Registerer, the consumer's metrics are whippet_consumer_* labelled
+// group, and its group client's franz-go metrics whippet_kafka_* labelled
+// component="consumer" and name=<group>; two consumers of one group on one
+// Registerer are refused. conn.ClientOptions go to every client; they
+// override whippet's client defaults (FetchMaxWait 500ms, the session
+// timeout), but not the options the consumer relies on (group,
+// subscription, reset offset, isolation level, commit mode, rebalance
+// callbacks), which are set after them.
+func New(conn whippet.Connection, h Handler, opts ...Option) (*Consumer, error) {
 	cfg := defaultConfig()
+	cfg.conn = conn
 	for _, o := range opts {
 		o(&cfg)
 	}
 	if err := cfg.validate(h); err != nil {
 		return nil, err
 	}
-	m, err := newMetrics(cfg.group, cfg.registerer)
+	m, err := newMetrics(cfg.group, conn.Registerer)
 	if err != nil {
 		return nil, err
 	}
 	c := &Consumer{
 		cfg:         cfg,
 		handler:     Chain(h, cfg.middlewares...),
-		log:         cfg.logger.With(zap.String("group", cfg.group)),
+		log:         connect.Logger(conn).With(zap.String("group", cfg.group)),
+		kc:          connect.New(conn, "consumer", cfg.group),
 		m:           m,
 		closeCh:     make(chan struct{}),
 		drained:     make(chan struct{}),
@@ -219,6 +239,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consumer: creating the Kafka client: %w", err)
 	}
+	unregister, err := c.registerClient(cl)
+	if err != nil {
+		return err
+	}
+	defer unregister()
 	c.log.Info("consumer started", zap.Strings("topics", c.cfg.topics), zap.Strings("patterns", c.cfg.patterns),
 		zap.Strings("retryTopics", c.retryTopics()), zap.Bool("keyParallel", c.cfg.keyParallel))
 	c.poll(runCtx, cl)
@@ -231,28 +256,74 @@ func (c *Consumer) Run(ctx context.Context) error {
 	return nil
 }
 
-// forwarderOptions configure the client that forwards records to retry and
-// dead-letter topics: the user's connection options, franz-go's idempotent
-// producer defaults.
-func (c *Consumer) forwarderOptions() []kgo.Opt {
-	opts := []kgo.Opt{
-		kgo.ClientID(c.cfg.clientID + "-forwarder"),
-		kgo.WithLogger(kzap.New(c.cfg.logger, kzap.Level(kgo.LogLevelWarn))),
-		kgo.ProducerBatchMaxBytesFn(c.limits.batchMaxBytes),
+// registerClient registers the group client's franz-go metrics; on a clash
+// it closes cl.
+func (c *Consumer) registerClient(cl *kgo.Client) (unregister func(), err error) {
+	unregister, err = c.kc.Register()
+	if err != nil {
+		cl.Close()
+		return nil, &ConfigError{Pkg: "consumer", Sentinel: ErrInvalidConfig, Field: "Connection.Registerer",
+			Rule: "cannot register the Kafka client metrics", Err: err}
 	}
-	opts = append(opts, c.cfg.clientOpts...)
-	return append(opts, kgo.SeedBrokers(c.cfg.brokers...))
+	c.cl.Store(cl)
+	return unregister, nil
+}
+
+// forwarderOptions configure the client that forwards records to retry and
+// dead-letter topics: the Connection's options (without the metrics hook,
+// which serves the group client), franz-go's idempotent producer defaults.
+func (c *Consumer) forwarderOptions() []kgo.Opt {
+	return c.kc.Plain(
+		kgo.ClientID(connect.ClientID(c.cfg.conn, "consumer")+"-forwarder"),
+		kgo.WithLogger(kzap.New(c.log, kzap.Level(kgo.LogLevelWarn))),
+		kgo.ProducerBatchMaxBytesFn(c.limits.batchMaxBytes),
+	)
 }
 
 // Close stops the consumer like canceling Run's context does, and waits for
-// Run to return. It is safe to call more than once and before Run.
-func (c *Consumer) Close() {
+// Run to return (handlers finishing, within DrainTimeout, the last commit,
+// leaving the group), or for ctx to end, whichever is first: then it returns
+// ctx's error and Run goes on stopping. It is safe to call more than once,
+// and before Run (Run then returns ErrClosed).
+func (c *Consumer) Close(ctx context.Context) error {
 	c.closeOnce.Do(func() { close(c.closeCh) })
-	if c.started.Load() {
-		<-c.done
-	} else {
+	if !c.started.Load() {
 		c.m.unregister()
+		return nil
 	}
+	select {
+	case <-c.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("consumer: waiting for Run to stop: %w", ctx.Err())
+	}
+}
+
+// Group returns the consumer group id (see Group).
+func (c *Consumer) Group() string { return c.cfg.group }
+
+// Topics returns the topics the consumer subscribes to, sorted, without
+// their retry topics. With Topics, they are the topics named there. With
+// TopicRegex, they are the topics the patterns match now, as the consumer
+// last saw them (franz-go looks for new topics at every metadata refresh,
+// every 5 minutes by default): none before Run has read the topic list
+// once; a retry topic counts as its source topic.
+func (c *Consumer) Topics() []string {
+	if len(c.cfg.patterns) == 0 {
+		return slices.Sorted(slices.Values(c.cfg.topics))
+	}
+	cl := c.cl.Load()
+	if cl == nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, t := range cl.GetConsumeTopics() {
+		if st, ok := c.stageOf(t); ok {
+			t = st.source
+		}
+		seen[t] = true
+	}
+	return slices.Sorted(maps.Keys(seen))
 }
 
 func (c *Consumer) clientOptions() []kgo.Opt {
@@ -273,12 +344,12 @@ func (c *Consumer) baseClientOptions() []kgo.Opt {
 		reset = kgo.NewOffset().AtEnd()
 	}
 	opts := []kgo.Opt{
-		kgo.ClientID(c.cfg.clientID),
-		kgo.WithLogger(kzap.New(c.cfg.logger, kzap.Level(kgo.LogLevelWarn))),
+		kgo.WithLogger(kzap.New(c.log, kzap.Level(kgo.LogLevelWarn))),
 		// The Java consumer's fetch.max.wait.ms rather than franz-go's 5s: a
 		// partition resumed after backpressure waits at most this long behind
 		// a long-polling fetch of the same broker.
 		kgo.FetchMaxWait(500 * time.Millisecond),
+		kgo.SessionTimeout(c.cfg.sessionTimeout),
 	}
 	if c.cfg.txnSet {
 		// franz-go's default is 20ms: a transaction begun right after the
@@ -293,22 +364,17 @@ func (c *Consumer) baseClientOptions() []kgo.Opt {
 			// on 3 brokers most transactions took 5-10s (internal/chaos).
 			kgo.MetadataMinAge(250*time.Millisecond))
 	}
-	opts = append(opts, c.cfg.clientOpts...)
+	// The Connection's options, the metrics hook and the user's
+	// ClientOptions, then what the consumer relies on.
+	opts = c.kc.All(opts...)
 	if c.cfg.readCommitted {
 		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	}
 	opts = append(opts,
-		kgo.SeedBrokers(c.cfg.brokers...),
 		kgo.ConsumerGroup(c.cfg.group),
 		kgo.ConsumeResetOffset(reset),
 	)
-	opts = append(opts, c.subscribeOptions()...)
-	if c.cfg.registerer != nil {
-		opts = append(opts, kgo.WithHooks(kprom.NewMetrics("whippet_consumer_kafka",
-			kprom.Registerer(c.cfg.registerer),
-			kprom.WithStaticLabel(map[string]string{"group": c.cfg.group}))))
-	}
-	return opts
+	return append(opts, c.subscribeOptions()...)
 }
 
 // poll fetches and hands records to their partitions until ctx ends. With

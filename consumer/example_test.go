@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/consumer"
 )
 
@@ -37,8 +38,7 @@ func Example() {
 		fmt.Printf("offset %d: %s\n", rec.Offset, rec.Value)
 		return nil
 	})
-	c, err := consumer.New(handler,
-		consumer.Brokers(brokers...),
+	c, err := consumer.New(whippet.Connection{Brokers: brokers}, handler,
 		consumer.Group("renewal-service"),
 		consumer.Topics("renewals"),
 	)
@@ -61,12 +61,17 @@ func Example() {
 
 // Options are checked before any network I/O, and each error names its option.
 func ExampleNew_invalidConfig() {
-	_, err := consumer.New(consumer.HandlerFunc(func(context.Context, *kgo.Record) error { return nil }),
-		consumer.Brokers("127.0.0.1:9092"), consumer.Group("g"), consumer.Topics("orders"),
-		consumer.PartitionBuffer(0))
+	_, err := consumer.New(whippet.Connection{Brokers: []string{"127.0.0.1:9092"}},
+		consumer.HandlerFunc(func(context.Context, *kgo.Record) error { return nil }),
+		consumer.Group("g"), consumer.Topics("orders"), consumer.PartitionBuffer(0))
+	fmt.Println(err)
+	_, err = consumer.New(whippet.Connection{},
+		consumer.HandlerFunc(func(context.Context, *kgo.Record) error { return nil }),
+		consumer.Group("g"), consumer.Topics("orders"))
 	fmt.Println(err)
 	// Output:
 	// consumer: PartitionBuffer: must be > 0, got 0
+	// consumer: Connection.Brokers: at least one seed broker is required
 }
 
 // Middleware wraps a handler, the way retry policies do.
@@ -108,12 +113,11 @@ func ExampleTransactional() {
 		producer.ProduceSync(context.Background(), &kgo.Record{Topic: "payments", Key: []byte(order), Value: []byte("paid")})
 	}
 
-	c, err := consumer.New(consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {
+	c, err := consumer.New(whippet.Connection{Brokers: brokers}, consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {
 		// Produced in the transaction that commits rec's offset, if the
 		// handler returns nil; dropped if it fails.
 		return consumer.Emit(ctx, &kgo.Record{Topic: "checkouts", Key: rec.Key, Value: []byte("checked out")})
 	}),
-		consumer.Brokers(brokers...),
 		consumer.Group("checkout-service"),
 		consumer.Topics("payments"),
 		consumer.Transactional("checkout-service-0"), // unique per instance, stable across restarts

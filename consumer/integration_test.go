@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +25,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/testkit"
 )
@@ -77,7 +79,7 @@ func run(t *testing.T, c *consumer.Consumer) {
 	errc := make(chan error, 1)
 	go func() { errc <- c.Run(context.Background()) }()
 	t.Cleanup(func() {
-		c.Close()
+		c.Close(context.Background())
 		if err := <-errc; err != nil {
 			t.Errorf("Run: %v", err)
 		}
@@ -86,8 +88,13 @@ func run(t *testing.T, c *consumer.Consumer) {
 
 func newConsumer(t *testing.T, kc *testkit.Cluster, h consumer.Handler, group string, opts ...consumer.Option) *consumer.Consumer {
 	t.Helper()
-	opts = append([]consumer.Option{consumer.Brokers(kc.Brokers...), consumer.Group(group)}, opts...)
-	c, err := consumer.New(h, opts...)
+	return newConsumerConn(t, whippet.Connection{Brokers: kc.Brokers}, h, group, opts...)
+}
+
+// newConsumerConn is newConsumer with a Connection of the test's own.
+func newConsumerConn(t *testing.T, conn whippet.Connection, h consumer.Handler, group string, opts ...consumer.Option) *consumer.Consumer {
+	t.Helper()
+	c, err := consumer.New(conn, h, append([]consumer.Option{consumer.Group(group)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +208,7 @@ func TestGracefulShutdownCommitsAndLeaksNothing(t *testing.T) {
 		}
 		return nil
 	})
-	c.Close()
+	c.Close(context.Background())
 	if err := <-errc; err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -225,13 +232,13 @@ func TestPanickingHandlerDoesNotStopTheConsumer(t *testing.T) {
 	var h handled
 	var failures []error
 	var mu sync.Mutex
-	c := newConsumer(t, kc, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+	c := newConsumerConn(t, whippet.Connection{Brokers: kc.Brokers, Registerer: reg}, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
 		if r.Offset == 7 || r.Offset == 30 {
 			panic(fmt.Sprintf("boom at %d", r.Offset))
 		}
 		h.add("c", r)
 		return nil
-	}), topic, consumer.Topics(topic), consumer.Registerer(reg),
+	}), topic, consumer.Topics(topic),
 		consumer.OnError(func(_ context.Context, r *kgo.Record, err error) {
 			mu.Lock()
 			failures = append(failures, err)
@@ -302,13 +309,13 @@ func TestMetrics(t *testing.T) {
 	produceSpread(t, kc, topic, 2, 100, nil)
 	reg := prometheus.NewRegistry()
 	var h handled
-	c := newConsumer(t, kc, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+	c := newConsumerConn(t, whippet.Connection{Brokers: kc.Brokers, Registerer: reg}, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
 		h.add("c", r)
 		if r.Offset%10 == 0 {
 			return errors.New("every tenth fails")
 		}
 		return nil
-	}), topic, consumer.Topics(topic), consumer.Registerer(reg))
+	}), topic, consumer.Topics(topic))
 	run(t, c)
 	testkit.Eventually(t, 60*time.Second, func() error {
 		if d := h.distinct(); d != 100 {
@@ -330,10 +337,43 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("%s = %v, want %v", name, got, want)
 		}
 	}
-	n, err := testutil.GatherAndCount(reg, "whippet_consumer_partition_lag", "whippet_consumer_kafka_fetch_bytes_total")
-	if err != nil || n < 3 {
-		t.Errorf("want a lag series per partition and franz-go's kprom metrics; got %d series (%v)", n, err)
+	if n, err := testutil.GatherAndCount(reg, "whippet_consumer_partition_lag"); err != nil || n != 2 {
+		t.Errorf("want a lag series per partition; got %d series (%v)", n, err)
 	}
+	// franz-go's client metrics, named as every component's are.
+	if got := seriesLabels(t, reg, "whippet_kafka_fetch_bytes_total"); !slices.Contains(got, "component=consumer name="+topic) {
+		t.Errorf("whippet_kafka_fetch_bytes_total series %v: none of component=consumer name=%s", got, topic)
+	}
+	if err := c.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := seriesLabels(t, reg, ""); len(got) != 0 {
+		t.Errorf("after Close, series still registered: %v", got)
+	}
+}
+
+// seriesLabels gathers reg and lists, for each series of the metric name
+// (every metric if name is ""), its component and name labels.
+func seriesLabels(t *testing.T, reg *prometheus.Registry, name string) []string {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, mf := range mfs {
+		if name != "" && mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			ls := map[string]string{}
+			for _, l := range m.GetLabel() {
+				ls[l.GetName()] = l.GetValue()
+			}
+			out = append(out, "component="+ls["component"]+" name="+ls["name"])
+		}
+	}
+	return out
 }
 
 func TestBackpressurePausesAndResumesFetching(t *testing.T) {
@@ -352,13 +392,13 @@ func TestBackpressurePausesAndResumesFetching(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	gate := make(chan struct{})
 	var h handled
-	c := newConsumer(t, kc, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+	// Small fetches, so the overshoot past the bound is small and visible.
+	conn := whippet.Connection{Brokers: kc.Brokers, Registerer: reg, ClientOptions: []kgo.Opt{kgo.FetchMaxPartitionBytes(1024), kgo.FetchMaxBytes(1024)}}
+	c := newConsumerConn(t, conn, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
 		<-gate
 		h.add("c", r)
 		return nil
-	}), topic, consumer.Topics(topic), consumer.PartitionBuffer(bound), consumer.Registerer(reg),
-		// Small fetches, so the overshoot past the bound is small and visible.
-		consumer.ClientOptions(kgo.FetchMaxPartitionBytes(1024), kgo.FetchMaxBytes(1024)))
+	}), topic, consumer.Topics(topic), consumer.PartitionBuffer(bound))
 	run(t, c)
 	testkit.Eventually(t, 30*time.Second, func() error {
 		ps := c.Partitions()
@@ -534,7 +574,7 @@ func TestLatestCommitsStartPositionOnAssign(t *testing.T) {
 	if got := committed(t, kc.Admin(t), topic, topic); got[0] != 10 {
 		t.Fatalf("committed on assignment: %v, want partition 0 at 10 (the end)", got)
 	}
-	c1.Close()
+	c1.Close(context.Background())
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
@@ -556,6 +596,26 @@ func TestLatestCommitsStartPositionOnAssign(t *testing.T) {
 	}
 	if d := h1.distinct(); d != 0 {
 		t.Fatalf("first consumer handled %d old records with Latest", d)
+	}
+}
+
+// Group and Topics give what the consumer was created with, Topics sorted;
+// with TopicRegex, nothing is matched before Run.
+func TestGroupAndTopics(t *testing.T) {
+	conn := whippet.Connection{Brokers: []string{"127.0.0.1:1"}}
+	c, err := consumer.New(conn, okHandler, consumer.Group("billing"), consumer.Topics("renewals", "orders"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, ts := c.Group(), c.Topics(); g != "billing" || !slices.Equal(ts, []string{"orders", "renewals"}) {
+		t.Errorf("Group() %q, Topics() %v, want billing, [orders renewals]", g, ts)
+	}
+	c, err = consumer.New(conn, okHandler, consumer.Group("billing"), consumer.TopicRegex("^orders"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ts := c.Topics(); ts != nil {
+		t.Errorf("TopicRegex before Run: Topics() %v, want nil", ts)
 	}
 }
 
@@ -622,7 +682,7 @@ func TestRebalanceHandsOverWithoutLossOrDoubleHandling(t *testing.T) {
 		}
 		return nil
 	})
-	a.Close()
+	a.Close(context.Background())
 	if err := <-errA; err != nil {
 		t.Fatal(err)
 	}
@@ -696,15 +756,17 @@ func runChild() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	c, err := consumer.New(consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+	opts := []consumer.Option{consumer.Group(os.Getenv("WHIPPET_TEST_GROUP")), consumer.Topics(os.Getenv("WHIPPET_TEST_TOPIC")),
+		consumer.CommitInterval(100 * time.Millisecond)}
+	if os.Getenv("WHIPPET_TEST_DEFAULT_SESSION") == "" {
+		// The broker's minimum, so a killed process leaves the group soon.
+		opts = append(opts, consumer.SessionTimeout(6*time.Second))
+	}
+	c, err := consumer.New(whippet.Connection{Brokers: strings.Split(os.Getenv("WHIPPET_TEST_BROKERS"), ",")}, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
 		time.Sleep(time.Millisecond)
 		_, err := fmt.Fprintf(f, "%d %d\n", r.Partition, r.Offset)
 		return err
-	}), consumer.Brokers(strings.Split(os.Getenv("WHIPPET_TEST_BROKERS"), ",")...),
-		consumer.Group(os.Getenv("WHIPPET_TEST_GROUP")), consumer.Topics(os.Getenv("WHIPPET_TEST_TOPIC")),
-		consumer.CommitInterval(100*time.Millisecond),
-		// The broker's minimum, so a killed process leaves the group soon.
-		consumer.ClientOptions(kgo.SessionTimeout(6*time.Second)))
+	}), opts...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -784,6 +846,40 @@ func TestAtLeastOnceAcrossKill(t *testing.T) {
 	t.Logf("%d kills with SIGKILL: none of %d lost, %d duplicates (handled again after a kill)", kills, n, lines-n)
 }
 
+// A member killed with SIGKILL never leaves the group: its partitions wait
+// for the group to evict it, a session timeout after its last heartbeat. With
+// the consumer's default session (10s, not franz-go's 45s), a surviving
+// member takes them over within seconds of that.
+func TestKilledMemberPartitionsMoveAfterTheDefaultSession(t *testing.T) {
+	kc := testkit.Shared(t)
+	topic := kc.NewTopic(t, 2, nil)
+	produceSpread(t, kc, topic, 2, 2, nil)
+	var h handled
+	b := newConsumer(t, kc, h.handler("b"), topic, consumer.Topics(topic))
+	run(t, b)
+	waitAssigned(t, b, 2)
+	out := filepath.Join(t.TempDir(), "handled.txt")
+	child := startChild(t, kc, "1", topic, topic, "WHIPPET_TEST_OUT="+out, "WHIPPET_TEST_DEFAULT_SESSION=1")
+	t.Cleanup(func() { _ = child.Process.Kill(); _ = child.Wait() })
+	waitAssigned(t, b, 1) // the child, with default options, holds the other partition
+	var theirs int32 = 1 - b.Partitions()[0].Partition
+	if err := child.Process.Kill(); err != nil { // SIGKILL: no leave, no last heartbeat
+		t.Fatal(err)
+	}
+	_ = child.Wait()
+	killed := time.Now()
+	produceSpread(t, kc, topic, 2, 2, nil) // offset 1 of each partition
+	testkit.Eventually(t, 30*time.Second, func() error {
+		for _, e := range h.snapshot() {
+			if e.who == "b" && e.partition == theirs && e.offset == 1 {
+				return nil
+			}
+		}
+		return fmt.Errorf("the killed member's partition %d has not moved to b", theirs)
+	})
+	t.Logf("the killed member's partition moved %v after the SIGKILL", time.Since(killed).Round(100*time.Millisecond))
+}
+
 func TestDrainTimeoutCancelsStuckHandlerAndDoesNotCommitIt(t *testing.T) {
 	kc := testkit.Shared(t)
 	topic := kc.NewTopic(t, 1, nil)
@@ -803,7 +899,7 @@ func TestDrainTimeoutCancelsStuckHandlerAndDoesNotCommitIt(t *testing.T) {
 	go func() { errc <- c.Run(context.Background()) }()
 	<-started
 	begin := time.Now()
-	c.Close()
+	c.Close(context.Background())
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
@@ -816,6 +912,43 @@ func TestDrainTimeoutCancelsStuckHandlerAndDoesNotCommitIt(t *testing.T) {
 	}
 	if got := committed(t, kc.Admin(t), topic, topic); got[0] != 5 {
 		t.Fatalf("committed %v, want offset 5: the unfinished record must be handled again", got)
+	}
+}
+
+// Close's ctx bounds how long Close waits for Run to stop, not the stop
+// itself: Run goes on draining and returns nil once the handler finishes.
+func TestCloseContextBoundsTheWait(t *testing.T) {
+	kc := testkit.Shared(t)
+	topic := kc.NewTopic(t, 1, nil)
+	produceSpread(t, kc, topic, 1, 1, nil)
+	started, release := make(chan struct{}), make(chan struct{})
+	c := newConsumer(t, kc, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+		close(started)
+		<-release
+		return nil
+	}), topic, consumer.Topics(topic), consumer.DrainTimeout(time.Minute))
+	errc := make(chan error, 1)
+	go func() { errc <- c.Run(context.Background()) }()
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := c.Close(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Close with the handler still running = %v, want context.DeadlineExceeded", err)
+	}
+	select {
+	case err := <-errc:
+		t.Fatalf("Run returned %v while its handler was still running", err)
+	default:
+	}
+	close(release)
+	if err := c.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := committed(t, kc.Admin(t), topic, topic); got[0] != 1 {
+		t.Fatalf("committed %v, want offset 1: the record finished during the drain", got)
 	}
 }
 
@@ -854,7 +987,7 @@ func TestAssignmentNumbersEachAssignment(t *testing.T) {
 			}
 			return nil
 		})
-		c.Close()
+		c.Close(context.Background())
 		if err := <-errc; err != nil {
 			t.Fatal(err)
 		}

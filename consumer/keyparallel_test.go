@@ -10,6 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/testkit"
 )
@@ -75,7 +76,7 @@ func blockKeyParallel(tb testing.TB, kc *testkit.Cluster, topic, group string, c
 		handled.Add(1)
 		return nil
 	})
-	c, err := consumer.New(h, consumer.Brokers(kc.Brokers...), consumer.Group(group), consumer.Topics(topic),
+	c, err := consumer.New(whippet.Connection{Brokers: kc.Brokers}, h, consumer.Group(group), consumer.Topics(topic),
 		consumer.KeyParallel(concurrency), consumer.CommitInterval(100*time.Millisecond))
 	if err != nil {
 		tb.Fatal(err)
@@ -87,7 +88,7 @@ func blockKeyParallel(tb testing.TB, kc *testkit.Cluster, topic, group string, c
 	errc := make(chan error, 1)
 	go func() { errc <- c.Run(context.Background()) }()
 	stop := func() {
-		c.Close()
+		c.Close(context.Background())
 		if err := <-errc; err != nil {
 			tb.Errorf("Run: %v", err)
 		}

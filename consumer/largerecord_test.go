@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/retry"
 	"github.com/whippet-go/whippet/testkit"
@@ -154,12 +155,12 @@ func TestForwardRefusedAsTooLargeSaysWhyInBlocked(t *testing.T) {
 	dlqLimit := maxMessageBytes(t, adm, dlqTopic)
 	big := produceLarge(t, kc, topic, 1536<<10)
 	core, logs := observer.New(zap.WarnLevel)
-	c := newConsumer(t, kc, consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+	c := newConsumerConn(t, whippet.Connection{Brokers: kc.Brokers, Logger: zap.New(core)}, consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
 		if string(r.Key) == "big" {
 			return retry.NonRetriable(errors.New("refused"))
 		}
 		return nil
-	}), group, consumer.Topics(topic), consumer.CommitInterval(100*time.Millisecond), consumer.Logger(zap.New(core)))
+	}), group, consumer.Topics(topic), consumer.CommitInterval(100*time.Millisecond))
 	run(t, c)
 	var blocked consumer.BlockedRecord
 	testkit.Eventually(t, 30*time.Second, func() error {
@@ -211,9 +212,9 @@ func TestTransactionalNeverCommitsPastAnOutputTheClientRefused(t *testing.T) {
 	big := make([]byte, 1200_000)
 	_, _ = rand.Read(big)
 	core, logs := observer.New(zap.WarnLevel)
-	c := newTxnConsumer(t, kc, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+	c := newConsumerConn(t, whippet.Connection{Brokers: kc.Brokers, Logger: zap.New(core)}, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
 		return consumer.Emit(ctx, &kgo.Record{Topic: out, Value: big})
-	}), group, group+"-txn", consumer.Topics(in), consumer.TransactionBatch(1, 10*time.Millisecond), consumer.Logger(zap.New(core)))
+	}), group, consumer.Transactional(group+"-txn"), consumer.Topics(in), consumer.TransactionBatch(1, 10*time.Millisecond))
 	run(t, c)
 	adm := kc.Admin(t)
 	aborts := func() []observer.LoggedEntry {

@@ -1,12 +1,12 @@
 package consumer
 
 import (
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"strings"
 )
 
 func TestBucketOf(t *testing.T) {

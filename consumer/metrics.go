@@ -96,7 +96,7 @@ func newMetrics(group string, reg prometheus.Registerer) (*metrics, error) {
 			m.unregister()
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {
-				return nil, &ConfigError{Pkg: "consumer", Sentinel: ErrInvalidConfig, Field: "Registerer",
+				return nil, &ConfigError{Pkg: "consumer", Sentinel: ErrInvalidConfig, Field: "Connection.Registerer",
 					Rule: "metrics for group " + strconv.Quote(group) + " are already registered (one Registerer per consumer of a group)", Err: err}
 			}
 			return nil, err

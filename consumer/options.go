@@ -6,13 +6,14 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"go.uber.org/zap"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/internal/check"
+	"github.com/whippet-go/whippet/internal/connect"
 	"github.com/whippet-go/whippet/retry"
 )
 
@@ -56,7 +57,7 @@ func (s StartOffset) String() string {
 type Option func(*config)
 
 type config struct {
-	brokers             []string
+	conn                whippet.Connection
 	group               string
 	topics              []string
 	patterns            []string
@@ -66,12 +67,9 @@ type config struct {
 	keyParallel         bool
 	keyConcurrency      int
 	drainTimeout        time.Duration
+	sessionTimeout      time.Duration
 	commitInterval      time.Duration
 	commitStartOnAssign bool
-	logger              *zap.Logger
-	registerer          prometheus.Registerer
-	clientID            string
-	clientOpts          []kgo.Opt
 	middlewares         []Middleware
 	onError             func(context.Context, *kgo.Record, error)
 	retry               retry.Policy
@@ -92,20 +90,14 @@ func defaultConfig() config {
 		partitionBuffer:     256,
 		backpressureWait:    500 * time.Millisecond,
 		drainTimeout:        30 * time.Second,
+		sessionTimeout:      DefaultSessionTimeout,
 		commitInterval:      time.Second,
 		commitStartOnAssign: true,
-		logger:              zap.NewNop(),
-		clientID:            "whippet",
 		retryReplication:    -1,
 		txnMaxRecords:       DefaultTransactionRecords,
 		txnMaxInterval:      DefaultTransactionInterval,
 		txnTimeout:          DefaultTransactionTimeout,
 	}
-}
-
-// Brokers sets the seed brokers ("host:port"). Required; no default.
-func Brokers(brokers ...string) Option {
-	return func(c *config) { c.brokers = append(c.brokers, brokers...) }
 }
 
 // Group sets the consumer group id. Required; no default.
@@ -178,6 +170,25 @@ func KeyParallel(concurrency int) Option {
 // Default: 30s. Keep it below the group's rebalance timeout (60s by default).
 func DrainTimeout(d time.Duration) Option { return func(c *config) { c.drainTimeout = d } }
 
+// DefaultSessionTimeout is the consumer's group session timeout (see
+// SessionTimeout): Kafka's default before 3.0, short enough that a crashed
+// instance's partitions move on soon.
+const DefaultSessionTimeout = 10 * time.Second
+
+// SessionTimeout sets the group session timeout (Kafka's session.timeout.ms):
+// a member that sends no heartbeat for this long is evicted from the group
+// and its partitions are given to the others. A member that stops normally
+// leaves the group at once; one that dies without leaving (SIGKILL, a lost
+// node, a network partition) holds its partitions, unhandled, until its
+// session expires, plus the rebalance that follows (a few seconds).
+// Heartbeats go every 3s (franz-go's default, kgo.HeartbeatInterval), so a
+// shorter session risks evicting a live member that a GC pause or a slow
+// network holds up for a few heartbeats. It must be within the broker's
+// group.min.session.timeout.ms and group.max.session.timeout.ms (6s and 30m
+// by default). Default: DefaultSessionTimeout (10s; franz-go's and Kafka's
+// since 3.0 is 45s).
+func SessionTimeout(d time.Duration) Option { return func(c *config) { c.sessionTimeout = d } }
+
 // CommitInterval sets how often the offsets of handled records are committed.
 // Offsets are also committed synchronously on every revocation and on
 // shutdown. Default: 1s; minimum 100ms.
@@ -188,26 +199,6 @@ func CommitInterval(d time.Duration) Option { return func(c *config) { c.commitI
 // this keeps a consumer that crashes before its first commit from skipping
 // records on restart. Default: on.
 func CommitStartOnAssign(on bool) Option { return func(c *config) { c.commitStartOnAssign = on } }
-
-// Logger sets the structured logger. franz-go's own logs go through it as
-// well (at warn level and above). Default: a no-op logger.
-func Logger(l *zap.Logger) Option { return func(c *config) { c.logger = l } }
-
-// Registerer registers the consumer's Prometheus metrics (and franz-go's, via
-// kprom) on r. Default: nil, no metrics.
-func Registerer(r prometheus.Registerer) Option { return func(c *config) { c.registerer = r } }
-
-// ClientID sets the Kafka client id. Default: "whippet".
-func ClientID(id string) Option { return func(c *config) { c.clientID = id } }
-
-// ClientOptions passes extra options to the underlying franz-go client (TLS,
-// SASL, fetch sizes, ...). They override whippet's client defaults
-// (FetchMaxWait 500ms), but not the options whippet relies on (brokers,
-// group, topics, reset offset, commit mode, rebalance callbacks), which are set
-// after them. Default: none.
-func ClientOptions(opts ...kgo.Opt) Option {
-	return func(c *config) { c.clientOpts = append(c.clientOpts, opts...) }
-}
 
 // WithMiddleware wraps the handler; the first middleware is the outermost.
 // Default: none.
@@ -238,22 +229,33 @@ func RetryFor(topic string, p retry.Policy) Option {
 	}
 }
 
-// RetryTopics sets how the consumer creates missing retry and dead-letter
-// topics when it starts: partitions (0: as many as the source topic),
-// replication factor (-1: the broker's default.replication.factor) and topic
-// configs (nil: the broker's defaults). Default: 0, -1, nil.
-//
-// Unless configs sets max.message.bytes, a retry or dead-letter topic is
-// created with its source topic's max.message.bytes plus 16 KiB for the
-// retry headers, so that any record of the source can be forwarded (a record
-// that is larger than that uncompressed still cannot). Existing topics are
-// not altered: one that takes smaller records than that is logged as a
-// warning at start, and a failing record too large for it blocks its
-// partition (Blocked says "record too large" with the topic's limit) until
-// its max.message.bytes is raised.
-func RetryTopics(partitions int32, replication int16, configs map[string]*string) Option {
+// RetryPartitions sets the partition count of the retry and dead-letter
+// topics the consumer creates (when it starts, or with TopicRegex at a
+// topic's first failure); existing topics are left as they are. Default: 0,
+// as many as the source topic.
+func RetryPartitions(n int32) Option { return func(c *config) { c.retryPartitions = n } }
+
+// RetryReplicationFactor sets the replication factor of the retry and
+// dead-letter topics the consumer creates. Default: -1, the broker's
+// default.replication.factor.
+func RetryReplicationFactor(n int16) Option { return func(c *config) { c.retryReplication = n } }
+
+// RetryTopicConfig adds a topic config (for example "retention.ms") to the
+// retry and dead-letter topics the consumer creates. Default: the broker's
+// defaults, but for max.message.bytes: unless set here, a retry or
+// dead-letter topic is created with its source topic's max.message.bytes
+// plus 16 KiB for the retry headers, so that any record of the source can be
+// forwarded (a record that is larger than that uncompressed still cannot).
+// Existing topics are not altered: one that takes smaller records than that
+// is logged as a warning at start, and a failing record too large for it
+// blocks its partition (Blocked says "record too large" with the topic's
+// limit) until its max.message.bytes is raised.
+func RetryTopicConfig(key, value string) Option {
 	return func(c *config) {
-		c.retryPartitions, c.retryReplication, c.retryConfigs = partitions, replication, configs
+		if c.retryConfigs == nil {
+			c.retryConfigs = make(map[string]*string)
+		}
+		c.retryConfigs[key] = &value
 	}
 }
 
@@ -279,9 +281,9 @@ const (
 // not fetched until they commit, and those of aborted transactions never
 // are. Downstream of a transactional producer or of a consumer in
 // Transactional mode, it is what makes each output seen exactly once.
-// Transactional mode always reads committed records. Default: off
-// (read_uncommitted, franz-go's and Kafka's default).
-func ReadCommitted() Option { return func(c *config) { c.readCommitted = true } }
+// Transactional mode always reads committed records, whatever on says.
+// Default: off (read_uncommitted, franz-go's and Kafka's default).
+func ReadCommitted(on bool) Option { return func(c *config) { c.readCommitted = on } }
 
 // Transactional turns on exactly-once mode (consume-transform-produce): the
 // records a handler emits (see Emit), the forwards to retry and dead-letter
@@ -321,12 +323,9 @@ func Transactional(transactionalID string) Option {
 // time to handle those. Larger batches amortize the commit (a few round trips
 // to the broker); smaller ones make outputs visible sooner and re-handle less
 // after an abort. A transaction commits when all its partitions are done, so
-// a slow or blocked partition delays the commits of the others.
-// A commit costs a few milliseconds whatever its size (flush,
-// TxnOffsetCommit, EndTxn): at 1,000 records a transaction, a fast transform
-// spends most of its time committing; with a 10,000-record cap it ran at
-// 0.72-0.75x a plain GroupTransactSession loop (make bench, S5), with
-// 100,000 (the interval then ends most transactions) at 0.93-1.02x.
+// a slow or blocked partition delays the commits of the others. A commit
+// costs a few milliseconds whatever its size (flush, TxnOffsetCommit,
+// EndTxn), so small caps slow a fast transform down (see docs/design.md).
 // Default: DefaultTransactionRecords (100,000), DefaultTransactionInterval (100ms).
 func TransactionBatch(maxRecords int, maxInterval time.Duration) Option {
 	return func(c *config) { c.txnMaxRecords, c.txnMaxInterval = maxRecords, maxInterval }
@@ -356,7 +355,7 @@ func (c *config) validate(h Handler) error {
 	if h == nil {
 		bad("Handler", "must not be nil")
 	}
-	errs.Brokers("Brokers", c.brokers)
+	connect.Validate(errs, c.conn)
 	if c.group == "" {
 		bad("Group", "must not be empty")
 	}
@@ -391,19 +390,11 @@ func (c *config) validate(h Handler) error {
 	if c.drainTimeout <= 0 {
 		bad("DrainTimeout", "must be > 0, got %v", c.drainTimeout)
 	}
+	if c.sessionTimeout < 6*time.Second || c.sessionTimeout > 30*time.Minute {
+		bad("SessionTimeout", "must be between 6s and 30m (the broker's default group.min.session.timeout.ms and group.max.session.timeout.ms), got %v", c.sessionTimeout)
+	}
 	if c.commitInterval < 100*time.Millisecond {
 		bad("CommitInterval", "must be at least 100ms (franz-go's minimum), got %v", c.commitInterval)
-	}
-	if c.logger == nil {
-		bad("Logger", "must not be nil (leave the option out for no logging)")
-	}
-	if c.clientID == "" {
-		bad("ClientID", "must not be empty")
-	}
-	for i, o := range c.clientOpts {
-		if o == nil {
-			bad("ClientOptions", "option %d is nil", i)
-		}
 	}
 	c.validateForwardTopics(bad)
 	if err := c.retry.Validate(); err != nil {
@@ -428,10 +419,15 @@ func (c *config) validate(h Handler) error {
 		}
 	}
 	if c.retryPartitions < 0 {
-		bad("RetryTopics", "partitions must be ≥ 0 (0: as the source topic), got %d", c.retryPartitions)
+		bad("RetryPartitions", "must be ≥ 0 (0: as the source topic), got %d", c.retryPartitions)
 	}
 	if c.retryReplication == 0 || c.retryReplication < -1 {
-		bad("RetryTopics", "replication must be > 0 or -1 (the broker default), got %d", c.retryReplication)
+		bad("RetryReplicationFactor", "must be -1 (broker default) or > 0, got %d", c.retryReplication)
+	}
+	for k := range c.retryConfigs {
+		if k == "" || strings.ContainsAny(k, " \t\r\n=") {
+			bad("RetryTopicConfig", "%q is not a topic config name", k)
+		}
 	}
 	for i, m := range c.middlewares {
 		if m == nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/retry"
 	"github.com/whippet-go/whippet/testkit"
@@ -86,8 +87,8 @@ func TestTopicRegexNeverConsumesItsOwnDeadLetters(t *testing.T) {
 			})
 			// A short metadata age, so that the consumer sees new topics
 			// (ours and those the test creates) within seconds.
-			c := newConsumer(t, kc, h, group, consumer.TopicRegex("^"+orders+".*"), consumer.Retry(tc.policy),
-				consumer.ClientOptions(kgo.MetadataMaxAge(time.Second), kgo.MetadataMinAge(100*time.Millisecond)))
+			conn := whippet.Connection{Brokers: kc.Brokers, ClientOptions: []kgo.Opt{kgo.MetadataMaxAge(time.Second), kgo.MetadataMinAge(100 * time.Millisecond)}}
+			c := newConsumerConn(t, conn, h, group, consumer.TopicRegex("^"+orders+".*"), consumer.Retry(tc.policy))
 			run(t, c)
 
 			dead := readDLQ(t, kc, orders, group, 1)
@@ -130,6 +131,11 @@ func TestTopicRegexNeverConsumesItsOwnDeadLetters(t *testing.T) {
 			slices.Sort(wantTopics)
 			if names := topicsWithPrefix(t, kc, orders); !slices.Equal(names, wantTopics) {
 				t.Fatalf("topics %v, want %v", names, wantTopics)
+			}
+			// Topics lists what the patterns match, a retry topic as its
+			// source, never the dead-letter topic.
+			if got := c.Topics(); !slices.Equal(got, []string{orders, later}) || c.Group() != group {
+				t.Fatalf("Group() %q, Topics() %v, want %q, [%s %s]", c.Group(), got, group, orders, later)
 			}
 			t.Logf("handled %d times (%v), dead-lettered once; topics %v", len(got), got, wantTopics)
 		})

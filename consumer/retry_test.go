@@ -435,7 +435,7 @@ func runRetryChild() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	c, err := consumer.New(consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+	c, err := consumer.New(whippet.Connection{Brokers: strings.Split(os.Getenv("WHIPPET_TEST_BROKERS"), ",")}, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
 		info, ok := retry.InfoFrom(ctx)
 		if !ok {
 			_, err := fmt.Fprintf(f, "%s failed-first-attempt\n", r.Key)
@@ -446,10 +446,10 @@ func runRetryChild() {
 		}
 		_, err := fmt.Fprintf(f, "%s %d %d %d\n", r.Key, info.Attempt, info.Due.UnixMilli(), time.Now().UnixMilli())
 		return err
-	}), consumer.Brokers(strings.Split(os.Getenv("WHIPPET_TEST_BROKERS"), ",")...),
+	}),
 		consumer.Group(os.Getenv("WHIPPET_TEST_GROUP")), consumer.Topics(os.Getenv("WHIPPET_TEST_TOPIC")),
 		consumer.Retry(retry.NonBlocking(4*time.Second)),
-		consumer.ClientOptions(kgo.SessionTimeout(6*time.Second)))
+		consumer.SessionTimeout(6*time.Second)) // the broker's minimum: a killed process leaves the group soon
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)

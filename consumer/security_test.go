@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/internal/securetest"
 	"github.com/whippet-go/whippet/retry"
@@ -68,8 +69,8 @@ func TestSecurity(t *testing.T) {
 			}
 			return nil
 		})
-		c, err := consumer.New(h, consumer.Brokers(kc.SecureBrokers...), consumer.ClientOptions(kc.Opts(t)...),
-			consumer.Group(group), consumer.Topics(topic), consumer.Logger(log), consumer.Registerer(reg))
+		c, err := consumer.New(whippet.Connection{Brokers: kc.SecureBrokers, Logger: log, Registerer: reg, ClientOptions: kc.Opts(t)}, h,
+			consumer.Group(group), consumer.Topics(topic))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -113,8 +114,8 @@ func TestSecurity(t *testing.T) {
 	} {
 		t.Run(mode.name, func(t *testing.T) {
 			h := consumer.HandlerFunc(func(context.Context, *kgo.Record) error { return nil })
-			c, err := consumer.New(h, consumer.Brokers(kc.SecureBrokers...), consumer.ClientOptions(kc.OptsAs(t, wrong)...),
-				consumer.Group(group+"-wrong"), mode.opt, consumer.Logger(log))
+			c, err := consumer.New(whippet.Connection{Brokers: kc.SecureBrokers, Logger: log, ClientOptions: kc.OptsAs(t, wrong)}, h,
+				consumer.Group(group+"-wrong"), mode.opt)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -279,9 +279,9 @@ func (l *topicLimits) option(topic string) string {
 	_, ours := l.m[topic]
 	l.mu.Unlock()
 	if ours {
-		return "the forwarding client's batch limit for the topic (the larger of its max.message.bytes and its source topic's plus 16 KiB, as read when the topic was created or the consumer started; kgo.ProducerBatchMaxBytes in ClientOptions overrides it)"
+		return "the forwarding client's batch limit for the topic (the larger of its max.message.bytes and its source topic's plus 16 KiB, as read when the topic was created or the consumer started; kgo.ProducerBatchMaxBytes in Connection.ClientOptions overrides it)"
 	}
-	return "kgo.ProducerBatchMaxBytes (ClientOptions)"
+	return "kgo.ProducerBatchMaxBytes (Connection.ClientOptions)"
 }
 
 // ensureForwardTopics creates, with TopicRegex, the retry and dead-letter
@@ -310,8 +310,8 @@ func (c *Consumer) ensureForwardTopics(ctx context.Context, cl *kgo.Client, sour
 	cl.ForceMetadataRefresh()
 }
 
-// createTopics creates those of names that do not exist, with RetryTopics'
-// settings; partitions default to the source topic's count, and
+// createTopics creates those of names that do not exist, with the settings
+// of RetryPartitions, RetryReplicationFactor and RetryTopicConfig; partitions default to the source topic's count, and
 // max.message.bytes to the source topic's plus headerRoom, so that every
 // record of the source topic can be forwarded. Existing topics are left as
 // they are, with a warning if they take smaller records than that.

@@ -80,6 +80,12 @@ func (c *Consumer) runTransactional(ctx context.Context) error {
 		return fmt.Errorf("consumer: creating the transactional Kafka client: %w", err)
 	}
 	cl := sess.Client()
+	unregister, err := c.registerClient(cl)
+	if err != nil {
+		sess.Close()
+		return err
+	}
+	defer unregister()
 	c.fwd = cl // for the topic admin requests only: every produce is in a transaction
 	if err := c.ensureTopics(ctx); err != nil {
 		sess.Close()

@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/retry"
 	"github.com/whippet-go/whippet/testkit"
@@ -323,14 +324,14 @@ func TestTransactionalFencedZombieStops(t *testing.T) {
 	h := consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
 		return consumer.Emit(ctx, &kgo.Record{Topic: out, Key: inputKey(r), Value: r.Value})
 	})
-	a := newTxnConsumer(t, kc, h, group, id, consumer.Topics(in), consumer.ClientOptions(kgo.SessionTimeout(6*time.Second)))
+	a := newTxnConsumer(t, kc, h, group, id, consumer.Topics(in), consumer.SessionTimeout(6*time.Second))
 	errA := make(chan error, 1)
 	go func() { errA <- a.Run(context.Background()) }()
-	defer a.Close()
+	defer a.Close(context.Background())
 	produceSpread(t, kc, in, 2, 20, nil)
 	readExactly(t, kc, out, 20, true, 0)
 
-	b := newTxnConsumer(t, kc, h, group, id, consumer.Topics(in), consumer.ClientOptions(kgo.SessionTimeout(6*time.Second)))
+	b := newTxnConsumer(t, kc, h, group, id, consumer.Topics(in), consumer.SessionTimeout(6*time.Second))
 	run(t, b)
 	deadline := time.After(60 * time.Second)
 	for {
@@ -354,18 +355,17 @@ func TestTransactionalFencedZombieStops(t *testing.T) {
 // mode.
 func runTxnChild() {
 	out := os.Getenv("WHIPPET_TEST_OUT_TOPIC")
-	c, err := consumer.New(consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+	c, err := consumer.New(whippet.Connection{Brokers: strings.Split(os.Getenv("WHIPPET_TEST_BROKERS"), ",")}, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
 		if r.Offset%5 == 0 {
 			// About 20,000 records/s over 4 partitions, so that the kills
 			// land in the middle of the stream and of transactions.
 			time.Sleep(time.Millisecond)
 		}
 		return consumer.Emit(ctx, &kgo.Record{Topic: out, Key: inputKey(r), Value: r.Value})
-	}), consumer.Brokers(strings.Split(os.Getenv("WHIPPET_TEST_BROKERS"), ",")...),
-		consumer.Group(os.Getenv("WHIPPET_TEST_GROUP")), consumer.Topics(os.Getenv("WHIPPET_TEST_TOPIC")),
+	}), consumer.Group(os.Getenv("WHIPPET_TEST_GROUP")), consumer.Topics(os.Getenv("WHIPPET_TEST_TOPIC")),
 		consumer.Transactional(os.Getenv("WHIPPET_TEST_TXN_ID")),
 		// The broker's minimum, so a killed process leaves the group soon.
-		consumer.ClientOptions(kgo.SessionTimeout(6*time.Second)))
+		consumer.SessionTimeout(6*time.Second))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -495,7 +495,7 @@ func TestTransactionalShutdownCommitsAndLeaksNothing(t *testing.T) {
 		return nil
 	})
 	closed := make(chan struct{})
-	go func() { c.Close(); close(closed) }()
+	go func() { c.Close(context.Background()); close(closed) }()
 	time.Sleep(200 * time.Millisecond)
 	close(release)
 	<-closed

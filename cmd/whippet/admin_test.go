@@ -75,20 +75,20 @@ func TestAdminCommands(t *testing.T) {
 	dlqTopic := retry.DLQTopicName(topic, group)
 	var fixed atomic.Bool
 	var handled atomic.Int64
-	c, err := consumer.New(consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+	c, err := consumer.New(whippet.Connection{Brokers: kc.Brokers}, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
 		if string(r.Value) == "poison" && !fixed.Load() {
 			return errors.New("card declined")
 		}
 		handled.Add(1)
 		return nil
-	}), consumer.Brokers(kc.Brokers...), consumer.Group(group), consumer.Topics(topic), consumer.Retry(retry.Blocking(time.Hour)))
+	}), consumer.Group(group), consumer.Topics(topic), consumer.Retry(retry.Blocking(time.Hour)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- c.Run(context.Background()) }()
 	t.Cleanup(func() {
-		c.Close()
+		c.Close(context.Background())
 		<-errc
 		if _, err := kc.Admin(t).DeleteTopic(context.Background(), dlqTopic); err != nil && !errors.Is(err, kerr.UnknownTopicOrPartition) {
 			t.Logf("delete %s: %v", dlqTopic, err)
@@ -99,7 +99,7 @@ func TestAdminCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = dc.Close(context.Background()) })
-	h, err := admin.New(admin.Consumer("renewals", c, group, topic), admin.DLQ(dc), admin.Title("renewal-service"),
+	h, err := admin.New(admin.Consumer("renewals", c), admin.DLQ(dc), admin.Title("renewal-service"),
 		admin.Authorize(func(r *http.Request, a admin.Action) (string, error) {
 			if r.Header.Get("Authorization") == "Bearer s3cret" {
 				return "alice", nil

@@ -355,13 +355,12 @@ func TestDLQJSONIsTheAdminAPIs(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = dc.Close(context.Background()) })
-	c, err := consumer.New(consumer.HandlerFunc(func(context.Context, *kgo.Record) error { return nil }),
-		consumer.Brokers(kc.Brokers...), consumer.Group("renewals"), consumer.Topics(src))
+	c, err := consumer.New(whippet.Connection{Brokers: kc.Brokers}, consumer.HandlerFunc(func(context.Context, *kgo.Record) error { return nil }), consumer.Group("renewals"), consumer.Topics(src))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(c.Close) // never run
-	h, err := admin.New(admin.Consumer("renewals", c, "renewals", src), admin.DLQ(dc), admin.DLQTopics(topic),
+	t.Cleanup(func() { _ = c.Close(context.Background()) }) // never run
+	h, err := admin.New(admin.Consumer("renewals", c), admin.DLQ(dc), admin.DLQTopics(topic),
 		admin.Authorize(func(*http.Request, admin.Action) (string, error) { return "ops", nil }))
 	if err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/consumer/admin"
 	"github.com/whippet-go/whippet/internal/securetest"
@@ -200,13 +201,12 @@ func readEnv(t *testing.T, path string) map[string]string {
 // accepted with it (flag or environment).
 func TestAdminTLS(t *testing.T) {
 	// The consumer never runs: New does no network I/O, and info asks nothing of it.
-	c, err := consumer.New(consumer.HandlerFunc(func(context.Context, *kgo.Record) error { return nil }),
-		consumer.Brokers("127.0.0.1:1"), consumer.Group("g"), consumer.Topics("t"))
+	c, err := consumer.New(whippet.Connection{Brokers: []string{"127.0.0.1:1"}}, consumer.HandlerFunc(func(context.Context, *kgo.Record) error { return nil }), consumer.Group("g"), consumer.Topics("t"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	h, err := admin.New(admin.Consumer("c", c, "g", "t"), admin.Title("tls-service"))
+	defer c.Close(context.Background())
+	h, err := admin.New(admin.Consumer("c", c), admin.Title("tls-service"))
 	if err != nil {
 		t.Fatal(err)
 	}

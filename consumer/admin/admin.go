@@ -19,7 +19,6 @@ import (
 
 	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/dlq"
-	"github.com/whippet-go/whippet/retry"
 )
 
 //go:embed static
@@ -40,7 +39,6 @@ type Handler struct {
 	cfg       config
 	consumers []*entry
 	byName    map[string]*entry
-	dlqTopics []DLQTopicView // the dead-letter topics it serves, without offsets
 	log       *zap.Logger
 	root      http.Handler
 	page      []byte
@@ -73,23 +71,10 @@ func New(opts ...Option) (*Handler, error) {
 		return nil, err
 	}
 	h := &Handler{cfg: cfg, byName: map[string]*entry{}, log: cfg.logger, now: time.Now}
-	seen := map[string]bool{}
 	for _, r := range cfg.consumers {
 		e := &entry{registration: r, skipAll: map[consumer.TopicPartition]bool{}}
 		h.consumers = append(h.consumers, e)
 		h.byName[r.name] = e
-		for _, t := range r.topics {
-			if d := retry.DLQTopicName(t, r.group); !seen[d] {
-				seen[d] = true
-				h.dlqTopics = append(h.dlqTopics, DLQTopicView{Topic: d, Consumer: r.name, Group: r.group, Source: t})
-			}
-		}
-	}
-	for _, t := range cfg.dlqTopics {
-		if !seen[t] {
-			seen[t] = true
-			h.dlqTopics = append(h.dlqTopics, DLQTopicView{Topic: t})
-		}
 	}
 	var page bytes.Buffer
 	if err := pageTemplate.Execute(&page, struct {

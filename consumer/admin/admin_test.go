@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/consumer/admin"
 	"github.com/whippet-go/whippet/dlq"
@@ -79,7 +80,7 @@ func TestAPI(t *testing.T) {
 	a := startApp(t, kc, 2)
 	core, logs := observer.New(zapcore.InfoLevel)
 	h, err := admin.New(
-		admin.Consumer("renewals", a.c, a.group, a.topic),
+		admin.Consumer("renewals", a.c),
 		admin.DLQ(a.dlq),
 		admin.Authorize(headerAuth),
 		admin.Logger(zap.New(core)),
@@ -400,7 +401,7 @@ func TestAPI(t *testing.T) {
 
 	t.Run("read-only", func(t *testing.T) {
 		core, logs := observer.New(zapcore.InfoLevel)
-		ro, err := admin.New(admin.Consumer("renewals", a.c, a.group, a.topic), admin.DLQ(a.dlq), admin.Logger(zap.New(core)))
+		ro, err := admin.New(admin.Consumer("renewals", a.c), admin.DLQ(a.dlq), admin.Logger(zap.New(core)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -451,13 +452,12 @@ func TestAPI(t *testing.T) {
 // that need no Kafka.
 func newIdle(t *testing.T, opts ...admin.Option) (*admin.Handler, *consumer.Consumer) {
 	t.Helper()
-	c, err := consumer.New(consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error { return nil }),
-		consumer.Brokers("127.0.0.1:1"), consumer.Group("g"), consumer.Topics("t"))
+	c, err := consumer.New(whippet.Connection{Brokers: []string{"127.0.0.1:1"}}, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error { return nil }), consumer.Group("g"), consumer.Topics("t"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(c.Close)
-	h, err := admin.New(append([]admin.Option{admin.Consumer("svc", c, "g", "t")}, opts...)...)
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	h, err := admin.New(append([]admin.Option{admin.Consumer("svc", c)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -467,10 +467,10 @@ func newIdle(t *testing.T, opts ...admin.Option) (*admin.Handler, *consumer.Cons
 func TestConfigErrors(t *testing.T) {
 	_, c := newIdle(t)
 	_, err := admin.New(
-		admin.Consumer("", c, "g", "t"),
-		admin.Consumer("a b", nil, "", "bad topic"),
-		admin.Consumer("x", c, "g"),
-		admin.Consumer("x", c, "g", "t"),
+		admin.Consumer("", c),
+		admin.Consumer("a b", nil),
+		admin.Consumer("x", c),
+		admin.Consumer("x", c),
 		admin.DLQ(nil),
 		admin.Timeout(0),
 		admin.Prefix("whippet/"),
@@ -484,9 +484,6 @@ func TestConfigErrors(t *testing.T) {
 		"admin: Consumer[0].Name: must not be empty",
 		"admin: Consumer[1].Name: must contain only ASCII letters",
 		"admin: Consumer[1].Consumer: must not be nil",
-		"admin: Consumer[1].Group: must not be empty",
-		`admin: Consumer[1].Topics: "bad topic": must contain only`,
-		"admin: Consumer[2].Topics: at least one topic is required",
 		`admin: Consumer[3].Name: "x" is registered twice`,
 		"admin: DLQ: must not be nil",
 		"admin: Timeout: must be > 0",
@@ -501,7 +498,7 @@ func TestConfigErrors(t *testing.T) {
 	if _, err := admin.New(); err == nil || !strings.Contains(err.Error(), "admin: Consumer: at least one consumer is required") {
 		t.Errorf("New() = %v", err)
 	}
-	if _, err := admin.New(admin.Consumer("svc", c, "g", "t"), admin.DLQTopics("x-dlq")); err == nil || !strings.Contains(err.Error(), "admin: DLQTopics: needs DLQ") {
+	if _, err := admin.New(admin.Consumer("svc", c), admin.DLQTopics("x-dlq")); err == nil || !strings.Contains(err.Error(), "admin: DLQTopics: needs DLQ") {
 		t.Errorf("DLQTopics without DLQ: %v", err)
 	}
 }

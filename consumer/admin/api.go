@@ -42,8 +42,9 @@ type Info struct {
 type ConsumerView struct {
 	// Name is the name it was registered under.
 	Name string `json:"name"`
-	// Group and Topics are the consumer's group and subscribed topics, as
-	// registered.
+	// Group and Topics are the consumer's group and subscribed topics
+	// (consumer.Consumer.Group and Topics; with consumer.TopicRegex, the
+	// topics its patterns match now).
 	Group  string   `json:"group"`
 	Topics []string `json:"topics"`
 	// DLQTopics are the dead-letter topics of its topics.

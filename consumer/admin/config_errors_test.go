@@ -14,7 +14,7 @@ import (
 // Field names the option (and the registration, for Consumer).
 func TestEveryConfigErrorNamesItsField(t *testing.T) {
 	_, c := newIdle(t)
-	ok := admin.Consumer("svc", c, "g", "t")
+	ok := admin.Consumer("svc", c)
 	for _, tc := range []struct {
 		name  string
 		opts  []admin.Option
@@ -22,12 +22,9 @@ func TestEveryConfigErrorNamesItsField(t *testing.T) {
 		want  string
 	}{
 		{"no consumer", nil, "Consumer", "at least one consumer is required"},
-		{"consumer name", []admin.Option{admin.Consumer("a b", c, "g", "t")}, "Consumer[0].Name", "must contain only ASCII letters"},
-		{"consumer twice", []admin.Option{ok, admin.Consumer("svc", c, "g", "t")}, "Consumer[1].Name", `"svc" is registered twice`},
-		{"nil consumer", []admin.Option{admin.Consumer("svc", nil, "g", "t")}, "Consumer[0].Consumer", "must not be nil"},
-		{"consumer group", []admin.Option{admin.Consumer("svc", c, "", "t")}, "Consumer[0].Group", "must not be empty"},
-		{"consumer topics", []admin.Option{admin.Consumer("svc", c, "g")}, "Consumer[0].Topics", "at least one topic is required"},
-		{"consumer topic", []admin.Option{admin.Consumer("svc", c, "g", "t", "x y")}, "Consumer[0].Topics", `"x y": must contain only`},
+		{"consumer name", []admin.Option{admin.Consumer("a b", c)}, "Consumer[0].Name", "must contain only ASCII letters"},
+		{"consumer twice", []admin.Option{ok, admin.Consumer("svc", c)}, "Consumer[1].Name", `"svc" is registered twice`},
+		{"nil consumer", []admin.Option{admin.Consumer("svc", nil)}, "Consumer[0].Consumer", "must not be nil"},
 		{"nil dlq", []admin.Option{ok, admin.DLQ(nil)}, "DLQ", "must not be nil"},
 		{"dlq topics without dlq", []admin.Option{ok, admin.DLQTopics("t-g-dlq")}, "DLQTopics", "needs DLQ"},
 		{"nil logger", []admin.Option{ok, admin.Logger(nil)}, "Logger", "must not be nil"},

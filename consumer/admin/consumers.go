@@ -49,11 +49,12 @@ func (h *Handler) inFlight() map[string]int64 {
 
 // view snapshots a consumer.
 func (e *entry) view(inFlight map[string]int64) ConsumerView {
-	v := ConsumerView{Name: e.name, Group: e.group, Topics: e.topics, Partitions: []PartitionView{}}
-	for _, t := range e.topics {
-		v.DLQTopics = append(v.DLQTopics, retry.DLQTopicName(t, e.group))
+	group, topics := e.c.Group(), e.c.Topics()
+	v := ConsumerView{Name: e.name, Group: group, Topics: append([]string{}, topics...), DLQTopics: []string{}, Partitions: []PartitionView{}}
+	for _, t := range topics {
+		v.DLQTopics = append(v.DLQTopics, retry.DLQTopicName(t, group))
 	}
-	if n, ok := inFlight[e.group]; ok {
+	if n, ok := inFlight[group]; ok {
 		v.InFlight = &n
 	}
 	blocked := map[consumer.TopicPartition][]BlockedView{}
@@ -176,7 +177,7 @@ func (h *Handler) consumerAction(name string) func(http.ResponseWriter, *http.Re
 			rec.Detail = "resumed the consumer (partitions paused one by one stay paused)"
 		}
 		e.mu.Unlock()
-		h.record(r, &rec, e.group, nil)
+		h.record(r, &rec, e.c.Group(), nil)
 		writeJSON(w, http.StatusOK, rec)
 		return nil
 	}
@@ -185,8 +186,8 @@ func (h *Handler) consumerAction(name string) func(http.ResponseWriter, *http.Re
 // knows reports whether the consumer consumes topic: one of its topics, or
 // one of their retry topics, or a topic it has partitions of now.
 func (e *entry) knows(topic string) bool {
-	for _, t := range e.topics {
-		if t == topic || strings.HasPrefix(topic, t+"-"+e.group+"-retry-") {
+	for _, t := range e.c.Topics() {
+		if t == topic || strings.HasPrefix(topic, t+"-"+e.c.Group()+"-retry-") {
 			return true
 		}
 	}
@@ -216,7 +217,7 @@ func (h *Handler) partitionAction(name string) func(http.ResponseWriter, *http.R
 			return err
 		}
 		if !e.knows(topic) {
-			return notFound("consumer %q does not consume topic %q (its topics: %s)", e.name, topic, strings.Join(e.topics, ", "))
+			return notFound("consumer %q does not consume topic %q (its topics: %s)", e.name, topic, strings.Join(e.c.Topics(), ", "))
 		}
 		tp := consumer.TopicPartition{Topic: topic, Partition: partition}
 		rec := ActionRecord{Who: who, Action: name, Consumer: e.name, Topic: topic, Partition: partition,
@@ -259,7 +260,7 @@ func (h *Handler) partitionAction(name string) func(http.ResponseWriter, *http.R
 			rec.Detail = ""
 			actErr = skipError(e, topic, partition, actErr)
 		}
-		h.record(r, &rec, e.group, actErr)
+		h.record(r, &rec, e.c.Group(), actErr)
 		if actErr != nil {
 			return actErr
 		}
@@ -273,7 +274,7 @@ func skipError(e *entry, topic string, partition int32, err error) error {
 	switch {
 	case errors.Is(err, consumer.ErrNotAssigned):
 		return notFound("%s/%d is not assigned to consumer %q in this process now (another instance of group %q may own it)",
-			topic, partition, e.name, e.group)
+			topic, partition, e.name, e.c.Group())
 	case errors.Is(err, consumer.ErrNotBlocked):
 		for _, b := range e.c.Blocked() {
 			if b.Topic == topic && b.Partition == partition && b.Forwarding {

@@ -27,6 +27,31 @@ const (
 // reasons are the values the reason filter accepts.
 var reasons = []retry.Reason{retry.ReasonExhausted, retry.ReasonNonRetriable, retry.ReasonDecode, retry.ReasonSkipped}
 
+// dlqTopics lists the dead-letter topics the handler serves, without
+// offsets: those of the registered consumers' topics now (with
+// consumer.TopicRegex they change as topics are matched), then those given to
+// DLQTopics.
+func (h *Handler) dlqTopics() []DLQTopicView {
+	var out []DLQTopicView
+	seen := map[string]bool{}
+	for _, e := range h.consumers {
+		group := e.c.Group()
+		for _, t := range e.c.Topics() {
+			if d := retry.DLQTopicName(t, group); !seen[d] {
+				seen[d] = true
+				out = append(out, DLQTopicView{Topic: d, Consumer: e.name, Group: group, Source: t})
+			}
+		}
+	}
+	for _, t := range h.cfg.dlqTopics {
+		if !seen[t] {
+			seen[t] = true
+			out = append(out, DLQTopicView{Topic: t})
+		}
+	}
+	return out
+}
+
 // dlqTopic returns the dead-letter topic a path names, if the handler serves
 // it.
 func (h *Handler) dlqTopic(r *http.Request) (string, error) {
@@ -34,13 +59,14 @@ func (h *Handler) dlqTopic(r *http.Request) (string, error) {
 		return "", notFound("dead-letter views are off: the service gave the admin handler no dlq.Client (admin.DLQ)")
 	}
 	topic := r.PathValue("topic")
-	for _, d := range h.dlqTopics {
+	served := h.dlqTopics()
+	for _, d := range served {
 		if d.Topic == topic {
 			return topic, nil
 		}
 	}
-	names := make([]string, len(h.dlqTopics))
-	for i, d := range h.dlqTopics {
+	names := make([]string, len(served))
+	for i, d := range served {
 		names[i] = d.Topic
 	}
 	return "", notFound("%q is not a dead-letter topic of this service; these are: %s", topic, strings.Join(names, ", "))
@@ -49,7 +75,7 @@ func (h *Handler) dlqTopic(r *http.Request) (string, error) {
 // sourceOf returns the topic whose dead letters topic holds, if the handler
 // knows it (a registered consumer's), else "".
 func (h *Handler) sourceOf(topic string) string {
-	for _, d := range h.dlqTopics {
+	for _, d := range h.dlqTopics() {
 		if d.Topic == topic {
 			return d.Source
 		}
@@ -77,7 +103,11 @@ func (h *Handler) listDLQTopics(w http.ResponseWriter, r *http.Request) error {
 	if h.cfg.dlq == nil {
 		return notFound("dead-letter views are off: the service gave the admin handler no dlq.Client (admin.DLQ)")
 	}
-	out := slices.Clone(h.dlqTopics)
+	out := h.dlqTopics()
+	if len(out) == 0 { // none yet (TopicRegex): asking kadm for no topic would list them all
+		writeJSON(w, http.StatusOK, []DLQTopicView{})
+		return nil
+	}
 	names := make([]string, len(out))
 	for i, d := range out {
 		names[i] = d.Topic

@@ -5,7 +5,7 @@
 // act without a redeploy.
 //
 //	h, err := admin.New(
-//		admin.Consumer("renewals", c, "renewal-service", "renewals"),
+//		admin.Consumer("renewals", c),
 //		admin.DLQ(dlqClient),
 //		admin.Authorize(func(r *http.Request, a admin.Action) (string, error) {
 //			user, ok := sso.User(r) // the service's own authentication

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/consumer/admin"
 	"github.com/whippet-go/whippet/retry"
@@ -37,24 +38,23 @@ func Example() {
 
 	// The service: a consumer whose handler keeps failing on user-7, retried
 	// in place (blocking retries), so that its partition waits.
-	c, err := consumer.New(consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {
+	c, err := consumer.New(whippet.Connection{Brokers: brokers}, consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {
 		if string(rec.Key) == "user-7" {
 			return errors.New("card declined")
 		}
 		return nil
-	}),
-		consumer.Brokers(brokers...), consumer.Group("renewal-service"), consumer.Topics("renewals"),
+	}), consumer.Group("renewal-service"), consumer.Topics("renewals"),
 		consumer.Retry(retry.Blocking(time.Hour)))
 	if err != nil {
 		panic(err)
 	}
 	go func() { _ = c.Run(context.Background()) }()
-	defer c.Close()
+	defer c.Close(context.Background())
 
 	// Its admin handler: operators name themselves in a header here; a real
 	// service asks its own authentication.
 	h, err := admin.New(
-		admin.Consumer("renewals", c, "renewal-service", "renewals"),
+		admin.Consumer("renewals", c),
 		admin.Authorize(func(r *http.Request, a admin.Action) (string, error) {
 			if who := r.Header.Get("X-User"); who != "" || a.Name == admin.ActionView {
 				return who, nil

@@ -56,7 +56,7 @@ func TestPayloadsArePermission(t *testing.T) {
 	a := startApp(t, kc, 1)
 	var mu sync.Mutex
 	var seen []string // the action names the hook was asked about
-	h, err := admin.New(admin.Consumer("renewals", a.c, a.group, a.topic), admin.DLQ(a.dlq),
+	h, err := admin.New(admin.Consumer("renewals", a.c), admin.DLQ(a.dlq),
 		admin.Authorize(func(r *http.Request, act admin.Action) (string, error) {
 			who := r.Header.Get("X-User")
 			mu.Lock()
@@ -77,7 +77,7 @@ func TestPayloadsArePermission(t *testing.T) {
 	}
 	srv := serve(t, h)
 	alice, bob := client{t: t, srv: srv, user: "alice"}, client{t: t, srv: srv, user: "bob"}
-	ro, err := admin.New(admin.Consumer("renewals", a.c, a.group, a.topic), admin.DLQ(a.dlq))
+	ro, err := admin.New(admin.Consumer("renewals", a.c), admin.DLQ(a.dlq))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,16 +164,16 @@ func TestReplayAllKeepsToTheSourceTopic(t *testing.T) {
 	victim := kc.NewTopic(t, 1, nil)
 	group := topic + "-svc"
 	dlqTopic := retry.DLQTopicName(topic, group)
-	c, err := consumer.New(consumer.HandlerFunc(func(context.Context, *kgo.Record) error {
+	c, err := consumer.New(whippet.Connection{Brokers: kc.Brokers}, consumer.HandlerFunc(func(context.Context, *kgo.Record) error {
 		return retry.NonRetriable(errors.New("rejected"))
-	}), consumer.Brokers(kc.Brokers...), consumer.Group(group), consumer.Topics(topic))
+	}), consumer.Group(group), consumer.Topics(topic))
 	if err != nil {
 		t.Fatal(err)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- c.Run(context.Background()) }()
 	t.Cleanup(func() {
-		c.Close()
+		c.Close(context.Background())
 		if err := <-errc; err != nil {
 			t.Errorf("consumer.Run: %v", err)
 		}
@@ -188,7 +188,7 @@ func TestReplayAllKeepsToTheSourceTopic(t *testing.T) {
 	t.Cleanup(func() { _ = dc.Close(context.Background()) })
 	var mu sync.Mutex
 	var asked []admin.Action
-	h, err := admin.New(admin.Consumer("svc", c, group, topic), admin.DLQ(dc),
+	h, err := admin.New(admin.Consumer("svc", c), admin.DLQ(dc),
 		admin.Authorize(func(_ *http.Request, act admin.Action) (string, error) {
 			mu.Lock()
 			asked = append(asked, act)

@@ -116,18 +116,17 @@ func FuzzActionBody(f *testing.F) {
 		`{"all":true,"filter":{"key":"k"}}`, `{"before":"7d"}`, `{"before":"soon"}`, `{}`, `{"all":true}{}`, `{"unknown":1}`, `[`, ``} {
 		f.Add(uint8(i), b)
 	}
-	c, err := consumer.New(consumer.HandlerFunc(func(context.Context, *kgo.Record) error { return nil }),
-		consumer.Brokers("127.0.0.1:1"), consumer.Group("g"), consumer.Topics("t"))
+	c, err := consumer.New(whippet.Connection{Brokers: []string{"127.0.0.1:1"}}, consumer.HandlerFunc(func(context.Context, *kgo.Record) error { return nil }), consumer.Group("g"), consumer.Topics("t"))
 	if err != nil {
 		f.Fatal(err)
 	}
-	defer c.Close()
+	defer c.Close(context.Background())
 	d, err := dlq.New(whippet.Connection{Brokers: []string{"127.0.0.1:1"}})
 	if err != nil {
 		f.Fatal(err)
 	}
 	defer d.Close(context.Background())
-	h, err := New(Consumer("svc", c, "g", "t"), DLQ(d), Timeout(time.Hour))
+	h, err := New(Consumer("svc", c), DLQ(d), Timeout(time.Hour))
 	if err != nil {
 		f.Fatal(err)
 	}

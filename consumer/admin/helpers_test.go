@@ -58,7 +58,7 @@ func startApp(t *testing.T, kc *testkit.Cluster, partitions int32) *app {
 	a.topic = kc.NewTopic(t, partitions, nil)
 	a.group = a.topic + "-svc"
 	a.dlqTopic = retry.DLQTopicName(a.topic, a.group)
-	c, err := consumer.New(consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+	c, err := consumer.New(whippet.Connection{Brokers: kc.Brokers, Registerer: a.reg}, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
 		if string(r.Value) == "poison" && !a.fixed.Load() {
 			return errors.New("renewal failed: card declined")
 		}
@@ -66,11 +66,8 @@ func startApp(t *testing.T, kc *testkit.Cluster, partitions int32) *app {
 		a.handled = append(a.handled, r)
 		a.mu.Unlock()
 		return nil
-	}),
-		consumer.Brokers(kc.Brokers...), consumer.Group(a.group), consumer.Topics(a.topic),
-		consumer.Registerer(a.reg),
-		consumer.Retry(retry.BlockingBackoff(retry.Exponential{Initial: 200 * time.Millisecond, Max: 2 * time.Second, Multiplier: 2, Retries: retry.Forever})),
-	)
+	}), consumer.Group(a.group), consumer.Topics(a.topic),
+		consumer.Retry(retry.BlockingBackoff(retry.Exponential{Initial: 200 * time.Millisecond, Max: 2 * time.Second, Multiplier: 2, Retries: retry.Forever})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +75,7 @@ func startApp(t *testing.T, kc *testkit.Cluster, partitions int32) *app {
 	errc := make(chan error, 1)
 	go func() { errc <- c.Run(context.Background()) }()
 	t.Cleanup(func() {
-		c.Close()
+		c.Close(context.Background())
 		if err := <-errc; err != nil {
 			t.Errorf("consumer.Run: %v", err)
 		}

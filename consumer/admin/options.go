@@ -142,10 +142,8 @@ type config struct {
 }
 
 type registration struct {
-	name   string
-	c      *consumer.Consumer
-	group  string
-	topics []string
+	name string
+	c    *consumer.Consumer
 }
 
 func defaultConfig() config {
@@ -153,15 +151,14 @@ func defaultConfig() config {
 }
 
 // Consumer registers a consumer under name, which the API and the page use to
-// address it (letters, digits, '.', '_' and '-'). group and topics must be the
-// ones the consumer was created with (consumer.Group, consumer.Topics): the
-// consumer does not expose its configuration, and the handler needs them to
-// name the consumer's group and find its dead-letter topics
-// ("<topic>-<group>-dlq"). Give it once per consumer; at least one is
-// required. There is no default.
-func Consumer(name string, c *consumer.Consumer, group string, topics ...string) Option {
+// address it (letters, digits, '.', '_' and '-'). The handler takes the
+// consumer's group and topics from it (c.Group, c.Topics) to find its
+// dead-letter topics ("<topic>-<group>-dlq"); with consumer.TopicRegex,
+// those of the topics the patterns match at the time of each request. Give
+// it once per consumer; at least one is required. There is no default.
+func Consumer(name string, c *consumer.Consumer) Option {
 	return func(cfg *config) {
-		cfg.consumers = append(cfg.consumers, registration{name: name, c: c, group: group, topics: topics})
+		cfg.consumers = append(cfg.consumers, registration{name: name, c: c})
 	}
 }
 
@@ -194,7 +191,7 @@ func Authorize(fn AuthorizeFunc) Option { return func(cfg *config) { cfg.authori
 func Logger(l *zap.Logger) Option { return func(cfg *config) { cfg.logger = l } }
 
 // Metrics lets the handler read the consumers' Prometheus metrics from g
-// (typically the registry given to consumer.Registerer) to show how many
+// (typically the registry of the consumers' whippet.Connection.Registerer) to show how many
 // handlers each consumer is running (whippet_consumer_in_flight), which the
 // consumer does not expose otherwise. Default: nil, in-flight not shown.
 func Metrics(g prometheus.Gatherer) Option { return func(cfg *config) { cfg.gatherer = g } }
@@ -234,17 +231,6 @@ func (c *config) validate() error {
 		seen[r.name] = true
 		if r.c == nil {
 			errs.Add(field+".Consumer", "must not be nil")
-		}
-		if r.group == "" {
-			errs.Add(field+".Group", "must not be empty (the consumer's consumer.Group)")
-		}
-		if len(r.topics) == 0 {
-			errs.Add(field+".Topics", "at least one topic is required (the consumer's consumer.Topics)")
-		}
-		for _, t := range r.topics {
-			if rule := check.TopicRule(t); rule != "" {
-				errs.Add(field+".Topics", "%q: %s", t, rule)
-			}
 		}
 	}
 	if c.dlqSet && c.dlq == nil {

@@ -112,7 +112,7 @@ func run(brokersFlag string) error {
 	paymentCodec := codec.JSON[PaymentSucceeded]()
 	checkoutCodec := codec.JSON[CheckoutCompleted]()
 	var handled, abortedOnce atomic.Int32
-	checkout, err := consumer.New(consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {
+	checkout, err := consumer.New(whippet.Connection{Brokers: brokers, Logger: logger}, consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {
 		handled.Add(1)
 		pay, err := paymentCodec.Decode(rec.Value)
 		if err != nil {
@@ -130,13 +130,10 @@ func run(brokersFlag string) error {
 		}
 		return nil
 	}),
-		consumer.Brokers(brokers...),
 		consumer.Group("checkout-service"+suffix),
 		consumer.Topics(paymentsTopic),
 		consumer.Transactional("checkout-service-0"+suffix),
-		consumer.TransactionBatch(50, 50*time.Millisecond), // small, to show several transactions
-		consumer.Logger(logger),
-	)
+		consumer.TransactionBatch(50, 50*time.Millisecond)) // small, to show several transactions
 	if err != nil {
 		return err
 	}
@@ -147,7 +144,7 @@ func run(brokersFlag string) error {
 		seen = map[string]int{}
 		done = make(chan struct{})
 	)
-	inventory, err := consumer.New(consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {
+	inventory, err := consumer.New(whippet.Connection{Brokers: brokers, Logger: logger}, consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {
 		ev, err := checkoutCodec.Decode(rec.Value)
 		if err != nil {
 			return err
@@ -159,12 +156,9 @@ func run(brokersFlag string) error {
 		}
 		return nil
 	}),
-		consumer.Brokers(brokers...),
 		consumer.Group("inventory-service"+suffix),
 		consumer.Topics(checkoutsTopic),
-		consumer.ReadCommitted(),
-		consumer.Logger(logger),
-	)
+		consumer.ReadCommitted(true))
 	if err != nil {
 		return err
 	}

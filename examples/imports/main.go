@@ -118,7 +118,7 @@ func run(brokersFlag string) error {
 			return err
 		}
 		defer a.Close(context.Background())
-		c, err := consumer.New(consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+		c, err := consumer.New(whippet.Connection{Brokers: brokers}, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
 			var job Job
 			if err := json.Unmarshal(r.Value, &job); err != nil {
 				return err
@@ -138,7 +138,7 @@ func run(brokersFlag string) error {
 				}
 			}
 			return nil
-		}), consumer.Brokers(brokers...), consumer.Group("contact-importers"), consumer.Topics(jobsTopic))
+		}), consumer.Group("contact-importers"), consumer.Topics(jobsTopic))
 		if err != nil {
 			return err
 		}
@@ -149,7 +149,7 @@ func run(brokersFlag string) error {
 	// completion events, read_committed. Wait for the event; then make
 	// sure no second one follows.
 	completed := make(chan aggregator.Completion, 2)
-	notifier, err := consumer.New(consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+	notifier, err := consumer.New(whippet.Connection{Brokers: brokers}, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
 		c, err := aggregator.DecodeCompletion(r)
 		if err != nil {
 			return err
@@ -161,8 +161,8 @@ func run(brokersFlag string) error {
 			}
 		}
 		return nil
-	}), consumer.Brokers(brokers...), consumer.Group("contact-import-notifier"),
-		consumer.Topics(aggregator.CompletedTopic(aggName)), consumer.ReadCommitted())
+	}), consumer.Group("contact-import-notifier"),
+		consumer.Topics(aggregator.CompletedTopic(aggName)), consumer.ReadCommitted(true))
 	if err != nil {
 		return err
 	}

@@ -86,10 +86,8 @@ func run(brokersFlag string) error {
 		}
 		return nil
 	})
-	c, err := consumer.New(handler,
-		consumer.Brokers(brokers...), consumer.Group(group), consumer.Topics(topic),
-		consumer.Retry(retry.NonBlocking(300*time.Millisecond, 600*time.Millisecond).NonRetriableErrors(errUnknownCustomer)),
-	)
+	c, err := consumer.New(whippet.Connection{Brokers: brokers}, handler, consumer.Group(group), consumer.Topics(topic),
+		consumer.Retry(retry.NonBlocking(300*time.Millisecond, 600*time.Millisecond).NonRetriableErrors(errUnknownCustomer)))
 	if err != nil {
 		return err
 	}

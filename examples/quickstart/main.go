@@ -110,13 +110,10 @@ func run(brokersFlag string) error {
 	})
 
 	logger, _ := zap.NewDevelopment(zap.IncreaseLevel(zap.WarnLevel), zap.AddStacktrace(zap.DPanicLevel))
-	c, err := consumer.New(handler,
-		consumer.Brokers(brokers...),
+	c, err := consumer.New(whippet.Connection{Brokers: brokers, Logger: logger}, handler,
 		consumer.Group(group),
 		consumer.Topics(topic),
-		consumer.KeyParallel(16), // users in parallel, each user in order
-		consumer.Logger(logger),
-	)
+		consumer.KeyParallel(16)) // users in parallel, each user in order
 	if err != nil {
 		return err
 	}

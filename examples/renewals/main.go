@@ -101,16 +101,14 @@ func run(brokersFlag string) error {
 		return nil
 	})
 
-	c, err := consumer.New(handler,
-		consumer.Brokers(brokers...),
+	c, err := consumer.New(whippet.Connection{Brokers: brokers}, handler,
 		consumer.Group(group),
 		consumer.Topics(topic),
 		// Retried in place, 50ms, 100ms, 200ms, 400ms, 400ms, ... until it
 		// succeeds or an operator steps in.
 		consumer.Retry(retry.BlockingBackoff(retry.Exponential{
 			Initial: 50 * time.Millisecond, Max: 400 * time.Millisecond, Multiplier: 2, Retries: retry.Forever,
-		})),
-	)
+		})))
 	if err != nil {
 		return err
 	}

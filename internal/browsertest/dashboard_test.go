@@ -50,7 +50,7 @@ func startApp(t *testing.T, kc *testkit.Cluster, partitions int32) *app {
 	a.topic = kc.NewTopic(t, partitions, nil)
 	a.group = a.topic + "-svc"
 	a.dlqTopic = retry.DLQTopicName(a.topic, a.group)
-	c, err := consumer.New(consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+	c, err := consumer.New(whippet.Connection{Brokers: kc.Brokers, Registerer: a.reg}, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
 		if string(r.Value) == "poison" && !a.fixed.Load() {
 			return errors.New("renewal failed: card declined")
 		}
@@ -59,8 +59,7 @@ func startApp(t *testing.T, kc *testkit.Cluster, partitions int32) *app {
 		a.mu.Unlock()
 		return nil
 	}),
-		consumer.Brokers(kc.Brokers...), consumer.Group(a.group), consumer.Topics(a.topic),
-		consumer.Registerer(a.reg),
+		consumer.Group(a.group), consumer.Topics(a.topic),
 		consumer.Retry(retry.BlockingBackoff(retry.Exponential{Initial: 200 * time.Millisecond, Max: 2 * time.Second, Multiplier: 2, Retries: retry.Forever})),
 	)
 	if err != nil {
@@ -70,7 +69,7 @@ func startApp(t *testing.T, kc *testkit.Cluster, partitions int32) *app {
 	errc := make(chan error, 1)
 	go func() { errc <- c.Run(context.Background()) }()
 	t.Cleanup(func() {
-		c.Close()
+		_ = c.Close(context.Background())
 		if err := <-errc; err != nil {
 			t.Errorf("consumer.Run: %v", err)
 		}
@@ -137,7 +136,7 @@ func TestDashboardInChromium(t *testing.T) {
 	leakCheck(t)
 	a := startApp(t, kc, 3)
 	h, err := admin.New(
-		admin.Consumer("renewals", a.c, a.group, a.topic),
+		admin.Consumer("renewals", a.c),
 		admin.DLQ(a.dlq),
 		admin.Metrics(a.reg),
 		admin.Title("renewal-service"),
@@ -152,7 +151,7 @@ func TestDashboardInChromium(t *testing.T) {
 	a.produce(t, 1, "user-3", "renew", "user-4", "renew")
 	a.produce(t, 2, "user-5", "renew")
 
-	ro, err := admin.New(admin.Consumer("renewals", a.c, a.group, a.topic), admin.DLQ(a.dlq))
+	ro, err := admin.New(admin.Consumer("renewals", a.c), admin.DLQ(a.dlq))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/testkit"
 )
@@ -107,20 +108,20 @@ func brokerFault(t *testing.T, e *env, label string, fault func(t *testing.T, no
 	defer logWarnings(t, logs)
 
 	reg := prometheus.NewRegistry()
-	alo, err := consumer.New(consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+	alo, err := consumer.New(whippet.Connection{Brokers: e.lk.Brokers, Logger: log.Named("alo")}, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
 		pl.mu.Lock()
 		pl.handled[string(r.Key)]++
 		pl.mu.Unlock()
 		pl.handles.add(r.Partition, r.Offset)
 		return nil
-	}), consumer.Brokers(e.lk.Brokers...), consumer.Group(pl.in+"-alo"), consumer.Topics(pl.in), consumer.Logger(log.Named("alo")))
+	}), consumer.Group(pl.in+"-alo"), consumer.Topics(pl.in))
 	if err != nil {
 		t.Fatal(err)
 	}
-	eos, err := consumer.New(consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+	eos, err := consumer.New(whippet.Connection{Brokers: e.lk.Brokers, Logger: log.Named("eos"), Registerer: reg}, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
 		return consumer.Emit(ctx, &kgo.Record{Topic: pl.out, Key: r.Key, Value: fmt.Appendf(nil, "%d/%d", r.Partition, r.Offset)})
-	}), consumer.Brokers(e.lk.Brokers...), consumer.Group(pl.in+"-eos"), consumer.Topics(pl.in),
-		consumer.Transactional(pl.in+"-eos-0"), consumer.Logger(log.Named("eos")), consumer.Registerer(reg))
+	}), consumer.Group(pl.in+"-eos"), consumer.Topics(pl.in),
+		consumer.Transactional(pl.in+"-eos-0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,8 +135,8 @@ func brokerFault(t *testing.T, e *env, label string, fault func(t *testing.T, no
 			return
 		}
 		running = false
-		alo.Close()
-		eos.Close()
+		alo.Close(context.Background())
+		eos.Close(context.Background())
 		for range 2 {
 			if err := <-errs; err != nil {
 				t.Errorf("consumer Run: %v", err)

@@ -22,7 +22,7 @@ import (
 // childSessionTimeout is the group session timeout of the consumer
 // processes: the broker's minimum (group.min.session.timeout.ms), so that
 // the group evicts a killed process 6s after its last heartbeat instead of
-// kgo's default 45s. A restarted process joins with a new member id, so the
+// the consumer's default 10s. A restarted process joins with a new member id, so the
 // group waits out the dead member's session before it reassigns.
 const childSessionTimeout = 6 * time.Second
 
@@ -41,9 +41,8 @@ func runConsumerChild() {
 		// One write per record: O_APPEND keeps the lines of two processes whole.
 		_, err := fmt.Fprintf(f, "%s %d %d %d\n", name, r.Partition, r.Offset, time.Now().UnixMilli())
 		return err
-	}), consumer.Brokers(strings.Split(os.Getenv("WHIPPET_CHAOS_BROKERS"), ",")...),
-		consumer.Group(os.Getenv("WHIPPET_CHAOS_GROUP")), consumer.Topics(os.Getenv("WHIPPET_CHAOS_TOPIC")),
-		consumer.ClientOptions(kgo.SessionTimeout(childSessionTimeout)), consumer.Logger(childLogger()))
+	}), consumer.Group(os.Getenv("WHIPPET_CHAOS_GROUP")), consumer.Topics(os.Getenv("WHIPPET_CHAOS_TOPIC")),
+		consumer.SessionTimeout(childSessionTimeout))
 }
 
 // handledLog accumulates the lines the consumer processes append.

@@ -27,6 +27,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/testkit"
 	"github.com/whippet-go/whippet/testkit/localkafka"
@@ -53,10 +54,12 @@ func TestMain(m *testing.M) {
 }
 
 // runChildConsumer is the end of a child process's main: it runs a
-// consumer until SIGTERM (or until the test SIGKILLs the process), and exits
-// 2 if the consumer cannot be made, 1 if Run fails.
+// consumer of $WHIPPET_CHAOS_BROKERS, logging to childLogger, until SIGTERM
+// (or until the test SIGKILLs the process), and exits 2 if the consumer
+// cannot be made, 1 if Run fails.
 func runChildConsumer(h consumer.Handler, opts ...consumer.Option) {
-	c, err := consumer.New(h, opts...)
+	conn := whippet.Connection{Brokers: strings.Split(os.Getenv("WHIPPET_CHAOS_BROKERS"), ","), Logger: childLogger()}
+	c, err := consumer.New(conn, h, opts...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)

@@ -73,11 +73,9 @@ func runRetryChild() {
 		return nil
 	})
 	opts := []consumer.Option{
-		consumer.Brokers(strings.Split(os.Getenv("WHIPPET_CHAOS_BROKERS"), ",")...),
 		consumer.Group(os.Getenv("WHIPPET_CHAOS_GROUP")), consumer.Topics(os.Getenv("WHIPPET_CHAOS_TOPIC")),
 		consumer.Retry(retry.NonBlocking(retryIntervals...)),
-		consumer.ClientOptions(kgo.SessionTimeout(childSessionTimeout)),
-		consumer.Logger(childLogger()),
+		consumer.SessionTimeout(childSessionTimeout),
 	}
 	if eos {
 		opts = append(opts, consumer.Transactional(os.Getenv("WHIPPET_CHAOS_TXN_ID")))

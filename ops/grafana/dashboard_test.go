@@ -144,8 +144,7 @@ var (
 	nameField  = regexp.MustCompile(`Name:\s*"([a-z0-9_]+)"`)
 	fqName     = regexp.MustCompile(`BuildFQName\(\w+, \w+, "([a-z0-9_]+)"\)`)
 	kpromName  = regexp.MustCompile(`"([a-z0-9_]+_(?:total|seconds|bytes))"`)
-	kpromNS    = regexp.MustCompile(`kprom\.NewMetrics\("([a-z0-9_]+)"`)
-	kpromSub   = regexp.MustCompile(`kprom\.Subsystem\("([a-z0-9_]+)"\)`)
+	kpromNS    = regexp.MustCompile(`kprom\.NewMetrics\("([a-z0-9_]+)", kprom\.Subsystem\("([a-z0-9_]+)"\)`)
 	producerNS = regexp.MustCompile(`const metricsNamespace = "([a-z0-9_]+)"`)
 )
 
@@ -168,8 +167,9 @@ func submatches(re *regexp.Regexp, s string) []string {
 
 // exported lists the metric names the code exports: whippet's own, read
 // from consumer/metrics.go and producer/metrics.go, and franz-go's kprom
-// ones under the namespaces consumer.go and producer.go give kprom, read
-// from kprom's source in the module cache.
+// ones under the name internal/connect gives them (every component's
+// client, told apart by the component and name labels), read from kprom's
+// source in the module cache.
 func exported(t *testing.T) map[string]bool {
 	root := filepath.Join("..", "..")
 	names := map[string]bool{}
@@ -195,17 +195,13 @@ func exported(t *testing.T) map[string]bool {
 		names[ns[0]+"_"+n] = true
 	}
 
-	// kprom's names, under whippet's namespaces.
+	// kprom's names, under the namespace and subsystem internal/connect
+	// gives them.
 	var prefixes []string
-	if m := submatches(kpromNS, read(t, filepath.Join(root, "consumer", "consumer.go"))); len(m) == 1 {
-		prefixes = append(prefixes, m[0]+"_")
+	if m := kpromNS.FindAllStringSubmatch(read(t, filepath.Join(root, "internal", "connect", "connect.go")), -1); len(m) == 1 {
+		prefixes = append(prefixes, m[0][1]+"_"+m[0][2]+"_")
 	} else {
-		t.Fatalf("consumer/consumer.go: want one kprom.NewMetrics(\"<namespace>\", ...), found %v", m)
-	}
-	if m := submatches(kpromSub, read(t, filepath.Join(root, "producer", "producer.go"))); len(m) == 1 {
-		prefixes = append(prefixes, ns[0]+"_"+m[0]+"_")
-	} else {
-		t.Fatalf("producer/producer.go: want one kprom.Subsystem(\"<name>\"), found %v", m)
+		t.Fatalf("internal/connect/connect.go: want one kprom.NewMetrics(\"<namespace>\", kprom.Subsystem(\"<name>\"), ...), found %v", m)
 	}
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/twmb/franz-go/plugin/kprom").Output()
 	if err != nil {
@@ -246,9 +242,9 @@ func TestDashboardQueriesOnlyExportedMetrics(t *testing.T) {
 		"whippet_consumer_partition_lag", "whippet_consumer_in_flight", "whippet_consumer_paused_partitions",
 		"whippet_consumer_retries_total", "whippet_consumer_dlq_forwards_total", "whippet_consumer_forward_failures_total",
 		"whippet_consumer_blocked_partitions", "whippet_consumer_retry_lateness_seconds_bucket",
-		"whippet_consumer_kafka_fetch_bytes_total", "whippet_producer_records_produced_total",
+		"whippet_kafka_fetch_bytes_total", "whippet_producer_records_produced_total",
 		"whippet_producer_records_failed_total", "whippet_producer_produce_latency_seconds_bucket",
-		"whippet_producer_kgo_produce_bytes_total",
+		"whippet_kafka_produce_bytes_total",
 	} {
 		if !used[m] {
 			t.Errorf("no panel queries %s", m)
@@ -300,5 +296,36 @@ func TestDashboardShowsAtomicStoresAndAggregators(t *testing.T) {
 				t.Errorf("the dashboard queries %s, which %s does not export", m, pkg)
 			}
 		}
+	}
+}
+
+// kafkaSelector is a selector of franz-go client metrics with its component.
+var kafkaSelector = regexp.MustCompile(`whippet_kafka_[a-z0-9_]+(\{[^}]*\})?`)
+
+// Every component's franz-go client reports under whippet_kafka_*: a query
+// must say whose it wants (component), and a consumer panel selects the
+// $group variable through name, a producer panel $producer.
+func TestDashboardSelectsKafkaClientsByComponent(t *testing.T) {
+	d, _ := load(t)
+	n := 0
+	for _, e := range exprs(d) {
+		for _, sel := range kafkaSelector.FindAllString(e, -1) {
+			n++
+			switch {
+			case strings.Contains(sel, `component="consumer"`):
+				if !strings.Contains(sel, `name=~"$group"`) {
+					t.Errorf("%s: a consumer's client is named by its group: want name=~\"$group\"", sel)
+				}
+			case strings.Contains(sel, `component="producer"`):
+				if !strings.Contains(sel, `name=~"$producer"`) {
+					t.Errorf("%s: a producer's client is named by its client id: want name=~\"$producer\"", sel)
+				}
+			default:
+				t.Errorf("%s selects no component: it would add up every component's clients", sel)
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no whippet_kafka_* query: the Kafka client panels are gone")
 	}
 }
