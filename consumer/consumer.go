@@ -106,6 +106,9 @@ type Consumer struct {
 	stages     map[string]stage         // the retry topics this consumer subscribes to
 	fwd        *kgo.Client              // forwards to retry and dead-letter topics
 	txn        atomic.Pointer[txnBatch] // transactional mode: the transaction under way
+	// groupClient is the group member's client, as the rebalance callbacks
+	// are given it (AdjustFetchOffsetsFn is not).
+	groupClient atomic.Pointer[kgo.Client]
 
 	started   atomic.Bool
 	closeOnce sync.Once
@@ -297,6 +300,9 @@ func (c *Consumer) baseClientOptions() []kgo.Opt {
 		kgo.ConsumeTopics(slices.Concat(c.cfg.topics, c.retryTopics(), c.cfg.patterns)...),
 		kgo.ConsumeResetOffset(reset),
 	)
+	if c.cfg.commitStartOnAssign {
+		opts = append(opts, kgo.AdjustFetchOffsetsFn(c.startPositions))
+	}
 	if len(c.cfg.patterns) > 0 {
 		opts = append(opts, kgo.ConsumeRegex())
 	}
@@ -394,11 +400,7 @@ func (c *Consumer) signalDrained() {
 }
 
 func (c *Consumer) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
-	if c.cfg.commitStartOnAssign {
-		if err := c.commitStartPositions(ctx, cl, assigned); err != nil {
-			c.log.Error("committing the start position of never-committed partitions failed; a crash before the first commit may re-read or, with Latest, skip records", zap.Error(err))
-		}
-	}
+	c.groupClient.Store(cl)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for topic, ps := range assigned {
@@ -494,67 +496,114 @@ func (c *Consumer) stopPartitions(ctx context.Context, cl *kgo.Client, ps []*par
 	}
 }
 
-// commitStartPositions commits, for each assigned partition without a
-// committed offset, the position the reset policy starts it at.
-func (c *Consumer) commitStartPositions(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) error {
-	adm := kadm.NewClient(cl)
-	committed, err := adm.FetchOffsets(ctx, c.cfg.group)
-	if err != nil {
-		return fmt.Errorf("fetching committed offsets: %w", err)
-	}
-	var topics []string
+// startPositions is franz-go's AdjustFetchOffsetsFn: it runs once the
+// offsets of newly assigned partitions are fetched, before they are fetched
+// from, and commits the start position of those without a committed offset
+// (see CommitStartOnAssign); they then start exactly there.
+//
+// franz-go's offset fetch names the partitions, requires stable offsets and
+// waits while one is held by a transaction not ended yet
+// (UNSTABLE_OFFSET_COMMIT, KIP-447): a partition comes here without an
+// offset only if it has none, committed or pending. A group-wide fetch
+// would leave a pending offset out, and a plain commit appended after it
+// would replace it when its transaction commits. A partition whose fetch
+// failed is not in offsets at all: an error never leads to a commit.
+//
+// Transactional mode commits start positions too, with a plain OffsetCommit
+// among the transactional ones: it is safe because nothing is pending for
+// the partition when it is sent, and any later TxnOffsetCommit (by the member
+// that owns the partition, fenced by the group generation) is appended after
+// it and wins. Without it, a Transactional consumer with Latest that crashed
+// before its first transaction would skip what was produced meanwhile.
+func (c *Consumer) startPositions(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 	missing := make(map[string][]int32)
-	for topic, ids := range assigned {
-		for _, id := range ids {
-			if o, ok := committed.Lookup(topic, id); ok && o.Err == nil && o.At >= 0 {
-				continue
+	var topics []string
+	for topic, ps := range offsets {
+		for id, o := range ps {
+			if o.EpochOffset().Offset < 0 { // the reset offset: nothing committed
+				missing[topic] = append(missing[topic], id)
 			}
-			missing[topic] = append(missing[topic], id)
 		}
 		if len(missing[topic]) > 0 {
 			topics = append(topics, topic)
 		}
 	}
 	if len(topics) == 0 {
-		return nil
+		return offsets, nil
 	}
+	starts, err := c.commitStartPositions(ctx, missing, topics)
+	if err != nil {
+		if ctx.Err() == nil {
+			c.log.Error("committing the start position of never-committed partitions failed; a crash before the first commit may re-read or, with Latest, skip records",
+				zap.Any("partitions", missing), zap.Error(err))
+		}
+		return offsets, nil // franz-go resets them itself
+	}
+	for topic, ps := range starts {
+		for id, at := range ps {
+			offsets[topic][id] = kgo.NewOffset().At(at)
+		}
+	}
+	return offsets, nil
+}
+
+// commitStartPositions lists where the reset policy starts each of the
+// missing partitions and commits it as this group member; it commits
+// nothing if any partition cannot be listed.
+func (c *Consumer) commitStartPositions(ctx context.Context, missing map[string][]int32, topics []string) (map[string]map[int32]int64, error) {
+	cl := c.groupClient.Load()
+	if cl == nil {
+		return nil, errors.New("no group client")
+	}
+	adm := kadm.NewClient(cl)
 	list := adm.ListStartOffsets
 	if c.cfg.startOffset == Latest {
-		list = adm.ListEndOffsets
+		list = adm.ListEndOffsets // the high watermark: the end read_uncommitted starts at
+		if c.cfg.readCommitted || c.cfg.txnSet {
+			// The last stable offset: records of a transaction open now are
+			// read when it commits, not skipped.
+			list = adm.ListCommittedOffsets
+		}
 	}
 	listed, err := list(ctx, topics...)
 	if err != nil {
-		return fmt.Errorf("listing %s offsets: %w", c.cfg.startOffset, err)
+		return nil, fmt.Errorf("listing %s offsets: %w", c.cfg.startOffset, err)
 	}
 	// A plain OffsetCommit as this group member: franz-go's CommitOffsetsSync
 	// works too, but warns that its session has not started yet, since no
 	// fetch has run.
 	meta, err := adm.Metadata(ctx, topics...)
 	if err != nil {
-		return fmt.Errorf("reading topic ids: %w", err)
+		return nil, fmt.Errorf("reading topic ids: %w", err)
 	}
 	memberID, generation := cl.GroupMetadata()
 	req := kmsg.NewPtrOffsetCommitRequest()
 	req.Group, req.MemberID, req.Generation = c.cfg.group, memberID, generation
+	starts := make(map[string]map[int32]int64, len(missing))
 	for topic, ids := range missing {
 		rt := kmsg.NewOffsetCommitRequestTopic()
 		rt.Topic, rt.TopicID = topic, meta.Topics[topic].ID
+		starts[topic] = make(map[int32]int64, len(ids))
 		for _, id := range ids {
 			lo, ok := listed.Lookup(topic, id)
-			if !ok || lo.Err != nil {
-				return fmt.Errorf("listing %s offset of %s[%d]: %w", c.cfg.startOffset, topic, id, lo.Err)
+			if !ok {
+				return nil, fmt.Errorf("listing %s offset of %s[%d]: not in the answer", c.cfg.startOffset, topic, id)
+			}
+			if lo.Err != nil {
+				return nil, fmt.Errorf("listing %s offset of %s[%d]: %w", c.cfg.startOffset, topic, id, lo.Err)
 			}
 			rp := kmsg.NewOffsetCommitRequestTopicPartition()
 			rp.Partition, rp.Offset, rp.LeaderEpoch = id, lo.Offset, -1
 			rt.Partitions = append(rt.Partitions, rp)
+			starts[topic][id] = lo.Offset
 		}
 		req.Topics = append(req.Topics, rt)
 	}
 	if err := commitResponseErr(req.RequestWith(ctx, cl)); err != nil {
-		return fmt.Errorf("committing start positions: %w", err)
+		return nil, fmt.Errorf("committing start positions: %w", err)
 	}
-	c.log.Info("committed the start position of never-committed partitions", zap.Any("partitions", missing), zap.Stringer("reset", c.cfg.startOffset))
-	return nil
+	c.log.Info("committed the start position of never-committed partitions", zap.Any("positions", starts), zap.Stringer("reset", c.cfg.startOffset))
+	return starts, nil
 }
 
 // failed accounts for a record whose handler chain returned an error.

@@ -35,9 +35,12 @@ const (
 	// default, because a new group then never misses records produced before
 	// it first joined.
 	Earliest StartOffset = iota
-	// Latest starts at the end of the partition. The consumer commits that
-	// position as soon as the partition is assigned (see CommitStartOnAssign),
-	// so a restart never skips the records produced in between.
+	// Latest starts at the end of the partition: the high watermark, or,
+	// under ReadCommitted or Transactional, the last stable offset (records
+	// of a transaction open then are handled once it commits). The consumer
+	// commits that position as soon as the partition is assigned (see
+	// CommitStartOnAssign), so a restart never skips the records produced in
+	// between.
 	Latest
 )
 
@@ -167,9 +170,14 @@ func DrainTimeout(d time.Duration) Option { return func(c *config) { c.drainTime
 func CommitInterval(d time.Duration) Option { return func(c *config) { c.commitInterval = d } }
 
 // CommitStartOnAssign, when on, commits the start position of every assigned
-// partition that has no committed offset yet, before fetching it. With Latest
-// this keeps a consumer that crashes before its first commit from skipping
-// records on restart. Default: on.
+// partition that has no committed offset yet, before fetching it, and starts
+// the partition exactly there. With Latest this keeps a consumer that crashes
+// before its first commit from skipping records on restart. A partition whose
+// offset is held by a transaction not ended yet (a TxnOffsetCommit pending)
+// has one: the consumer waits for the transaction to end, as franz-go and
+// Kafka's own consumers do (KIP-447), and never commits over it. If the
+// start position cannot be listed or committed, nothing is committed (the
+// error is logged). Default: on.
 func CommitStartOnAssign(on bool) Option { return func(c *config) { c.commitStartOnAssign = on } }
 
 // Logger sets the structured logger. franz-go's own logs go through it as
@@ -186,8 +194,8 @@ func ClientID(id string) Option { return func(c *config) { c.clientID = id } }
 // ClientOptions passes extra options to the underlying franz-go client (TLS,
 // SASL, fetch sizes, ...). They override whippet's client defaults
 // (FetchMaxWait 500ms), but not the options whippet relies on (brokers,
-// group, topics, reset offset, commit mode, rebalance callbacks), which are set
-// after them. Default: none.
+// group, topics, reset offset, commit mode, rebalance callbacks,
+// AdjustFetchOffsetsFn), which are set after them. Default: none.
 func ClientOptions(opts ...kgo.Opt) Option {
 	return func(c *config) { c.clientOpts = append(c.clientOpts, opts...) }
 }
