@@ -118,8 +118,11 @@ type Consumer struct {
 	drainedMu sync.Mutex
 	drained   chan struct{} // closed and replaced when a full partition drains to half
 
-	mu          sync.Mutex
-	parts       map[TopicPartition]*partition
+	mu    sync.Mutex
+	parts map[TopicPartition]*partition
+	// held are the assigned partitions seen among those franz-go holds a
+	// position for (transactional mode; see reconcile).
+	held        map[TopicPartition]bool
 	paused      bool
 	pausedParts map[TopicPartition]bool
 	skipAll     map[TopicPartition]bool
@@ -149,6 +152,7 @@ func New(h Handler, opts ...Option) (*Consumer, error) {
 		drained:     make(chan struct{}),
 		done:        make(chan struct{}),
 		parts:       make(map[TopicPartition]*partition),
+		held:        make(map[TopicPartition]bool),
 		pausedParts: make(map[TopicPartition]bool),
 		skipAll:     make(map[TopicPartition]bool),
 		stages:      make(map[string]stage),
@@ -300,7 +304,7 @@ func (c *Consumer) baseClientOptions() []kgo.Opt {
 		kgo.ConsumeTopics(slices.Concat(c.cfg.topics, c.retryTopics(), c.cfg.patterns)...),
 		kgo.ConsumeResetOffset(reset),
 	)
-	if c.cfg.commitStartOnAssign {
+	if c.cfg.commitStartOnAssign || c.cfg.txnSet {
 		opts = append(opts, kgo.AdjustFetchOffsetsFn(c.startPositions))
 	}
 	if len(c.cfg.patterns) > 0 {
@@ -401,6 +405,26 @@ func (c *Consumer) signalDrained() {
 
 func (c *Consumer) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
 	c.groupClient.Store(cl)
+	if c.cfg.txnSet {
+		c.reconcile(ctx, cl)
+	}
+	// A partition assigned while we still hold it was revoked without a
+	// callback (and not seen by reconcile): end that assignment first.
+	var stale []*partition
+	c.mu.Lock()
+	for topic, ps := range assigned {
+		for _, id := range ps {
+			tp := TopicPartition{topic, id}
+			if old := c.parts[tp]; old != nil {
+				stale = append(stale, old)
+				delete(c.parts, tp)
+			}
+			delete(c.held, tp)
+		}
+	}
+	c.mu.Unlock()
+	c.stopPartitions(ctx, cl, stale, false)
+
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for topic, ps := range assigned {
@@ -446,9 +470,63 @@ func (c *Consumer) takePartitions(tps map[string][]int32) []*partition {
 				out = append(out, p)
 				delete(c.parts, tp)
 			}
+			delete(c.held, tp)
 		}
 	}
 	return out
+}
+
+// reconcile lets go of the partitions that a rebalance took without telling
+// us. A GroupTransactSession calls OnPartitionsRevoked and OnPartitionsLost
+// only for the first revocation until its next End: a second rebalance
+// inside one transaction (a blocking retry holds it open), or between two
+// transactions while no records come, takes partitions silently, and their
+// state would stay: listed, retried, its park timer resuming a partition.
+// franz-go holds a position (CommittedOffsets) for each partition it
+// consumes once their offsets are fetched, and drops it when the partition
+// is revoked or lost (its SetOffsets relies on that): a partition once seen
+// there and now gone is not ours any more. Every group session calls
+// OnPartitionsAssigned right after that session's revocations, so they
+// show here; the rebalance did not wait for these partitions' handlers, but
+// their transaction aborts (its first revocation doomed it).
+func (c *Consumer) reconcile(ctx context.Context, cl *kgo.Client) {
+	holds := cl.CommittedOffsets()
+	var gone []*partition
+	lost := make(map[string][]int32)
+	c.mu.Lock()
+	for tp, p := range c.parts {
+		if _, ok := holds[tp.Topic][tp.Partition]; ok {
+			c.held[tp] = true
+			continue
+		}
+		// Not held yet (its offsets are still being fetched) is not gone.
+		if c.held[tp] {
+			gone = append(gone, p)
+			lost[tp.Topic] = append(lost[tp.Topic], tp.Partition)
+			delete(c.parts, tp)
+			delete(c.held, tp)
+		}
+	}
+	c.mu.Unlock()
+	if len(gone) == 0 {
+		return
+	}
+	if b := c.txn.Load(); b != nil {
+		b.fail(errors.New("partitions revoked"))
+	}
+	c.stopPartitions(ctx, cl, gone, false)
+	c.log.Warn("partitions revoked without a callback (a second rebalance inside one transaction): stopped", zap.Any("partitions", lost))
+}
+
+// holding notes that franz-go holds a position for the partition: its
+// offsets were fetched, or records of it polled.
+func (c *Consumer) holding(topic string, id int32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	tp := TopicPartition{topic, id}
+	if c.parts[tp] != nil {
+		c.held[tp] = true
+	}
 }
 
 func (c *Consumer) takeAllPartitions() []*partition {
@@ -459,6 +537,7 @@ func (c *Consumer) takeAllPartitions() []*partition {
 		out = append(out, p)
 		delete(c.parts, tp)
 	}
+	clear(c.held)
 	return out
 }
 
@@ -499,7 +578,8 @@ func (c *Consumer) stopPartitions(ctx context.Context, cl *kgo.Client, ps []*par
 // startPositions is franz-go's AdjustFetchOffsetsFn: it runs once the
 // offsets of newly assigned partitions are fetched, before they are fetched
 // from, and commits the start position of those without a committed offset
-// (see CommitStartOnAssign); they then start exactly there.
+// (see CommitStartOnAssign); they then start exactly there. In transactional
+// mode it also notes which partitions franz-go now holds (see reconcile).
 //
 // franz-go's offset fetch names the partitions, requires stable offsets and
 // waits while one is held by a transaction not ended yet
@@ -516,6 +596,10 @@ func (c *Consumer) stopPartitions(ctx context.Context, cl *kgo.Client, ps []*par
 // it and wins. Without it, a Transactional consumer with Latest that crashed
 // before its first transaction would skip what was produced meanwhile.
 func (c *Consumer) startPositions(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	defer c.noteHeld(offsets) // as adjusted below: the map is changed in place
+	if !c.cfg.commitStartOnAssign {
+		return offsets, nil
+	}
 	missing := make(map[string][]int32)
 	var topics []string
 	for topic, ps := range offsets {
@@ -545,6 +629,22 @@ func (c *Consumer) startPositions(ctx context.Context, offsets map[string]map[in
 		}
 	}
 	return offsets, nil
+}
+
+// noteHeld notes the partitions that franz-go holds a position for once it
+// starts them at offsets: those with a committed (or just committed start)
+// offset.
+func (c *Consumer) noteHeld(offsets map[string]map[int32]kgo.Offset) {
+	if !c.cfg.txnSet {
+		return
+	}
+	for topic, ps := range offsets {
+		for id, o := range ps {
+			if o.EpochOffset().Offset >= 0 {
+				c.holding(topic, id)
+			}
+		}
+	}
 }
 
 // commitStartPositions lists where the reset policy starts each of the
