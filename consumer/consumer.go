@@ -123,8 +123,11 @@ type Consumer struct {
 	drainedMu sync.Mutex
 	drained   chan struct{} // closed and replaced when a full partition drains to half
 
-	mu          sync.Mutex
-	parts       map[TopicPartition]*partition
+	mu    sync.Mutex
+	parts map[TopicPartition]*partition
+	// held are the assigned partitions seen among those franz-go holds a
+	// position for (transactional mode; see reconcile).
+	held        map[TopicPartition]bool
 	paused      bool
 	pausedParts map[TopicPartition]bool
 	skipAll     map[TopicPartition]bool
@@ -170,6 +173,7 @@ func New(conn whippet.Connection, h Handler, opts ...Option) (*Consumer, error) 
 		drained:     make(chan struct{}),
 		done:        make(chan struct{}),
 		parts:       make(map[TopicPartition]*partition),
+		held:        make(map[TopicPartition]bool),
 		pausedParts: make(map[TopicPartition]bool),
 		skipAll:     make(map[TopicPartition]bool),
 		stages:      make(map[string]stage),
@@ -374,6 +378,9 @@ func (c *Consumer) baseClientOptions() []kgo.Opt {
 		kgo.ConsumerGroup(c.cfg.group),
 		kgo.ConsumeResetOffset(reset),
 	)
+	if c.cfg.commitStartOnAssign || c.cfg.txnSet {
+		opts = append(opts, kgo.AdjustFetchOffsetsFn(c.startPositions))
+	}
 	return append(opts, c.subscribeOptions()...)
 }
 
@@ -463,11 +470,26 @@ func (c *Consumer) signalDrained() {
 }
 
 func (c *Consumer) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
-	if c.cfg.commitStartOnAssign {
-		if err := c.commitStartPositions(ctx, cl, assigned); err != nil {
-			c.log.Error("committing the start position of never-committed partitions failed; a crash before the first commit may re-read or, with Latest, skip records", zap.Error(err))
+	if c.cfg.txnSet {
+		c.reconcile(ctx, cl)
+	}
+	// A partition assigned while we still hold it was revoked without a
+	// callback (and not seen by reconcile): end that assignment first.
+	var stale []*partition
+	c.mu.Lock()
+	for topic, ps := range assigned {
+		for _, id := range ps {
+			tp := TopicPartition{topic, id}
+			if old := c.parts[tp]; old != nil {
+				stale = append(stale, old)
+				delete(c.parts, tp)
+			}
+			delete(c.held, tp)
 		}
 	}
+	c.mu.Unlock()
+	c.stopPartitions(ctx, cl, stale, false)
+
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for topic, ps := range assigned {
@@ -513,9 +535,63 @@ func (c *Consumer) takePartitions(tps map[string][]int32) []*partition {
 				out = append(out, p)
 				delete(c.parts, tp)
 			}
+			delete(c.held, tp)
 		}
 	}
 	return out
+}
+
+// reconcile lets go of the partitions that a rebalance took without telling
+// us. A GroupTransactSession calls OnPartitionsRevoked and OnPartitionsLost
+// only for the first revocation until its next End: a second rebalance
+// inside one transaction (a blocking retry holds it open), or between two
+// transactions while no records come, takes partitions silently, and their
+// state would stay: listed, retried, its park timer resuming a partition.
+// franz-go holds a position (CommittedOffsets) for each partition it
+// consumes once their offsets are fetched, and drops it when the partition
+// is revoked or lost (its SetOffsets relies on that): a partition once seen
+// there and now gone is not ours any more. Every group session calls
+// OnPartitionsAssigned right after that session's revocations, so they
+// show here; the rebalance did not wait for these partitions' handlers, but
+// their transaction aborts (its first revocation doomed it).
+func (c *Consumer) reconcile(ctx context.Context, cl *kgo.Client) {
+	holds := cl.CommittedOffsets()
+	var gone []*partition
+	lost := make(map[string][]int32)
+	c.mu.Lock()
+	for tp, p := range c.parts {
+		if _, ok := holds[tp.Topic][tp.Partition]; ok {
+			c.held[tp] = true
+			continue
+		}
+		// Not held yet (its offsets are still being fetched) is not gone.
+		if c.held[tp] {
+			gone = append(gone, p)
+			lost[tp.Topic] = append(lost[tp.Topic], tp.Partition)
+			delete(c.parts, tp)
+			delete(c.held, tp)
+		}
+	}
+	c.mu.Unlock()
+	if len(gone) == 0 {
+		return
+	}
+	if b := c.txn.Load(); b != nil {
+		b.fail(errors.New("partitions revoked"))
+	}
+	c.stopPartitions(ctx, cl, gone, false)
+	c.log.Warn("partitions revoked without a callback (a second rebalance inside one transaction): stopped", zap.Any("partitions", lost))
+}
+
+// holding notes that franz-go holds a position for the partition: its
+// offsets were fetched, or records of it polled.
+func (c *Consumer) holding(topic string, id int32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	tp := TopicPartition{topic, id}
+	if c.parts[tp] != nil {
+		c.held[tp] = true
+	}
 }
 
 func (c *Consumer) takeAllPartitions() []*partition {
@@ -526,6 +602,7 @@ func (c *Consumer) takeAllPartitions() []*partition {
 		out = append(out, p)
 		delete(c.parts, tp)
 	}
+	clear(c.held)
 	return out
 }
 
@@ -563,67 +640,135 @@ func (c *Consumer) stopPartitions(ctx context.Context, cl *kgo.Client, ps []*par
 	}
 }
 
-// commitStartPositions commits, for each assigned partition without a
-// committed offset, the position the reset policy starts it at.
-func (c *Consumer) commitStartPositions(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) error {
-	adm := kadm.NewClient(cl)
-	committed, err := adm.FetchOffsets(ctx, c.cfg.group)
-	if err != nil {
-		return fmt.Errorf("fetching committed offsets: %w", err)
+// startPositions is franz-go's AdjustFetchOffsetsFn: it runs once the
+// offsets of newly assigned partitions are fetched, before they are fetched
+// from, and commits the start position of those without a committed offset
+// (see CommitStartOnAssign); they then start exactly there. In transactional
+// mode it also notes which partitions franz-go now holds (see reconcile).
+//
+// franz-go's offset fetch names the partitions, requires stable offsets and
+// waits while one is held by a transaction not ended yet
+// (UNSTABLE_OFFSET_COMMIT, KIP-447): a partition comes here without an
+// offset only if it has none, committed or pending. A group-wide fetch
+// would leave a pending offset out, and a plain commit appended after it
+// would replace it when its transaction commits. A partition whose fetch
+// failed is not in offsets at all: an error never leads to a commit.
+//
+// Transactional mode commits start positions too, with a plain OffsetCommit
+// among the transactional ones: it is safe because nothing is pending for
+// the partition when it is sent, and any later TxnOffsetCommit (by the member
+// that owns the partition, fenced by the group generation) is appended after
+// it and wins. Without it, a Transactional consumer with Latest that crashed
+// before its first transaction would skip what was produced meanwhile.
+func (c *Consumer) startPositions(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	defer c.noteHeld(offsets) // as adjusted below: the map is changed in place
+	if !c.cfg.commitStartOnAssign {
+		return offsets, nil
 	}
-	var topics []string
 	missing := make(map[string][]int32)
-	for topic, ids := range assigned {
-		for _, id := range ids {
-			if o, ok := committed.Lookup(topic, id); ok && o.Err == nil && o.At >= 0 {
-				continue
+	var topics []string
+	for topic, ps := range offsets {
+		for id, o := range ps {
+			if o.EpochOffset().Offset < 0 { // the reset offset: nothing committed
+				missing[topic] = append(missing[topic], id)
 			}
-			missing[topic] = append(missing[topic], id)
 		}
 		if len(missing[topic]) > 0 {
 			topics = append(topics, topic)
 		}
 	}
 	if len(topics) == 0 {
-		return nil
+		return offsets, nil
 	}
+	starts, err := c.commitStartPositions(ctx, missing, topics)
+	if err != nil {
+		if ctx.Err() == nil {
+			c.log.Error("committing the start position of never-committed partitions failed; a crash before the first commit may re-read or, with Latest, skip records",
+				zap.Any("partitions", missing), zap.Error(err))
+		}
+		return offsets, nil // franz-go resets them itself
+	}
+	for topic, ps := range starts {
+		for id, at := range ps {
+			offsets[topic][id] = kgo.NewOffset().At(at)
+		}
+	}
+	return offsets, nil
+}
+
+// noteHeld notes the partitions that franz-go holds a position for once it
+// starts them at offsets: those with a committed (or just committed start)
+// offset.
+func (c *Consumer) noteHeld(offsets map[string]map[int32]kgo.Offset) {
+	if !c.cfg.txnSet {
+		return
+	}
+	for topic, ps := range offsets {
+		for id, o := range ps {
+			if o.EpochOffset().Offset >= 0 {
+				c.holding(topic, id)
+			}
+		}
+	}
+}
+
+// commitStartPositions lists where the reset policy starts each of the
+// missing partitions and commits it as this group member; it commits
+// nothing if any partition cannot be listed.
+func (c *Consumer) commitStartPositions(ctx context.Context, missing map[string][]int32, topics []string) (map[string]map[int32]int64, error) {
+	cl := c.cl.Load()
+	if cl == nil {
+		return nil, errors.New("no group client")
+	}
+	adm := kadm.NewClient(cl)
 	list := adm.ListStartOffsets
 	if c.cfg.startOffset == Latest {
-		list = adm.ListEndOffsets
+		list = adm.ListEndOffsets // the high watermark: the end read_uncommitted starts at
+		if c.cfg.readCommitted || c.cfg.txnSet {
+			// The last stable offset: records of a transaction open now are
+			// read when it commits, not skipped.
+			list = adm.ListCommittedOffsets
+		}
 	}
 	listed, err := list(ctx, topics...)
 	if err != nil {
-		return fmt.Errorf("listing %s offsets: %w", c.cfg.startOffset, err)
+		return nil, fmt.Errorf("listing %s offsets: %w", c.cfg.startOffset, err)
 	}
 	// A plain OffsetCommit as this group member: franz-go's CommitOffsetsSync
 	// works too, but warns that its session has not started yet, since no
 	// fetch has run.
 	meta, err := adm.Metadata(ctx, topics...)
 	if err != nil {
-		return fmt.Errorf("reading topic ids: %w", err)
+		return nil, fmt.Errorf("reading topic ids: %w", err)
 	}
 	memberID, generation := cl.GroupMetadata()
 	req := kmsg.NewPtrOffsetCommitRequest()
 	req.Group, req.MemberID, req.Generation = c.cfg.group, memberID, generation
+	starts := make(map[string]map[int32]int64, len(missing))
 	for topic, ids := range missing {
 		rt := kmsg.NewOffsetCommitRequestTopic()
 		rt.Topic, rt.TopicID = topic, meta.Topics[topic].ID
+		starts[topic] = make(map[int32]int64, len(ids))
 		for _, id := range ids {
 			lo, ok := listed.Lookup(topic, id)
-			if !ok || lo.Err != nil {
-				return fmt.Errorf("listing %s offset of %s[%d]: %w", c.cfg.startOffset, topic, id, lo.Err)
+			if !ok {
+				return nil, fmt.Errorf("listing %s offset of %s[%d]: not in the answer", c.cfg.startOffset, topic, id)
+			}
+			if lo.Err != nil {
+				return nil, fmt.Errorf("listing %s offset of %s[%d]: %w", c.cfg.startOffset, topic, id, lo.Err)
 			}
 			rp := kmsg.NewOffsetCommitRequestTopicPartition()
 			rp.Partition, rp.Offset, rp.LeaderEpoch = id, lo.Offset, -1
 			rt.Partitions = append(rt.Partitions, rp)
+			starts[topic][id] = lo.Offset
 		}
 		req.Topics = append(req.Topics, rt)
 	}
 	if err := commitResponseErr(req.RequestWith(ctx, cl)); err != nil {
-		return fmt.Errorf("committing start positions: %w", err)
+		return nil, fmt.Errorf("committing start positions: %w", err)
 	}
-	c.log.Info("committed the start position of never-committed partitions", zap.Any("partitions", missing), zap.Stringer("reset", c.cfg.startOffset))
-	return nil
+	c.log.Info("committed the start position of never-committed partitions", zap.Any("positions", starts), zap.Stringer("reset", c.cfg.startOffset))
+	return starts, nil
 }
 
 // failed accounts for a record whose handler chain returned an error.

@@ -36,9 +36,12 @@ const (
 	// default, because a new group then never misses records produced before
 	// it first joined.
 	Earliest StartOffset = iota
-	// Latest starts at the end of the partition. The consumer commits that
-	// position as soon as the partition is assigned (see CommitStartOnAssign),
-	// so a restart never skips the records produced in between.
+	// Latest starts at the end of the partition: the high watermark, or,
+	// under ReadCommitted or Transactional, the last stable offset (records
+	// of a transaction open then are handled once it commits). The consumer
+	// commits that position as soon as the partition is assigned (see
+	// CommitStartOnAssign), so a restart never skips the records produced in
+	// between.
 	Latest
 )
 
@@ -195,9 +198,14 @@ func SessionTimeout(d time.Duration) Option { return func(c *config) { c.session
 func CommitInterval(d time.Duration) Option { return func(c *config) { c.commitInterval = d } }
 
 // CommitStartOnAssign, when on, commits the start position of every assigned
-// partition that has no committed offset yet, before fetching it. With Latest
-// this keeps a consumer that crashes before its first commit from skipping
-// records on restart. Default: on.
+// partition that has no committed offset yet, before fetching it, and starts
+// the partition exactly there. With Latest this keeps a consumer that crashes
+// before its first commit from skipping records on restart. A partition whose
+// offset is held by a transaction not ended yet (a TxnOffsetCommit pending)
+// has one: the consumer waits for the transaction to end, as franz-go and
+// Kafka's own consumers do (KIP-447), and never commits over it. If the
+// start position cannot be listed or committed, nothing is committed (the
+// error is logged). Default: on.
 func CommitStartOnAssign(on bool) Option { return func(c *config) { c.commitStartOnAssign = on } }
 
 // WithMiddleware wraps the handler; the first middleware is the outermost.

@@ -406,6 +406,7 @@ func (b *txnBatch) dispatch(fetches kgo.Fetches) int {
 		p.mu.Unlock()
 		w := b.works[p]
 		if w == nil {
+			b.c.holding(fp.Topic, fp.Partition) // franz-go holds its position now: see reconcile
 			w = &txnWork{b: b, p: p}
 			w.h.Context = p.ctx
 			w.h.txn = b

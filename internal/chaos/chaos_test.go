@@ -23,6 +23,7 @@ func TestChaos(t *testing.T) {
 		{"BrokerFreeze", testBrokerFreeze},
 		{"RetryDLQ", testRetryDLQ},
 		{"Stores", testStores},
+		{"EOSRebalance", testEOSRebalance},
 	}
 	for _, s := range scenarios {
 		started := time.Now()

@@ -36,10 +36,11 @@ type feed struct {
 
 func seqKey(i int) string { return fmt.Sprintf("%07d", i) }
 
-// newFeed creates the feed's producer: whippet's defaults plus opts.
-func newFeed(t *testing.T, brokers []string, topic string, rate int, opts ...producer.Option) *feed {
+// newFeed creates the feed's producer: whippet's defaults plus the franz-go
+// options extra.
+func newFeed(t *testing.T, brokers []string, topic string, rate int, extra ...kgo.Opt) *feed {
 	t.Helper()
-	p, err := producer.New(whippet.Connection{Brokers: brokers, ClientID: "chaos-feed"}, opts...)
+	p, err := producer.New(whippet.Connection{Brokers: brokers, ClientID: "chaos-feed", ClientOptions: extra})
 	if err != nil {
 		t.Fatal(err)
 	}
