@@ -29,6 +29,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // HeaderSize is the bytes a frame adds to its payload.
@@ -105,7 +106,10 @@ type Log struct {
 	freed   uint64 // TruncateFront(seq): records ≤ freed are no longer counted
 	bytes   int64  // sum of segment sizes
 	broken  error
-	closed  bool
+
+	cmu    sync.RWMutex // read-held while enqueueing, held to close reqs
+	closed bool
+	queued atomic.Int64 // enqueued, not yet answered
 
 	wmu    sync.Mutex // held while writing; guards active
 	active *os.File   // the last segment, opened for append
@@ -310,15 +314,16 @@ func (r *frameReader) next() (uint64, []byte, error) {
 // the order they were enqueued. The log keeps payload until written.
 func (l *Log) Enqueue(payload []byte) Pending {
 	r := &request{payload: payload, ready: make(chan struct{})}
-	l.mu.Lock()
+	l.cmu.RLock()
 	if l.closed {
-		l.mu.Unlock()
+		l.cmu.RUnlock()
 		r.err = ErrClosed
 		close(r.ready)
 		return Pending{r}
 	}
-	l.reqs <- r // under mu: Close cannot close reqs meanwhile
-	l.mu.Unlock()
+	l.queued.Add(1)
+	l.reqs <- r // under cmu: Close cannot close reqs meanwhile
+	l.cmu.RUnlock()
 	return Pending{r}
 }
 
@@ -370,6 +375,7 @@ func (l *Log) writeBatch(batch []*request, buf []byte) []byte {
 
 	answer := func(r *request, err error) {
 		r.err = err
+		l.queued.Add(-1)
 		close(r.ready)
 	}
 	if err != nil {
@@ -528,13 +534,14 @@ type Stats struct {
 	Segments int    // segment files
 	FirstSeq uint64 // first record not freed (0 when none)
 	LastSeq  uint64 // last record appended (0 when none)
+	Queued   int64  // appends enqueued and not yet answered
 }
 
 // Stats returns the log's counts.
 func (l *Log) Stats() Stats {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	s := Stats{Records: int64(l.nextSeq - 1 - l.freed), Bytes: l.bytes, Segments: len(l.segs), LastSeq: l.nextSeq - 1}
+	s := Stats{Records: int64(l.nextSeq - 1 - l.freed), Bytes: l.bytes, Segments: len(l.segs), LastSeq: l.nextSeq - 1, Queued: l.queued.Load()}
 	if s.Records > 0 {
 		s.FirstSeq = l.freed + 1
 	}
@@ -551,12 +558,12 @@ func (l *Log) Err() error {
 // Close stops the writer after the appends already enqueued and closes the
 // files. Appends enqueued after Close fail with ErrClosed.
 func (l *Log) Close() error {
-	l.mu.Lock()
+	l.cmu.Lock()
 	if !l.closed {
 		l.closed = true
 		close(l.reqs)
 	}
-	l.mu.Unlock()
+	l.cmu.Unlock()
 	<-l.done
 	return l.Err()
 }
