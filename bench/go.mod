@@ -6,6 +6,7 @@ require (
 	github.com/twmb/franz-go v1.22.2
 	github.com/twmb/franz-go/pkg/kadm v1.19.0
 	github.com/whippet-go/whippet v0.0.0
+	go.etcd.io/bbolt v1.5.0
 )
 
 require (

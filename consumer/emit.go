@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/whippet-go/whippet/internal/inhandler"
 )
 
 var (
@@ -67,11 +69,16 @@ type handling struct {
 	txn *txnBatch // transactional mode: the transaction of the records
 }
 
-// Value returns the outbox for Emit and defers every other key to the
+// Value returns the outbox for Emit, marks the context as a handler's (the
+// durable spool refuses it: its outputs could be only on local disk when
+// the input's offset is committed), and defers every other key to the
 // partition's context.
 func (h *handling) Value(key any) any {
-	if key == (outboxKey{}) {
+	switch key {
+	case outboxKey{}:
 		return &h.out
+	case inhandler.Key{}:
+		return true
 	}
 	return h.Context.Value(key)
 }

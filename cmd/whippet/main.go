@@ -30,6 +30,7 @@ var commands = []command{
 	{name: "kafka", summary: "run a local Apache Kafka from Maven Central jars (up|down|status)", run: runKafka},
 	{name: "dlq", summary: "list, show, replay and purge dead-letter records (list|show|replay|purge)", run: runDLQ},
 	{name: "admin", summary: "drive a service's admin API: consumers, blocked, skip, skip-all, block, pause, resume, actions, dlq", run: runAdmin},
+	{name: "spool", summary: "inspect or drain a producer's durable spool directory (status|drain)", run: runSpool},
 }
 
 // errUsage marks errors caused by bad arguments (exit code 2).
