@@ -39,11 +39,11 @@ func TestConsumerHandlerCannotSpool(t *testing.T) {
 				}
 				return nil
 			})
-			opts := []consumer.Option{consumer.Brokers(kc.Brokers...), consumer.Group(in), consumer.Topics(in)}
+			opts := []consumer.Option{consumer.Group(in), consumer.Topics(in)}
 			if mode == "transactional" {
 				opts = append(opts, consumer.Transactional(in))
 			}
-			c, err := consumer.New(h, opts...)
+			c, err := consumer.New(whippet.Connection{Brokers: kc.Brokers}, h, opts...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -58,7 +58,7 @@ func TestConsumerHandlerCannotSpool(t *testing.T) {
 			}
 			cancel()
 			<-done
-			c.Close()
+			c.Close(context.Background())
 			if !errors.Is(perr, spool.ErrInHandler) {
 				t.Fatalf("spool Produce from a %s handler: %v, want ErrInHandler", mode, perr)
 			}
