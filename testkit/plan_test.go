@@ -30,7 +30,7 @@ func TestPlan(t *testing.T) {
 		{"external", environment{Mode: "external", Brokers: brokers}, mustNotCall, mustNotCall, []Backend{BackendExternal}, ""},
 		{"external without brokers", environment{Mode: "external"}, mustNotCall, mustNotCall, nil, "needs KAFKA_BROKERS"},
 		{"docker", environment{Mode: "docker"}, ok, mustNotCall, []Backend{BackendDocker}, ""},
-		{"docker unavailable", environment{Mode: "docker"}, no, mustNotCall, nil, "no Docker engine"},
+		{"docker unavailable", environment{Mode: "docker"}, no, mustNotCall, nil, "Docker cannot be used"},
 		{"local", environment{Mode: "local", Brokers: brokers}, mustNotCall, ok, []Backend{BackendLocal}, ""},
 		{"local unavailable", environment{Mode: "local"}, mustNotCall, no, nil, "cannot run here"},
 		{"kfake", environment{Mode: "kfake"}, mustNotCall, mustNotCall, []Backend{BackendKfake}, ""},

@@ -200,15 +200,27 @@ func TestReplayAllKeepsToTheSourceTopic(t *testing.T) {
 	}
 	alice := client{t: t, srv: serve(t, h), user: "alice"}
 
+	// A real dead letter, then a forged one: written straight to the
+	// dead-letter topic by whoever can, with the real one's headers but
+	// another original topic. (The consumer itself never takes an origin from
+	// a record's headers: TestFirstAttemptIgnoresRetryHeadersItCarries.)
 	prod := kc.Client(t)
-	for _, r := range []*kgo.Record{
-		{Topic: topic, Key: []byte("good"), Value: []byte("v")},
-		{Topic: topic, Key: []byte("forged"), Value: []byte("evil"),
-			Headers: []kgo.RecordHeader{{Key: retry.HeaderOriginalTopic, Value: []byte(victim)}}},
-	} {
-		if err := prod.ProduceSync(context.Background(), r).FirstErr(); err != nil {
-			t.Fatal(err)
+	if err := prod.ProduceSync(context.Background(), &kgo.Record{Topic: topic, Key: []byte("good"), Value: []byte("v")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	real := kc.ConsumeUntil(ctx, t, dlqTopic, func(all []*kgo.Record) bool { return len(all) == 1 })[0]
+	headers := make([]kgo.RecordHeader, 0, len(real.Headers))
+	for _, h := range real.Headers {
+		if h.Key == retry.HeaderOriginalTopic {
+			h.Value = []byte(victim)
 		}
+		headers = append(headers, h)
+	}
+	forgedRec := &kgo.Record{Topic: dlqTopic, Key: []byte("forged"), Value: []byte("evil"), Headers: headers}
+	if err := prod.ProduceSync(context.Background(), forgedRec).FirstErr(); err != nil {
+		t.Fatal(err)
 	}
 	testkit.Eventually(t, 30*time.Second, func() error { // the consumer creates the topic as it starts
 		var topics []admin.DLQTopicView
