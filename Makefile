@@ -27,6 +27,7 @@ demo:
 	$(GO) run ./examples/kvstore
 	$(GO) run ./examples/checkout
 	$(GO) run ./examples/imports
+	$(GO) run ./otel/examples/tracing
 
 deps:
 	@for m in $(MODULES); do (cd $$m && $(GO) mod download) || exit 1; done
