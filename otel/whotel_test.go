@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -389,4 +390,28 @@ func TestForwardsAreChildrenOfTheLastFailedAttempt(t *testing.T) {
 	wantLinkedRoot(t, third, forward)
 	wantChild(t, dead, third)
 	wantAttrs(t, dead, map[attribute.Key]any{whotel.AttrAttempt: 3, whotel.AttrDLQReason: string(retry.ReasonExhausted)})
+}
+
+// A handler that panics: its span ends as failed, and the panic goes on,
+// unrecovered, to the consumer (which makes it a failure with its stack).
+func TestMiddlewarePanicEndsSpanAndPanicsOn(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	defer tp.Shutdown(context.Background())
+	h := whotel.New(whotel.TracerProvider(tp)).Middleware("g")(consumer.HandlerFunc(func(context.Context, *kgo.Record) error {
+		panic("boom")
+	}))
+	func() {
+		defer func() {
+			if v := recover(); v != "boom" {
+				t.Errorf("recovered %v, want the handler's panic", v)
+			}
+		}()
+		_ = h.Handle(context.Background(), &kgo.Record{Topic: "orders", Offset: 7})
+	}()
+	spans := exp.GetSpans()
+	if len(spans) != 1 || spans[0].Name != "orders process" || spans[0].Status.Code != codes.Error ||
+		!strings.Contains(spans[0].Status.Description, "panicked") {
+		t.Fatalf("spans %+v, want one ended \"orders process\" span with an error status", spans)
+	}
 }
