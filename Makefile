@@ -11,11 +11,11 @@ export KAFKA_STATE_DIR
 
 .PHONY: demo test test-chaos test-unit lint build-min-go kafka-up kafka-down bench bench-consumer bench-kvstore fuzz deps chromium
 
-# The modules of the repository, joined by go.work: the library (root) and the
-# modules only tests, tools and benchmarks need.
-MODULES := . testkit/docker bench internal/browsertest internal/chaos
+# The modules of the repository, joined by go.work: the library (root), the
+# OpenTelemetry tracing (otel) and the modules only tests, tools and benchmarks need.
+MODULES := . otel testkit/docker bench internal/browsertest internal/chaos
 # Every package `make test` runs (the chaos suite runs on its own, in test-chaos).
-TEST_PKGS := ./... ./testkit/docker/... ./bench/... ./internal/browsertest/...
+TEST_PKGS := ./... ./otel/... ./testkit/docker/... ./bench/... ./internal/browsertest/...
 # The lowest Go toolchain the library's dependencies allow (go.mod's go line).
 MIN_GO := $(shell sed -n 's/^go //p' go.mod)
 
@@ -27,6 +27,7 @@ demo:
 	$(GO) run ./examples/kvstore
 	$(GO) run ./examples/checkout
 	$(GO) run ./examples/imports
+	$(GO) run ./otel/examples/tracing
 
 deps:
 	@for m in $(MODULES); do (cd $$m && $(GO) mod download) || exit 1; done
@@ -88,9 +89,11 @@ lint:
 	  { echo "go.mod of module $$m is not tidy: run go mod tidy there"; exit 1; }; done
 
 # The library packages alone (no go.work), built with the lowest Go toolchain
-# go.mod declares; the Go module proxy serves it through GOTOOLCHAIN.
+# go.mod declares; the Go module proxy serves it through GOTOOLCHAIN. The otel
+# module is a library too.
 build-min-go:
 	GOWORK=off GOTOOLCHAIN=go$(MIN_GO) $(GO) build ./...
+	cd otel && GOWORK=off GOTOOLCHAIN=go$(MIN_GO) $(GO) build ./...
 
 # The consumer benchmarks on real Kafka: whippet vs a plain franz-go PollFetches loop over the same
 # 1,000,000 records, and key-parallel throughput against its ideal.
