@@ -48,14 +48,13 @@ func Example() {
 	p.Close(ctx)
 
 	handled := make(chan struct{})
-	c, err := consumer.New(consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {
+	c, err := consumer.New(kafka, consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {
 		if info, _ := retry.InfoFrom(ctx); info.Attempt == 1 {
 			return errors.New("billing is down")
 		}
 		close(handled)
 		return nil
 	}),
-		consumer.Brokers(kafka.Brokers...), consumer.ClientOptions(kafka.ClientOptions...),
 		consumer.Group("renewal-service"), consumer.Topics("renewals"),
 		consumer.Retry(retry.NonBlocking(100*time.Millisecond)),
 		consumer.WithMiddleware(tr.Middleware("renewal-service")),

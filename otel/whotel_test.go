@@ -52,16 +52,16 @@ func newRig(t *testing.T) *rig {
 func (r *rig) consume(t *testing.T, topic string, h consumer.HandlerFunc, opts ...consumer.Option) {
 	t.Helper()
 	group := topic
-	opts = append([]consumer.Option{consumer.Brokers(r.kc.Brokers...), consumer.Group(group), consumer.Topics(topic),
-		consumer.ClientOptions(r.conn.ClientOptions...), consumer.WithMiddleware(r.tr.Middleware(group))}, opts...)
-	c, err := consumer.New(h, opts...)
+	opts = append([]consumer.Option{consumer.Group(group), consumer.Topics(topic),
+		consumer.WithMiddleware(r.tr.Middleware(group))}, opts...)
+	c, err := consumer.New(whippet.Connection{Brokers: r.kc.Brokers, ClientOptions: r.conn.ClientOptions}, h, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- c.Run(context.Background()) }()
 	t.Cleanup(func() {
-		c.Close()
+		_ = c.Close(context.Background())
 		if err := <-errc; err != nil {
 			t.Errorf("Run: %v", err)
 		}

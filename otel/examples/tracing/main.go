@@ -80,14 +80,13 @@ func run(brokersFlag string) error {
 	kafka := whippet.Connection{Brokers: brokers, ClientOptions: tr.ClientOptions()}
 
 	handled := make(chan struct{})
-	c, err := consumer.New(consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {
+	c, err := consumer.New(kafka, consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {
 		if _, replayed := dlq.ReplayMarkOf(rec); !replayed {
 			return errors.New("billing is down")
 		}
 		close(handled)
 		return nil
 	}),
-		consumer.Brokers(kafka.Brokers...), consumer.ClientOptions(kafka.ClientOptions...),
 		consumer.Group(group), consumer.Topics(topic),
 		consumer.Retry(retry.NonBlocking(200*time.Millisecond)),
 		consumer.WithMiddleware(tr.Middleware(group)),
