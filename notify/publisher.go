@@ -41,8 +41,9 @@ type publisherConfig struct {
 }
 
 // ProducerOptions passes options to the Publisher's producer (see
-// producer.New), e.g. producer.Linger(0). Default: none (the producer's
-// defaults: idempotent, acks=all).
+// producer.New), after the Publisher's own. Default: producer.Linger(0) (a
+// notification is sent at once; concurrent ones still share requests) and
+// otherwise the producer's defaults (idempotent, acks=all).
 func ProducerOptions(opts ...producer.Option) PublisherOption {
 	return func(c *publisherConfig) { c.producerOpts = append(c.producerOpts, opts...) }
 }
@@ -74,7 +75,7 @@ func NewPublisher(conn whippet.Connection, topic string, opts ...PublisherOption
 	if conn.ClientID == "" {
 		conn.ClientID = connect.ClientID(conn, "notify-publisher")
 	}
-	p, err := producer.New(conn, append([]producer.Option{producer.DefaultTopic(topic)}, cfg.producerOpts...)...)
+	p, err := producer.New(conn, append([]producer.Option{producer.DefaultTopic(topic), producer.Linger(0)}, cfg.producerOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("notify: publisher: %w", err)
 	}
