@@ -30,6 +30,8 @@ func noLeaks(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
 }
 
+func connection(brokers []string) whippet.Connection { return whippet.Connection{Brokers: brokers} }
+
 // kafka returns the shared real Kafka and a topic of parts partitions.
 func kafka(t *testing.T, parts int32) (whippet.Connection, string) {
 	t.Helper()
@@ -70,7 +72,7 @@ func (in *instance) url(channel, last string) string {
 }
 
 // stop closes the gateway, then its server.
-func (in *instance) stop(t *testing.T) {
+func (in *instance) stop(t testing.TB) {
 	t.Helper()
 	if in.stopped {
 		return
@@ -86,6 +88,11 @@ func (in *instance) stop(t *testing.T) {
 
 // gateway starts a gateway over topic and waits until it reads.
 func gateway(t *testing.T, conn whippet.Connection, topic string, opts ...notify.GatewayOption) *instance {
+	t.Helper()
+	return gatewayB(t, conn, topic, opts...)
+}
+
+func gatewayB(t testing.TB, conn whippet.Connection, topic string, opts ...notify.GatewayOption) *instance {
 	t.Helper()
 	g, err := notify.NewGateway(conn, topic, append([]notify.GatewayOption{notify.Authorize(notify.AllowAll)}, opts...)...)
 	if err != nil {
