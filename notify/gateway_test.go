@@ -152,7 +152,7 @@ func TestGatewayAuthorizeRefuses(t *testing.T) {
 func TestGatewaySlowClientClosedOthersUnaffected(t *testing.T) {
 	noLeaks(t)
 	conn, topic := kafka(t, 2)
-	gw := gateway(t, conn, topic, notify.QueueSize(2), notify.WriteTimeout(30*time.Second))
+	gw := gateway(t, conn, topic, notify.QueueSize(32), notify.WriteTimeout(30*time.Second))
 	p := publisher(t, conn, topic)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -164,9 +164,9 @@ func TestGatewaySlowClientClosedOthersUnaffected(t *testing.T) {
 	fast.subscribed(ctx, t, "c")
 	other.subscribed(ctx, t, "d")
 
-	// 64 KiB frames: a few MB fill the TCP buffers of a client that does
-	// not read, and then its queue.
-	const n = 150
+	// 64 KiB frames: about 4.5 MB (some 70 frames) fill the TCP buffers of
+	// a client that does not read, and then 32 more its queue.
+	const n = 200
 	pad := strings.Repeat("x", 64<<10)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -198,8 +198,12 @@ func TestGatewaySlowClientClosedOthersUnaffected(t *testing.T) {
 		code, got := slow.closeStatus(ctx)
 		slowDone <- result{code, got}
 	}()
+	otherDone := make(chan error, 1)
+	go func() { otherDone <- other.expectErr(ctx, "d", 0, n) }()
 	fast.expect(ctx, t, "c", 0, n)
-	other.expect(ctx, t, "d", 0, n)
+	if err := <-otherDone; err != nil {
+		t.Fatal(err)
+	}
 	wg.Wait()
 	res := <-slowDone
 	code, got := res.code, res.got

@@ -217,18 +217,30 @@ func (s *sock) subscribed(ctx context.Context, t *testing.T, channel string) msg
 // expect reads notifications of channel numbered from..to-1, in order.
 func (s *sock) expect(ctx context.Context, t *testing.T, channel string, from, to int) {
 	t.Helper()
+	if err := s.expectErr(ctx, channel, from, to); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// expectErr is expect for other goroutines than the test's.
+func (s *sock) expectErr(ctx context.Context, channel string, from, to int) error {
 	for want := from; want < to; want++ {
 		m, err := s.read(ctx)
 		if err != nil {
-			t.Fatalf("channel %q: waiting for notification %d: %v", channel, want, err)
+			return fmt.Errorf("channel %q: waiting for notification %d: %w", channel, want, err)
 		}
 		if m.Type != "notification" || m.Channel != channel {
-			t.Fatalf("channel %q: frame %+v, want a notification of the channel", channel, m)
+			return fmt.Errorf("channel %q: frame %+v, want a notification of the channel", channel, m)
 		}
-		if got := m.n(t); got != want {
-			t.Fatalf("channel %q: got notification %d, want %d (in order, each once)", channel, got, want)
+		var p payload
+		if err := json.Unmarshal(m.Data, &p); err != nil {
+			return fmt.Errorf("frame %s: data: %w", m.ID, err)
+		}
+		if p.N != want {
+			return fmt.Errorf("channel %q: got notification %d, want %d (in order, each once)", channel, p.N, want)
 		}
 	}
+	return nil
 }
 
 // closeStatus reads until the socket ends and returns its close status.
