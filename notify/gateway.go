@@ -133,6 +133,10 @@ type frame struct {
 // slow browser never holds up the others (nor the reader). The browser
 // reconnects with its last id and resumes.
 //
+// The partitions are read once, at start: partitions added to the topic
+// later are not read until the gateway restarts (and adding partitions moves
+// channels to other partitions, which breaks their order and resume ids).
+//
 // With conn.Registerer the gateway exports whippet_notify_gateway_*{topic}
 // (connections, delivered_total, dropped_total, slow_closes_total,
 // refused_total, resumes_total, resumes_unavailable_total, lag_records) and
