@@ -165,7 +165,7 @@ func New(conn whippet.Connection, h Handler, opts ...Option) (*Consumer, error) 
 	}
 	c := &Consumer{
 		cfg:         cfg,
-		handler:     Chain(h, cfg.middlewares...),
+		handler:     chain(h, cfg.middlewares),
 		log:         connect.Logger(conn).With(zap.String("group", cfg.group)),
 		kc:          connect.New(conn, "consumer", cfg.group),
 		m:           m,

@@ -42,6 +42,11 @@ var (
 // partitioner (by key hash). Emit may be called from goroutines the handler
 // starts, but only until the handler returns: later calls return
 // ErrNotInHandler. Emit does not produce anything by itself.
+//
+// The output is produced with ctx's values (a tracing span, for one) unless
+// rec.Context is set already, in which case that one's are used; its
+// cancellation is the consumer's either way, so an output emitted with a ctx
+// the handler cancels on return is produced all the same.
 func Emit(ctx context.Context, rec *kgo.Record) error {
 	o, _ := ctx.Value(outboxKey{}).(*outbox)
 	if o == nil {
@@ -53,10 +58,16 @@ func Emit(ctx context.Context, rec *kgo.Record) error {
 	if rec.Topic == "" {
 		return fmt.Errorf("%w: no Topic", ErrInvalidOutput)
 	}
+	if rec.Context == nil {
+		rec.Context = ctx // made a produceContext when produced
+	}
 	return o.add(rec)
 }
 
-type outboxKey struct{}
+type (
+	outboxKey   struct{}
+	handlingKey struct{}
+)
 
 // handling is the context of the handler calls of one lane (or, in
 // transactional mode, of one partition's records in a transaction): the
@@ -67,6 +78,21 @@ type handling struct {
 	context.Context
 	out outbox
 	txn *txnBatch // transactional mode: the transaction of the records
+
+	// reached is the deepest context of the record's last attempt: the one
+	// the attempt was made with, or the one a middleware passed on to the
+	// next handler (see reaching). A forward of the record takes its
+	// values. nil until the record's first attempt.
+	reached context.Context
+}
+
+// valuesCtx is the context whose values a forward of the record under way
+// carries: its last attempt's, or the partition's if none was made.
+func (h *handling) valuesCtx() context.Context {
+	if h.reached != nil {
+		return h.reached
+	}
+	return h
 }
 
 // Value returns the outbox for Emit, marks the context as a handler's (the
@@ -77,6 +103,8 @@ func (h *handling) Value(key any) any {
 	switch key {
 	case outboxKey{}:
 		return &h.out
+	case handlingKey{}:
+		return h
 	case inhandler.Key{}:
 		return true
 	}
@@ -137,7 +165,61 @@ func (o *outbox) close(ok bool) []*kgo.Record {
 // with retry information), and returns its error and, if it succeeded, its
 // outputs.
 func (p *partition) attempt(ctx context.Context, h *handling, rec *kgo.Record) ([]*kgo.Record, error) {
+	h.reached = ctx
 	h.out.open()
 	err := callSafely(ctx, p.c.handler, rec)
 	return h.out.close(err == nil), err
+}
+
+// chain is Chain, with each middleware's next handler noting the context it
+// is called with (see reaching). Without middlewares it is h itself: the
+// attempt's context is the deepest.
+func chain(h Handler, mws []Middleware) Handler {
+	for i := len(mws) - 1; i >= 0; i-- {
+		h = mws[i](reaching{h})
+	}
+	return h
+}
+
+// reaching is a middleware's next handler: it notes in the handling the
+// context the middleware passes on, so that a forward of the record carries
+// what the middlewares put in it (a tracing middleware's span, a logger's
+// fields). A middleware calls its next handler before it returns, so the note
+// is written by the lane's goroutine or one that the lane waits for.
+type reaching struct{ next Handler }
+
+func (r reaching) Handle(ctx context.Context, rec *kgo.Record) error {
+	if h, ok := ctx.Value(handlingKey{}).(*handling); ok {
+		h.reached = ctx
+	}
+	return r.next.Handle(ctx, rec)
+}
+
+// produceContext is the Context of a record the consumer produces for a
+// handler call (a forward, an Emit output): the values of the call's context
+// (values), and the cancellation of the consumer's produce (the embedded
+// Context: the partition's, or none in a transaction), so that the handler's
+// own cancellation never fails it. It hides the keys of a handler call under
+// way: the call is over, Emit with it fails.
+type produceContext struct {
+	context.Context
+	values context.Context
+}
+
+// withValues returns a produceContext, or nil if values is nil (the produce
+// then sets the record's Context).
+func withValues(cancel, values context.Context) context.Context {
+	if values == nil {
+		return nil
+	}
+	return &produceContext{Context: cancel, values: values}
+}
+
+// Value implements context.Context.
+func (c *produceContext) Value(key any) any {
+	switch key {
+	case outboxKey{}, handlingKey{}, inhandler.Key{}:
+		return nil
+	}
+	return c.values.Value(key)
 }

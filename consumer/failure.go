@@ -53,6 +53,7 @@ const DueTolerance = time.Minute
 // (in transactional mode they are parked instead: see txnWork).
 func (p *partition) process(h *handling, rec *kgo.Record, clock *laneClock) result {
 	var ctx context.Context = h // first attempts carry no retry.Info: no allocation per record
+	h.reached = nil
 	var info retry.Info
 	if p.stage >= 0 {
 		info, _ = retry.InfoFor(rec)
@@ -113,7 +114,9 @@ func (p *partition) send(h *handling, rec *kgo.Record, target string, info retry
 		info.Due = time.Time{}
 		info.Reason = reason
 	}
-	out := &kgo.Record{Topic: target, Key: rec.Key, Value: rec.Value, Headers: info.Headers(rec.Headers)}
+	// Produced with the values of the attempt that failed, so that a trace
+	// goes on through the forward.
+	out := &kgo.Record{Topic: target, Key: rec.Key, Value: rec.Value, Headers: info.Headers(rec.Headers), Context: h.valuesCtx()}
 	p.c.ensureForwardTopics(p.ctx, p.cl, p.source)
 	if h.txn != nil {
 		if !h.txn.produce(out) {
@@ -474,6 +477,7 @@ func (p *partition) forward(rec *kgo.Record, outs []*kgo.Record, reason retry.Re
 	p.wg.Add(1) // a drain waits for forwards under way
 	f := &forwardState{rec: rec, reason: reason, left: len(outs)}
 	for _, out := range outs {
+		out.Context = withValues(p.ctx, out.Context)
 		p.c.fwd.Produce(p.ctx, out, func(out *kgo.Record, err error) { p.forwarded(f, out, err) })
 	}
 }

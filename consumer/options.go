@@ -209,7 +209,10 @@ func CommitInterval(d time.Duration) Option { return func(c *config) { c.commitI
 func CommitStartOnAssign(on bool) Option { return func(c *config) { c.commitStartOnAssign = on } }
 
 // WithMiddleware wraps the handler; the first middleware is the outermost.
-// Default: none.
+// A record forwarded to a retry or dead-letter topic is produced with the
+// values of the context of its failed attempt as deep as the middlewares
+// passed it on (a tracing middleware's span, for one), so a middleware must
+// call its next handler before it returns. Default: none.
 func WithMiddleware(mws ...Middleware) Option {
 	return func(c *config) { c.middlewares = append(c.middlewares, mws...) }
 }

@@ -353,6 +353,7 @@ func (b *txnBatch) produce(recs ...*kgo.Record) bool {
 		return false
 	}
 	for _, r := range recs {
+		r.Context = withValues(context.Background(), r.Context)
 		b.cl.Produce(context.Background(), r, b.promise)
 	}
 	return true

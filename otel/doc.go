@@ -25,13 +25,21 @@
 // and whippet's: AttrAttempt, AttrRetryStage for records of retry topics,
 // AttrDLQReason for dead letters, AttrReplayedFrom for replayed records.
 //
-// Retries and dead letters stay connected. A record the consumer forwards to
-// a retry topic or the dead-letter topic is published in a span that is the
-// child of the process span of the attempt that failed, so the next attempt
-// (linked to that publish span) leads back to the failure, and from there to
-// the original producer. A record produced without a span in its context but
-// with trace context in its headers, such as one dlq.Replay produces from a
-// dead letter, is published as the child of that trace context instead of
-// starting a trace of its own: the replayed record's process span links to
-// the replay's publish span, whose parent is the dead letter's.
+// Retries and dead letters stay connected. The consumer produces what it
+// produces for a handler call with that call's context: a record it
+// forwards to a retry topic or the dead-letter topic with the context of the
+// attempt that failed, as the middlewares passed it on (so add Middleware
+// with consumer.WithMiddleware, not by wrapping the handler yourself), and
+// an output of consumer.Emit with the ctx given to Emit. So the forward's
+// publish span is the child of the failed attempt's process span, and the
+// next attempt (linked to that publish span) leads back to the failure, and
+// from there to the original producer; an output's publish span is the child
+// of the span that emitted it. This needs only kotel's hooks. A record
+// produced in a span but carrying the trace context of another trace in its
+// headers (a forward carries its previous publish span's) is also linked to
+// that one. A record produced without a span but with trace context in its
+// headers, such as one dlq.Replay produces from a dead letter, is published
+// as the child of that trace context instead of starting a trace of its own:
+// the replayed record's process span links to the replay's publish span,
+// whose parent is the dead letter's.
 package whotel

@@ -100,6 +100,6 @@ func Example() {
 	// Output:
 	// renewals publish: new trace
 	// renewals process: new trace, linked to renewals publish, whippet.attempt=1, error: billing is down
-	// renewals-renewal-service-retry-0 publish: child of renewals process, whippet.attempt=2, whippet.retry.stage=0
+	// renewals-renewal-service-retry-0 publish: child of renewals process, linked to renewals publish, whippet.attempt=2, whippet.retry.stage=0
 	// renewals-renewal-service-retry-0 process: new trace, linked to renewals-renewal-service-retry-0 publish, whippet.attempt=2, whippet.retry.stage=0
 }

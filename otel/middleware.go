@@ -29,7 +29,7 @@ import (
 func (t *Tracing) Middleware(group string) consumer.Middleware {
 	return func(next consumer.Handler) consumer.Handler {
 		return consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) (err error) {
-			info, retried := retry.InfoFrom(ctx)
+			info, _ := retry.InfoFrom(ctx)
 			// The span of ctx, if Run's ctx had one, is no producer's.
 			ctx = t.propagator.Extract(trace.ContextWithSpanContext(ctx, trace.SpanContext{}), kotel.NewRecordCarrier(rec))
 			opts := []trace.SpanStartOption{
@@ -65,11 +65,9 @@ func (t *Tracing) Middleware(group string) consumer.Middleware {
 			defer func() {
 				switch {
 				case !returned: // a panic: not recovered here, so the consumer sees its stack
-					t.failed(span, group, rec, info, retried, consumer.ErrHandlerPanic)
+					failed(span, consumer.ErrHandlerPanic)
 				case err != nil:
-					t.failed(span, group, rec, info, retried, err)
-				case retried:
-					t.failures.forget(original(group, rec, info, retried))
+					failed(span, err)
 				}
 				span.End()
 			}()
@@ -80,19 +78,8 @@ func (t *Tracing) Middleware(group string) consumer.Middleware {
 	}
 }
 
-// failed marks span as failed and remembers it as the last failed attempt
-// of rec, for the publish span of rec's forward (see before).
-func (t *Tracing) failed(span trace.Span, group string, rec *kgo.Record, info retry.Info, retried bool, err error) {
+// failed marks span as failed with err.
+func failed(span trace.Span, err error) {
 	span.RecordError(err)
 	span.SetStatus(codes.Error, err.Error())
-	t.failures.put(original(group, rec, info, retried), info.Attempt, span.SpanContext())
-}
-
-// original names rec as the consumer's retry headers will: a first attempt
-// is at rec itself.
-func original(group string, rec *kgo.Record, info retry.Info, retried bool) attemptKey {
-	if !retried {
-		return attemptKey{group: group, topic: rec.Topic, partition: rec.Partition, offset: rec.Offset}
-	}
-	return attemptKey{group: group, topic: info.OriginalTopic, partition: info.OriginalPartition, offset: info.OriginalOffset}
 }

@@ -2,8 +2,6 @@ package whotel
 
 import (
 	"context"
-	"sync"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kotel"
@@ -62,13 +60,11 @@ func Propagator(p propagation.TextMapPropagator) Option {
 
 // Tracing traces whippet's clients and handlers: ClientOptions for every
 // client made with a whippet.Connection, Middleware for each consumer. Make
-// one per service and use it in both places: it is what connects a failed
-// attempt to the forward of its record. It is safe for concurrent use.
+// one per service and use it in both places. It is safe for concurrent use.
 type Tracing struct {
 	tracer     trace.Tracer
 	propagator propagation.TextMapPropagator
 	kotel      *kotel.Tracer
-	failures   failures
 }
 
 // instrumentation names whippet's spans (kotel names its own).
@@ -91,7 +87,6 @@ func New(opts ...Option) *Tracing {
 		propagator: cfg.propagator,
 		kotel: kotel.NewTracer(kotel.TracerProvider(cfg.provider), kotel.TracerPropagator(cfg.propagator),
 			kotel.LinkSpans()),
-		failures: failures{m: map[attemptKey]failedAttempt{}},
 	}
 }
 
@@ -105,9 +100,12 @@ func (t *Tracing) ClientOptions() []kgo.Opt {
 
 // before runs ahead of kotel's produce hook, which starts the publish span
 // from the record's context and overwrites the trace context in its
-// headers. It chooses that span's parent when the context has no span: the
-// failed attempt of a record the consumer forwards, else the trace context
-// the record already carries, so that the trace is not cut.
+// headers. A record produced in a span (the consumer produces its forwards
+// and Emit outputs with the handler call's context, which holds the process
+// span) is published as its child, linked to another trace it carries in its
+// headers. A record produced without a span but with trace context in its
+// headers (a dlq.Replay from a dead letter) is published as the child of
+// that trace context, so that the trace is not cut.
 type before struct{ t *Tracing }
 
 // OnProduceRecordBuffered implements kgo.HookProduceRecordBuffered.
@@ -120,12 +118,6 @@ func (b before) OnProduceRecordBuffered(r *kgo.Record) {
 			r.Context = context.WithValue(ctx, carriedKey{}, carried) // linked by after
 		}
 		return
-	}
-	if f, ok := forwardOf(r); ok {
-		if sc, ok := t.failures.take(f.key, f.failedAttempt); ok {
-			r.Context = trace.ContextWithSpanContext(ctx, sc)
-			return
-		}
 	}
 	r.Context = t.propagator.Extract(ctx, kotel.NewRecordCarrier(r))
 }
@@ -144,26 +136,19 @@ func (after) OnProduceRecordBuffered(r *kgo.Record) {
 	if sc, ok := r.Context.Value(carriedKey{}).(trace.SpanContext); ok {
 		span.AddLink(trace.Link{SpanContext: sc})
 	}
-	if f, ok := forwardOf(r); ok {
-		span.SetAttributes(AttrAttempt.Int(f.info.Attempt))
-		if f.info.Reason != "" {
-			span.SetAttributes(AttrDLQReason.String(string(f.info.Reason)))
-		} else if _, n, ok := retry.ParseTopicName(r.Topic, f.info.Group); ok {
+	if info, ok := forwardOf(r); ok {
+		span.SetAttributes(AttrAttempt.Int(info.Attempt))
+		if info.Reason != "" {
+			span.SetAttributes(AttrDLQReason.String(string(info.Reason)))
+		} else if _, n, ok := retry.ParseTopicName(r.Topic, info.Group); ok {
 			span.SetAttributes(AttrRetryStage.Int(n))
 		}
 	}
 }
 
-// forward is what the retry headers of a record the consumer forwards say.
-type forward struct {
-	info          retry.Info
-	key           attemptKey
-	failedAttempt int // the attempt whose failure made the forward
-}
-
 // forwardOf reads r's retry headers, if it is a forward: a record to a retry
 // topic carries the attempt it is for, a dead letter the attempts made.
-func forwardOf(r *kgo.Record) (forward, bool) {
+func forwardOf(r *kgo.Record) (retry.Info, bool) {
 	var isForward bool
 	for _, h := range r.Headers {
 		if h.Key == retry.HeaderGroup {
@@ -172,89 +157,14 @@ func forwardOf(r *kgo.Record) (forward, bool) {
 		}
 	}
 	if !isForward {
-		return forward{}, false
+		return retry.Info{}, false
 	}
 	info, ok := retry.InfoFor(r)
 	if !ok || info.Group == "" {
-		return forward{}, false
+		return retry.Info{}, false
 	}
 	if _, _, ok := retry.ParseTopicName(r.Topic, info.Group); !ok && !retry.IsDLQTopicName(r.Topic, info.Group) {
-		return forward{}, false // e.g. an output whose headers were copied from a retry
+		return retry.Info{}, false // e.g. an output whose headers were copied from a retry
 	}
-	failed := info.Attempt
-	if info.Reason == "" {
-		failed--
-	}
-	return forward{info: info, failedAttempt: failed, key: attemptKey{group: info.Group, topic: info.OriginalTopic,
-		partition: info.OriginalPartition, offset: info.OriginalOffset}}, true
-}
-
-// attemptKey names a record as the consumer's retry headers do: its group
-// and where it was first consumed.
-type attemptKey struct {
-	group     string
-	topic     string
-	partition int32
-	offset    int64
-}
-
-type failedAttempt struct {
-	attempt int
-	span    trace.SpanContext
-	at      time.Time
-}
-
-// failures remembers the span of each record's last failed attempt until the
-// consumer forwards the record, so that the forward's publish span can be its
-// child: the consumer builds the forwarded record without the handler's
-// context. An entry lives from a failure to the forward that follows at once,
-// or to the next attempt of a blocking retry, which replaces it; entries of
-// partitions revoked in between are left behind, so the map is bounded.
-type failures struct {
-	mu sync.Mutex
-	m  map[attemptKey]failedAttempt
-}
-
-const (
-	// maxFailures bounds the failures remembered; beyond it a forward's
-	// publish span falls back to the trace context in the record's headers.
-	maxFailures = 10000
-	// failureTTL is the age after which an entry is dropped when the map
-	// is full.
-	failureTTL = 10 * time.Minute
-)
-
-func (f *failures) put(k attemptKey, attempt int, sc trace.SpanContext) {
-	now := time.Now()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if _, ok := f.m[k]; !ok && len(f.m) >= maxFailures {
-		for k, v := range f.m {
-			if now.Sub(v.at) > failureTTL {
-				delete(f.m, k)
-			}
-		}
-		if len(f.m) >= maxFailures {
-			return
-		}
-	}
-	f.m[k] = failedAttempt{attempt: attempt, span: sc, at: now}
-}
-
-// take returns and forgets the span of attempt of k.
-func (f *failures) take(k attemptKey, attempt int) (trace.SpanContext, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	v, ok := f.m[k]
-	if !ok || v.attempt != attempt {
-		return trace.SpanContext{}, false
-	}
-	delete(f.m, k)
-	return v.span, true
-}
-
-func (f *failures) forget(k attemptKey) {
-	f.mu.Lock()
-	delete(f.m, k)
-	f.mu.Unlock()
+	return info, true
 }
