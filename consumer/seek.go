@@ -4,7 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"sync"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/zap"
 )
 
 // AllPartitions, as SeekTo's partition, moves every partition of the topic
@@ -92,11 +100,306 @@ type SeekResult struct {
 }
 
 // SeekTo moves a partition of the running consumer (or, with AllPartitions,
-// every partition of topic assigned to it now) to target, and goes on from
-// there.
+// every partition of topic assigned to this consumer now) to target, and the
+// consumer goes on from there: the records from the new position on are
+// handled (again), in offset order, and the new position is the partition's
+// committed offset.
+//
+// SeekTo resolves target to an offset per partition (Kafka's ListOffsets),
+// then stops each partition as a revocation does: the handlers under way
+// finish (bounded by DrainTimeout) and what they finished is marked, the
+// records buffered are dropped, and a record that holds the partition up (in
+// blocking retries, a retry waiting for its due time, a failing forward) is
+// let go, neither handled nor dead-lettered, and reported in
+// SeekResult.Abandoned. Seeking past a blocked record thus unblocks its
+// partition, and seeking to or before it handles it again. Then the fetch
+// position moves (franz-go's SetOffsets, between two polls, so no record of
+// the old position is handled after the seek), the new position is committed,
+// and the partition starts again with its pause and SkipAll settings. The
+// other partitions are not stopped.
+//
+// In transactional mode the transaction under way ends first: it commits what
+// its handlers finished, with each stopped partition's offset at its first
+// record not handled; the seek then commits the new position, after that
+// transaction's offsets, so that no transaction commits an older offset over
+// it. A record in blocking retries holds its transaction open, so a seek of
+// another partition waits for it (seek or skip that one too, or give ctx a
+// deadline).
+//
+// Errors: ErrInvalidSeek for a bad target; ErrNotAssigned when the partition
+// (with AllPartitions, every partition of topic) is not assigned to this
+// consumer now, or franz-go does not hold its position yet (a partition just
+// assigned, whose offsets are being fetched); ErrClosed once Run has
+// returned. With AllPartitions, a partition that could not be moved (revoked
+// meanwhile, or its commit failed) is in the error, and the results hold the
+// others. If ctx ends first, SeekTo returns ctx's error and the seek still
+// happens. SeekTo moves only this instance's partitions: to move a group
+// spread over several instances, call it on each (the admin API of each, see
+// package consumer/admin); to move a stopped group, use
+// kafka-consumer-groups --reset-offsets.
 func (c *Consumer) SeekTo(ctx context.Context, topic string, partition int32, target SeekTarget) ([]SeekResult, error) {
 	if err := target.validate(); err != nil {
 		return nil, err
 	}
-	return nil, errors.New("consumer: SeekTo: not implemented")
+	where := fmt.Sprintf("%s[%d]", topic, partition)
+	if partition == AllPartitions {
+		where = topic + " (every partition assigned)"
+	}
+	select {
+	case <-c.done:
+		return nil, fmt.Errorf("consumer: seek %s: %w", where, ErrClosed)
+	default:
+	}
+	cl := c.cl.Load()
+	ids := c.seekable(cl, topic, partition)
+	if cl == nil || len(ids) == 0 {
+		return nil, fmt.Errorf("consumer: seek %s: %w (or its position is not known yet)", where, ErrNotAssigned)
+	}
+	to, err := c.seekOffsets(ctx, cl, topic, ids, target)
+	if err != nil {
+		return nil, fmt.Errorf("consumer: seek %s to %v: %w", where, target, err)
+	}
+	r := &seekReq{topic: topic, target: target, to: to, abandoned: make(map[int32][]int64), done: make(chan seekDone, 1)}
+	// Stop them now, so that a transaction under way ends without them,
+	// and a blocked record lets go at once; the loop drains and moves them.
+	for _, id := range ids {
+		if p := c.partition(topic, id); p != nil {
+			r.abandoned[id] = p.stopForSeek()
+		}
+	}
+	c.seeks.submit(r)
+	select {
+	case d := <-r.done:
+		return d.res, d.err
+	case <-c.done:
+		return nil, fmt.Errorf("consumer: seek %s to %v: %w", where, target, ErrClosed)
+	case <-ctx.Done():
+		return nil, fmt.Errorf("consumer: seek %s to %v: waiting for the partitions' work under way to end (the seek still happens): %w", where, target, ctx.Err())
+	}
+}
+
+// seekable returns the partitions of topic a seek of partition moves: those
+// assigned to the consumer whose position franz-go holds (see SetOffsets:
+// it sets only partitions it consumes).
+func (c *Consumer) seekable(cl *kgo.Client, topic string, partition int32) []int32 {
+	if cl == nil {
+		return nil
+	}
+	held := cl.CommittedOffsets()[topic]
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ids []int32
+	for tp := range c.parts {
+		if _, ok := held[tp.Partition]; ok && tp.Topic == topic && (partition == AllPartitions || tp.Partition == partition) {
+			ids = append(ids, tp.Partition)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// seekOffsets resolves target to an offset of each partition.
+func (c *Consumer) seekOffsets(ctx context.Context, cl *kgo.Client, topic string, ids []int32, target SeekTarget) (map[int32]int64, error) {
+	adm := kadm.NewClient(cl)
+	var (
+		listed, floor kadm.ListedOffsets
+		err           error
+	)
+	switch target.kind {
+	case seekEnd:
+		if c.cfg.readCommitted || c.cfg.txnSet {
+			listed, err = adm.ListCommittedOffsets(ctx, topic) // the last stable offset
+		} else {
+			listed, err = adm.ListEndOffsets(ctx, topic)
+		}
+	case seekTime:
+		// The end offset where no record is at or after it.
+		listed, err = adm.ListOffsetsAfterMilli(ctx, target.at.UnixMilli(), topic)
+	case seekOffset:
+		if listed, err = adm.ListEndOffsets(ctx, topic); err == nil {
+			floor, err = adm.ListStartOffsets(ctx, topic)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing offsets: %w", err)
+	}
+	to := make(map[int32]int64, len(ids))
+	for _, id := range ids {
+		lo, ok := listed.Lookup(topic, id)
+		if !ok {
+			return nil, fmt.Errorf("listing offsets: %s[%d] not in the answer", topic, id)
+		}
+		if lo.Err != nil {
+			return nil, fmt.Errorf("listing offsets of %s[%d]: %w", topic, id, lo.Err)
+		}
+		to[id] = lo.Offset
+		if target.kind == seekOffset {
+			start, ok := floor.Lookup(topic, id)
+			if !ok || start.Err != nil {
+				return nil, fmt.Errorf("listing the start offset of %s[%d]: %v", topic, id, start.Err)
+			}
+			to[id] = min(max(target.offset, start.Offset), lo.Offset)
+		}
+	}
+	return to, nil
+}
+
+// stopForSeek stops the partition for a seek and returns the offsets of the
+// records that hold it up, which the seek abandons.
+func (p *partition) stopForSeek() []int64 {
+	p.mu.Lock()
+	var offs []int64
+	for b := range p.blocked {
+		offs = append(offs, b.rec.Offset)
+	}
+	p.mu.Unlock()
+	p.stop()
+	slices.Sort(offs)
+	return slices.Compact(offs)
+}
+
+// seeker queues seeks for the goroutine that polls, which applies them
+// between two polls while rebalances are held (at-least-once), or between two
+// transactions: franz-go's SetOffsets wants no poll and no revocation
+// running with it.
+type seeker struct {
+	mu   sync.Mutex
+	reqs []*seekReq
+	wake context.CancelFunc // ends the poll under way
+}
+
+type seekReq struct {
+	topic     string
+	target    SeekTarget
+	to        map[int32]int64
+	abandoned map[int32][]int64
+	done      chan seekDone // buffered: the caller may be gone
+}
+
+type seekDone struct {
+	res []SeekResult
+	err error
+}
+
+// pollContext returns the context of the next poll: canceled when a seek
+// comes (at once if one waits).
+func (s *seeker) pollContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pctx, cancel := context.WithCancel(ctx)
+	if len(s.reqs) > 0 {
+		cancel()
+	}
+	s.wake = cancel
+	return pctx, cancel
+}
+
+func (s *seeker) submit(r *seekReq) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reqs = append(s.reqs, r)
+	if s.wake != nil {
+		s.wake()
+	}
+}
+
+func (s *seeker) take() []*seekReq {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	reqs := s.reqs
+	s.reqs = nil
+	return reqs
+}
+
+// wokenBy reports whether err is the cancellation of a poll woken for a
+// seek, not a fetch error.
+func wokenBy(pollCtx context.Context, err error) bool {
+	return pollCtx.Err() != nil && errors.Is(err, context.Canceled)
+}
+
+// applySeeks applies the seeks waiting, on the goroutine that polls.
+func (c *Consumer) applySeeks(cl *kgo.Client) {
+	for _, r := range c.seeks.take() {
+		res, err := c.applySeek(cl, r)
+		r.done <- seekDone{res, err}
+	}
+}
+
+func (c *Consumer) applySeek(cl *kgo.Client, r *seekReq) ([]SeekResult, error) {
+	var (
+		errs []error
+		olds []*partition
+	)
+	held := cl.CommittedOffsets()[r.topic]
+	c.mu.Lock()
+	for _, id := range slices.Sorted(maps.Keys(r.to)) {
+		p := c.parts[TopicPartition{r.topic, id}]
+		if p == nil {
+			errs = append(errs, fmt.Errorf("%s[%d]: %w (revoked before the seek)", r.topic, id, ErrNotAssigned))
+			continue
+		}
+		p.stop() // a partition assigned again since SeekTo stopped it
+		olds = append(olds, p)
+	}
+	c.mu.Unlock()
+	c.stopPartitions(context.Background(), cl, olds, false)
+
+	set := map[string]map[int32]kgo.EpochOffset{r.topic: {}}
+	var res []SeekResult
+	c.mu.Lock()
+	for _, old := range olds {
+		tp := TopicPartition{old.topic, old.id}
+		if c.parts[tp] != old {
+			errs = append(errs, fmt.Errorf("%s[%d]: %w (revoked during the seek)", tp.Topic, tp.Partition, ErrNotAssigned))
+			continue
+		}
+		old.mu.Lock()
+		from, hwm := old.next, old.hwm
+		old.mu.Unlock()
+		p := c.addPartitionLocked(cl, tp)
+		if _, ok := held[tp.Partition]; !ok {
+			// Cannot happen (SeekTo checked), unless revoked and assigned
+			// again meanwhile: start it afresh where franz-go starts it.
+			errs = append(errs, fmt.Errorf("%s[%d]: %w (assigned again, its position not known yet)", tp.Topic, tp.Partition, ErrNotAssigned))
+			continue
+		}
+		to := r.to[tp.Partition]
+		p.next, p.hwm = to, hwm
+		set[tp.Topic][tp.Partition] = kgo.EpochOffset{Epoch: -1, Offset: to}
+		res = append(res, SeekResult{Topic: tp.Topic, Partition: tp.Partition, From: from, To: to, Abandoned: r.abandoned[tp.Partition]})
+	}
+	c.mu.Unlock()
+	// Not under c.mu: SetOffsets waits for franz-go's offset loads, which
+	// call startPositions. In at-least-once mode no revocation runs until
+	// the poll allows it; in transactional mode one may take a partition
+	// meanwhile, and then SetOffsets leaves it alone (franz-go dropped its
+	// position) and the commit below is refused for the old generation,
+	// or lands before the new owner fetches its offset.
+	if len(set[r.topic]) > 0 {
+		cl.SetOffsets(set)
+	}
+	if len(res) == 0 {
+		return nil, errors.Join(errs...)
+	}
+
+	// Committed after SetOffsets, which tells franz-go the position is
+	// committed: no autocommit of an older mark follows, and
+	// CommitOffsetsSync waits for one under way. In transactional mode, the
+	// transaction that committed the old position ended before.
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.drainTimeout)
+	defer cancel()
+	var commitErr error
+	cl.CommitOffsetsSync(ctx, set, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		commitErr = commitResponseErr(resp, err)
+	})
+	if commitErr != nil {
+		c.log.Error("seek: committing the new position failed; the consumer goes on from it, and commits it with the next record it finishes",
+			zap.String("topic", r.topic), zap.Any("positions", set[r.topic]), zap.Error(commitErr))
+		errs = append(errs, fmt.Errorf("committing %s at %v: %w (the consumer goes on from there; the commit follows its next finished record)", r.topic, set[r.topic], commitErr))
+	}
+	for _, s := range res {
+		c.log.Info("seek: partition moved", zap.String("topic", s.Topic), zap.Int32("partition", s.Partition), zap.Stringer("target", r.target),
+			zap.Int64("from", s.From), zap.Int64("to", s.To), zap.Int64s("abandoned", s.Abandoned))
+	}
+	return res, errors.Join(errs...)
 }

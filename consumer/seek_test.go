@@ -141,8 +141,9 @@ func TestSeekToOffset(t *testing.T) {
 			kc := testkit.Shared(t)
 			topic := kc.NewTopic(t, 1, nil)
 			group := topic
-			ignore := goleak.IgnoreCurrent()
 			produceSpread(t, kc, topic, 1, 20, nil)
+			adm := kc.Admin(t)
+			ignore := goleak.IgnoreCurrent()
 			var h handled
 			c := newConsumer(t, kc, h.handler("c"), group, append(mode.opts(t), consumer.Topics(topic))...)
 			errc := make(chan error, 1)
@@ -178,7 +179,7 @@ func TestSeekToOffset(t *testing.T) {
 				if got := len(h.snapshot()) - n; got < 15 {
 					return fmt.Errorf("handled %d records again, want 15", got)
 				}
-				if got := committed(t, kc.Admin(t), group, topic); got[0] != 20 {
+				if got := committed(t, adm, group, topic); got[0] != 20 {
 					return fmt.Errorf("committed %v, want 20", got)
 				}
 				return nil
@@ -195,7 +196,7 @@ func TestSeekToOffset(t *testing.T) {
 					t.Fatalf("SeekTo %v: %+v, want to 20 (the end)", target, res)
 				}
 			}
-			if got := committed(t, kc.Admin(t), group, topic); got[0] != 20 {
+			if got := committed(t, adm, group, topic); got[0] != 20 {
 				t.Fatalf("committed %v after seeking to the end, want 20", got)
 			}
 			c.Close(ctx)
@@ -212,8 +213,8 @@ func TestSeekToOffset(t *testing.T) {
 }
 
 // TestSeekWhileBlocked seeks two partitions blocked by a record in blocking
-// retries at offset 8: one past the record, one before it after the cause
-// is fixed. Seeking past it unblocks the partition without handling or
+// retries at offset 8: one past the record, one before it (the cause is
+// fixed once the partition is back at 3). Seeking past it unblocks the partition without handling or
 // dead-lettering the record (it is reported abandoned); seeking before it
 // handles it again, in order.
 func TestSeekWhileBlocked(t *testing.T) {
@@ -224,8 +225,11 @@ func TestSeekWhileBlocked(t *testing.T) {
 			group := topic
 			produceSpread(t, kc, topic, 2, 40, nil) // offsets 0..19 in each partition
 			var h handled
-			var healed atomic.Bool
+			var healed, seen3 atomic.Bool
 			c := newConsumer(t, kc, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+				if r.Partition == 1 && r.Offset == 3 && seen3.Swap(true) {
+					healed.Store(true) // fixed once the seek to 3 took partition 1 back
+				}
 				if r.Offset == 8 && (r.Partition == 0 || !healed.Load()) {
 					return errors.New("poison")
 				}
@@ -249,7 +253,6 @@ func TestSeekWhileBlocked(t *testing.T) {
 			// Both at once: in transactional mode one blocked partition holds
 			// the transaction open, and a seek waits for it to end.
 			ctx := context.Background()
-			healed.Store(true)
 			var wg sync.WaitGroup
 			var res [2][]consumer.SeekResult
 			var errs [2]error
