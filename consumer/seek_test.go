@@ -18,13 +18,17 @@ import (
 	"github.com/whippet-go/whippet/testkit"
 )
 
-// seekMode runs a seek test in at-least-once and in transactional mode.
+// seekModes run a seek test in at-least-once mode, in partition order and
+// key-parallel, and in transactional mode.
 var seekModes = []struct {
 	name string
 	opts func(t *testing.T) []consumer.Option
 }{
 	{"at-least-once", func(*testing.T) []consumer.Option {
 		return []consumer.Option{consumer.CommitInterval(100 * time.Millisecond)}
+	}},
+	{"key-parallel", func(*testing.T) []consumer.Option {
+		return []consumer.Option{consumer.CommitInterval(100 * time.Millisecond), consumer.KeyParallel(4)}
 	}},
 	{"transactional", func(t *testing.T) []consumer.Option {
 		return []consumer.Option{consumer.Transactional(testkit.TopicName(t.Name()) + "-txn")}
