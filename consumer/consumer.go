@@ -120,6 +120,8 @@ type Consumer struct {
 	closeCh   chan struct{}
 	done      chan struct{}
 
+	seeks seeker // SeekTo's requests, applied by the goroutine that polls
+
 	drainedMu sync.Mutex
 	drained   chan struct{} // closed and replaced when a full partition drains to half
 
@@ -389,13 +391,17 @@ func (c *Consumer) baseClientOptions() []kgo.Opt {
 // AllowRebalance below, so records never reach a partition being revoked.
 func (c *Consumer) poll(ctx context.Context, cl *kgo.Client) {
 	for {
-		fetches := cl.PollFetches(ctx)
+		pollCtx, wake := c.seeks.pollContext(ctx)
+		fetches := cl.PollFetches(pollCtx)
+		wake()
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			cl.AllowRebalance()
 			return
 		}
 		fetches.EachError(func(topic string, partition int32, err error) {
-			c.log.Warn("fetch error", zap.String("topic", topic), zap.Int32("partition", partition), zap.Error(err))
+			if !wokenBy(pollCtx, err) {
+				c.log.Warn("fetch error", zap.String("topic", topic), zap.Int32("partition", partition), zap.Error(err))
+			}
 		})
 		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
 			if fp.Err != nil {
@@ -408,6 +414,7 @@ func (c *Consumer) poll(ctx context.Context, cl *kgo.Client) {
 				p.enqueue(fp.Records, fp.HighWatermark)
 			}
 		})
+		c.applySeeks(cl) // while no rebalance can run
 		cl.AllowRebalance()
 		c.awaitRoom(ctx)
 	}
@@ -494,23 +501,29 @@ func (c *Consumer) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[
 	defer c.mu.Unlock()
 	for topic, ps := range assigned {
 		for _, id := range ps {
-			tp := TopicPartition{topic, id}
-			p := newPartition(c, cl, topic, id)
-			if c.paused {
-				p.paused |= pausedConsumer
-			}
-			if c.pausedParts[tp] {
-				p.paused |= pausedPartition
-			}
-			p.skipAll.Store(c.skipAll[tp])
-			if p.paused != 0 {
-				cl.PauseFetchPartitions(map[string][]int32{topic: {id}})
-				c.m.paused.Inc()
-			}
-			c.parts[tp] = p
+			c.addPartitionLocked(cl, TopicPartition{topic, id})
 		}
 	}
 	c.log.Info("partitions assigned", zap.Any("partitions", assigned))
+}
+
+// addPartitionLocked starts the state of an assigned partition (or of one a
+// seek moved), with the operator's pauses and SkipAll; c.mu is held.
+func (c *Consumer) addPartitionLocked(cl *kgo.Client, tp TopicPartition) *partition {
+	p := newPartition(c, cl, tp.Topic, tp.Partition)
+	if c.paused {
+		p.paused |= pausedConsumer
+	}
+	if c.pausedParts[tp] {
+		p.paused |= pausedPartition
+	}
+	p.skipAll.Store(c.skipAll[tp])
+	if p.paused != 0 {
+		cl.PauseFetchPartitions(map[string][]int32{tp.Topic: {tp.Partition}})
+		c.m.paused.Inc()
+	}
+	c.parts[tp] = p
+	return p
 }
 
 func (c *Consumer) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {

@@ -142,7 +142,10 @@ type txnLoop struct {
 
 func (t *txnLoop) run(ctx context.Context) error {
 	for {
-		fetches := t.sess.PollRecords(ctx, min(t.c.cfg.txnMaxRecords, t.c.cfg.partitionBuffer*max(1, len(t.c.assigned()))))
+		t.c.applySeeks(t.cl) // between two transactions
+		pollCtx, wake := t.c.seeks.pollContext(ctx)
+		fetches := t.sess.PollRecords(pollCtx, min(t.c.cfg.txnMaxRecords, t.c.cfg.partitionBuffer*max(1, len(t.c.assigned()))))
+		wake()
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			// Records polled now are not handled: nothing committed them,
 			// so the next owner reads them.

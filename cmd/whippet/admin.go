@@ -32,6 +32,11 @@ logged by the service with who did it.
   skip TOPIC/PARTITION        dead-letter the record that blocks the partition; it goes on
   skip-all TOPIC/PARTITION    dead-letter every failing record of the partition, until block
   block TOPIC/PARTITION       undo skip-all: failing records are retried in place again
+  seek TOPIC/PARTITION (-offset N | -time T | -end)
+                              move the partition to an offset, its first record at or after a
+                              time, or its end, and commit it; TOPIC/all moves every partition of
+                              the topic this instance has. Records that block it are let go, not
+                              dead-lettered: handled again if the new position is at or before them
   pause [TOPIC/PARTITION]     pause a partition; without one, the whole consumer
   resume [TOPIC/PARTITION]    resume a partition; without one, the whole consumer
   actions                     the actions taken through the API and who took them, newest first
@@ -64,7 +69,7 @@ directly through Kafka instead, use "whippet dlq".
 Exit status: 0 ok, 1 failure (or replayed records skipped, or purge without -yes), 2 usage.
 `
 
-var adminCommands = []string{"info", "consumers", "blocked", "skip", "skip-all", "block", "pause", "resume", "actions", "dlq"}
+var adminCommands = []string{"info", "consumers", "blocked", "skip", "skip-all", "block", "seek", "pause", "resume", "actions", "dlq"}
 
 // headerFlags collects repeated -H flags.
 type headerFlags []string
@@ -114,6 +119,10 @@ type adminFlags struct {
 	positions                                                     positionsFlag
 	all, dryRun, yes                                              bool
 	keySet                                                        bool
+	// seek
+	seekOffset      int64
+	seekTime        string
+	seekEnd, offSet bool
 	// https
 	caFile, certFile, keyFile string
 }
@@ -201,6 +210,11 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if cmd == "dlq" && sub != "topics" {
 		fs.StringVar(&o.topic, "topic", "", "the dead-letter topic (may be left out when the service has one)")
 	}
+	if cmd == "seek" {
+		fs.Int64Var(&o.seekOffset, "offset", 0, "move to this offset (kept within the partition's records)")
+		fs.StringVar(&o.seekTime, "time", "", "move to the first record at or after this time (RFC 3339, or a duration ago: 90m, 2h, 7d)")
+		fs.BoolVar(&o.seekEnd, "end", false, "move to the end: the records there now are not handled")
+	}
 	switch sub {
 	case "list", "replay":
 		fs.StringVar(&o.key, "key", "", "only records with exactly this key")
@@ -230,7 +244,10 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return fmt.Errorf("%w%w: %w", errUsage, errQuiet, err)
 	}
-	fs.Visit(func(f *flag.Flag) { o.keySet = o.keySet || f.Name == "key" })
+	fs.Visit(func(f *flag.Flag) {
+		o.keySet = o.keySet || f.Name == "key"
+		o.offSet = o.offSet || f.Name == "offset"
+	})
 	if o.url == "" {
 		return fmt.Errorf("%w: no admin URL: set -url or WHIPPET_ADMIN_URL (e.g. http://host:8080/whippet)", errUsage)
 	}
@@ -265,6 +282,8 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return a.blocked(ctx, pos)
 	case "skip", "skip-all", "block", "pause", "resume":
 		return a.act(ctx, cmd, pos)
+	case "seek":
+		return a.seek(ctx, pos)
 	case "actions":
 		return a.actions(ctx, pos)
 	}

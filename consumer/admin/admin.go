@@ -102,6 +102,8 @@ func New(opts ...Option) (*Handler, error) {
 	for _, a := range []string{ActionSkip, ActionSkipAll, ActionBlock, ActionPause, ActionResume} {
 		h.api(mux, "POST /api/consumers/{name}/partitions/{topic}/{partition}/"+a, h.partitionAction(a))
 	}
+	h.api(mux, "POST /api/consumers/{name}/partitions/{topic}/{partition}/"+ActionSeek, h.seek)
+	h.api(mux, "POST /api/consumers/{name}/topics/{topic}/"+ActionSeek, h.seek)
 	h.api(mux, "GET /api/actions", h.listActions)
 	h.api(mux, "GET /api/dlq", h.listDLQTopics)
 	h.api(mux, "GET /api/dlq/{topic}", h.listDLQ)

@@ -144,8 +144,36 @@ type ActionRecord struct {
 	Assigned bool `json:"assigned"`
 	// Detail says what was done, in words.
 	Detail string `json:"detail"`
+	// Seeked are the partitions a seek (ActionSeek) moved.
+	Seeked []SeekedPartition `json:"seeked,omitempty"`
 	// Error is why the action failed; "" if it succeeded.
 	Error string `json:"error,omitempty"`
+}
+
+// SeekRequest is the body of POST .../seek: exactly one of Offset, Time and
+// End says where the partitions go (consumer.SeekOffset, SeekTime, SeekEnd).
+type SeekRequest struct {
+	// Offset moves to this offset, kept within each partition's records.
+	Offset *int64 `json:"offset,omitempty"`
+	// Time moves each partition to its first record at or after this time:
+	// RFC 3339, or a duration ago ("90m", "2h", "7d").
+	Time string `json:"time,omitempty"`
+	// End moves to the end: the records there now are not handled.
+	End bool `json:"end,omitempty"`
+}
+
+// SeekedPartition is one partition a seek moved (consumer.SeekResult).
+type SeekedPartition struct {
+	// Partition is the partition number (of ActionRecord.Topic).
+	Partition int32 `json:"partition"`
+	// From is the first offset it had not finished before the seek (-1 if
+	// none was fetched yet); To where it goes on, committed.
+	From int64 `json:"from"`
+	To   int64 `json:"to"`
+	// Abandoned are the offsets of the records that blocked it: neither
+	// handled nor dead-lettered by the seek (handled again if To is at or
+	// before them).
+	Abandoned []int64 `json:"abandoned,omitempty"`
 }
 
 // ErrorResponse is the body of every error answer.

@@ -25,7 +25,10 @@
 // flight) records, paused and backpressure state, and the records that block
 // a partition (key, offset, error, attempts, next attempt). Actions: skip the
 // blocking record, skip all failing records of a partition until block again,
-// pause and resume a partition or the whole consumer. With DLQ, the
+// pause and resume a partition or the whole consumer, seek a partition (or
+// every partition of a topic assigned to this instance) to an offset, a time
+// or the end (consumer.Consumer.SeekTo: records that blocked it are let go,
+// not dead-lettered). With DLQ, the
 // dead-letter topics of the consumers: browse (filtered, paged), view one
 // record, replay selected records, the records a filter selects or all, and
 // purge all or before a time (dry runs first on the page).
@@ -45,7 +48,8 @@
 //     filtering by key or error text is refused, since it would tell hidden
 //     values apart.
 //   - ActionSkip, ActionSkipAll, ActionBlock, ActionPause, ActionResume,
-//     ActionPauseConsumer, ActionResumeConsumer: the consumer actions.
+//     ActionSeek (Action.SeekTo says where), ActionPauseConsumer,
+//     ActionResumeConsumer: the consumer actions.
 //   - ActionReplayDryRun and ActionReplay, ActionPurgeDryRun and
 //     ActionPurge: a dry run has a name of its own, so that a hook can let an
 //     operator preview a replay or purge without letting them do it.
@@ -80,6 +84,8 @@
 //	GET  /api/consumers/{name}/blocked        its blocked records
 //	POST /api/consumers/{name}/pause|resume   the whole consumer
 //	POST /api/consumers/{name}/partitions/{topic}/{partition}/skip|skip-all|block|pause|resume
+//	POST /api/consumers/{name}/partitions/{topic}/{partition}/seek  body: SeekRequest
+//	POST /api/consumers/{name}/topics/{topic}/seek   every partition of topic assigned here; body: SeekRequest
 //	GET  /api/actions                         the action log, newest first
 //	GET  /api/dlq                             the dead-letter topics and their record counts
 //	GET  /api/dlq/{topic}?key=&error=&reason=&partition=&since=&until=&limit=&cursor=

@@ -78,6 +78,10 @@ type Action struct {
 	// request names one (ReplayRequest.To): the operator's choice instead of
 	// the topic the dead-letter topic belongs to. "" otherwise.
 	ReplayTo string
+	// SeekTo is where ActionSeek moves the partitions, as
+	// consumer.SeekTarget.String says it ("offset 42", "time <RFC 3339>",
+	// "end"); "" for other actions.
+	SeekTo string
 }
 
 // The action names an AuthorizeFunc sees and the action log records.
@@ -110,6 +114,12 @@ const (
 	ActionPause = "pause"
 	// ActionResume resumes one partition (consumer.Consumer.ResumePartition).
 	ActionResume = "resume"
+	// ActionSeek moves a partition, or every partition of a topic assigned
+	// to the consumer, to an offset, a time or the end
+	// (consumer.Consumer.SeekTo); Action.SeekTo says where, and Partition is
+	// -1 for a whole topic. Records that blocked the partitions are
+	// abandoned, not dead-lettered.
+	ActionSeek = "seek"
 	// ActionPauseConsumer pauses a whole consumer (consumer.Consumer.Pause).
 	ActionPauseConsumer = "pause-consumer"
 	// ActionResumeConsumer resumes a whole consumer (consumer.Consumer.Resume).

@@ -6,14 +6,25 @@
 //
 // It runs on an embedded kfake cluster by default (make demo), or on real
 // brokers with -brokers 127.0.0.1:19092.
+//
+// With -serve 127.0.0.1:8080 it does not exit: once the operator above has
+// skipped the declined card (whose owner then fixes it), it serves the admin
+// dashboard (package consumer/admin) at http://127.0.0.1:8080/whippet/ with
+// another request blocking its partition to skip, the skipped request in the
+// dead-letter topic to replay, and every partition to seek; renewals are
+// printed as they are handled. Ctrl-C stops it.
 package main
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -40,10 +51,19 @@ const (
 	partitions = 3
 )
 
+var serveAddr = flag.String("serve", "", "after the scenario, keep running and serve the admin dashboard on this address (e.g. 127.0.0.1:8080) until Ctrl-C")
+
 func main() { demo.Main(run) }
 
 func run(brokersFlag string) error {
-	ctx := context.Background()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return scenario(ctx, brokersFlag, *serveAddr, nil)
+}
+
+// scenario runs the story; with serve set, it then serves the dashboard
+// there until ctx ends (ready, if set, is called with its URL).
+func scenario(ctx context.Context, brokersFlag, serve string, ready func(url string)) error {
 	brokers, stopCluster, err := demo.Cluster(brokersFlag, partitions, topic)
 	if err != nil {
 		return err
@@ -75,6 +95,10 @@ func run(brokersFlag string) error {
 		renewed  int
 		attempts = map[string]int{}
 		order    error
+		// Serving: the declined card is fixed once skipped, so that its
+		// dead letter can be replayed; another request blocks for the
+		// person at the dashboard; renewals are printed.
+		cardFixed, printing atomic.Bool
 	)
 	codec := codec.JSON[RenewalRequest]()
 	handler := consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {
@@ -92,12 +116,17 @@ func run(brokersFlag string) error {
 		}
 		lastSeq[req.User] = req.Seq
 		switch {
-		case req.User == "user-07" && req.Seq == 2:
+		case req.User == "user-07" && req.Seq == 2 && !cardFixed.Load():
 			return errors.New("card declined") // keeps failing: blocks its partition
+		case req.User == "user-10" && req.Seq == 4 && serve != "":
+			return errors.New("bank unreachable") // for the person at the dashboard to skip
 		case req.User == "user-03" && req.Seq == 1 && attempts[id] < 3:
 			return errors.New("billing system timeout") // transient: succeeds on attempt 3
 		}
 		renewed++
+		if printing.Load() {
+			fmt.Printf("renewed %s #%d (%s[%d] offset %d)\n", req.User, req.Seq, rec.Topic, rec.Partition, rec.Offset)
+		}
 		return nil
 	})
 
@@ -127,7 +156,7 @@ func run(brokersFlag string) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 		for _, b := range c.Blocked() {
-			if b.Attempts < 4 {
+			if b.Attempts < 4 || string(b.Key) != "user-07" {
 				continue
 			}
 			mu.Lock()
@@ -141,29 +170,46 @@ func run(brokersFlag string) error {
 			skipped = true
 		}
 	}
-	for {
-		mu.Lock()
-		done := renewed == users*perUser-1
-		mu.Unlock()
-		if done {
-			break
+	done := func() bool {
+		if serve == "" {
+			mu.Lock()
+			defer mu.Unlock()
+			return renewed == users*perUser-1
 		}
+		// user-10 #4 blocks its partition; the others are through.
+		held := int32(-1)
+		for _, b := range c.Blocked() {
+			if string(b.Key) == "user-10" && b.Attempts >= 2 {
+				held = b.Partition
+			}
+		}
+		for _, p := range c.Partitions() {
+			if p.Partition != held && (p.NextOffset < 0 || p.Lag > 0) {
+				return false
+			}
+		}
+		return held >= 0
+	}
+	for !done() {
 		select {
 		case <-deadline:
 			return errors.New("timed out waiting for the renewals")
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	stop()
-	if err := <-errc; err != nil {
-		return err
+	if serve == "" {
+		stop()
+		if err := <-errc; err != nil {
+			return err
+		}
 	}
 	mu.Lock()
-	defer mu.Unlock()
 	if order != nil {
+		mu.Unlock()
 		return order
 	}
 	fmt.Printf("renewed %d; user-03#1 succeeded on attempt %d; every user's requests in order\n", renewed, attempts["user-03#1"])
+	mu.Unlock()
 
 	dlq := retry.DLQTopicName(topic, group)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(dlq), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
@@ -185,5 +231,13 @@ func run(brokersFlag string) error {
 		fmt.Fprintln(os.Stderr, "unexpected dead-letter record")
 		os.Exit(1)
 	}
-	return nil
+	if serve == "" {
+		return nil
+	}
+	cardFixed.Store(true)
+	fmt.Println("user-07 updated their card: replaying their dead letter will renew it")
+	printing.Store(true)
+	err = dashboard(ctx, whippet.Connection{Brokers: brokers}, c, serve, ready)
+	stop()
+	return errors.Join(err, <-errc)
 }

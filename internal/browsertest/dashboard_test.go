@@ -129,7 +129,8 @@ func serve(t *testing.T, h http.Handler) *httptest.Server {
 
 // TestDashboardInChromium is the operator's story on the page, against a real
 // consumer on Kafka: a blocked partition shows, Skip unblocks it, the record
-// shows in the dead-letter view, and once the bug is fixed it is replayed.
+// shows in the dead-letter view, once the bug is fixed it is replayed, and a
+// partition is moved back to its start (Seek).
 func TestDashboardInChromium(t *testing.T) {
 	chromium(t)
 	kc := testkit.Shared(t)
@@ -223,6 +224,24 @@ func TestDashboardInChromium(t *testing.T) {
 		return errors.New("the replayed record was not handled")
 	})
 	waitText(ctx, t, "#actions tr.action-row", "dlq-replay", "replayed 1 of 1 selected record(s)")
+
+	// Handle partition 1 again from its start: Seek…, to offset 0.
+	part1 := fmt.Sprintf(`#consumers tr.part-row[data-tp="%s/1"]`, a.topic)
+	n1 := len(a.handledValues(1))
+	click(ctx, t, part1+" button.seek")
+	waitText(ctx, t, "#confirm[open]", "Seek "+a.topic+"/1?", "every partition of "+a.topic)
+	screenshot(ctx, t, "dialog-seek.png")
+	if err := chromedp.Run(ctx, chromedp.SetValue(`#confirm input[name="seek-offset"]`, "0", chromedp.ByQuery)); err != nil {
+		t.Fatal(err)
+	}
+	click(ctx, t, "#confirm-ok")
+	waitText(ctx, t, "#actions tr.action-row", "seek", a.topic+"/1", "from 2 to 0")
+	testkit.Eventually(t, 30*time.Second, func() error {
+		if got := a.handledValues(1)[n1:]; len(got) != 2 {
+			return fmt.Errorf("partition 1 handled %q again after the seek to 0, want both renewals", got)
+		}
+		return nil
+	})
 	screenshot(ctx, t, "dashboard-after.png")
 	pageErrs.check(t)
 }

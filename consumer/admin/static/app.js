@@ -292,7 +292,9 @@ function renderConsumers() {
             ? actionButton('Block', 'block', 'failing records are retried in place again, as the retry policy says', () => act('POST', partPath(c.name, p.topic, p.partition, 'block')))
             : actionButton('Skip all', 'skip-all', 'dead-letter every failing record of this partition until Block',
                 () => act('POST', partPath(c.name, p.topic, p.partition, 'skip-all'), undefined,
-                  {title: `Skip all failing records of ${p.topic}/${p.partition}?`, text: 'Every record of this partition that fails goes straight to the dead-letter topic instead of being retried in place, until you Block it again.', ok: 'Skip all', danger: true}))))));
+                  {title: `Skip all failing records of ${p.topic}/${p.partition}?`, text: 'Every record of this partition that fails goes straight to the dead-letter topic instead of being retried in place, until you Block it again.', ok: 'Skip all', danger: true})),
+          actionButton('Seek…', 'seek', 'move this partition (or every partition of its topic here) to an offset, a time or the end',
+            () => seek(c, p))))));
       table = el('table', {class: 'grid parts'}, head, el('tbody', {}, rows));
     }
     return el('article', {class: 'card consumer', dataset: {consumer: c.name}},
@@ -319,6 +321,40 @@ function renderActions() {
       el('td', {class: a.error ? 'error' : ''}, a.error ? 'failed: ' + a.error : a.detail));
   });
   $('actions').replaceChildren(el('table', {class: 'grid actions-log'}, head, el('tbody', {}, rows)));
+}
+
+// seek asks where to move a partition (or every partition of its topic
+// assigned to this instance) and moves it.
+async function seek(c, p) {
+  const radio = (name, value, checked) => el('input', {type: 'radio', name, value, checked});
+  const one = radio('seek-scope', 'one', true), all = radio('seek-scope', 'all');
+  const byOffset = radio('seek-to', 'offset', true), byTime = radio('seek-to', 'time'), toEnd = radio('seek-to', 'end');
+  const offset = el('input', {name: 'seek-offset', type: 'number', min: 0, class: 'num', value: p.next_offset < 0 ? 0 : p.next_offset});
+  const time = el('input', {name: 'seek-time', placeholder: '1h, 30m or RFC 3339', size: 20});
+  offset.addEventListener('focus', () => { byOffset.checked = true; });
+  time.addEventListener('focus', () => { byTime.checked = true; });
+  const blocked = p.blocked.map((b) => b.offset);
+  const extra = el('div', {class: 'seek-form'},
+    el('fieldset', {}, el('legend', {}, 'Partitions'),
+      el('label', {}, one, ` ${p.topic}/${p.partition} only`),
+      el('label', {}, all, ` every partition of ${p.topic} assigned to this instance`)),
+    el('fieldset', {}, el('legend', {}, 'To'),
+      el('label', {}, byOffset, ' offset ', offset),
+      el('label', {}, byTime, ' the first record at or after ', time),
+      el('label', {}, toEnd, ' the end (skip what is there now)')));
+  const ok = await confirmDialog(`Seek ${p.topic}/${p.partition}?`,
+    'The partition stops, its handlers under way finish, and it goes on from the new position, which is committed: records before it are not handled, records after it are handled again.' +
+    (blocked.length ? ` The record(s) blocking it (offset ${blocked.join(', ')}) are let go without being dead-lettered; they are handled again if the new position is at or before them.` : ''),
+    'Seek', true, extra);
+  if (!ok) return;
+  let body;
+  if (toEnd.checked) body = {end: true};
+  else if (byTime.checked) body = {time: time.value.trim()};
+  else body = {offset: Number(offset.value)};
+  const path = all.checked
+    ? `api/consumers/${enc(c.name)}/topics/${enc(p.topic)}/seek`
+    : partPath(c.name, p.topic, p.partition, 'seek');
+  await act('POST', path, body);
 }
 
 // ---- dead letters ----
