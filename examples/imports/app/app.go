@@ -291,6 +291,9 @@ func (s *System) runErr() error {
 	return errors.Join(s.runErrs...)
 }
 
+// Config is the configuration the services run with, defaults applied.
+func (s *System) Config() Config { return s.cfg }
+
 // JobsURL is the jobs service's base URL ("http://host:port"), where the
 // page is.
 func (s *System) JobsURL() string { return s.jobsURL }

@@ -48,8 +48,8 @@ type Notification struct {
 	// that a page can draw the import from whichever notification comes
 	// first (the jobs service's answer may come after the first ones).
 	Jobs int `json:"jobs"`
-	// Job, Importer and Contacts: JobTaken and JobDone.
-	Job      int    `json:"job,omitempty"`
+	// Job, Importer and Contacts: JobTaken and JobDone (Job is 0 otherwise).
+	Job      int    `json:"job"`
 	Importer string `json:"importer,omitempty"`
 	Contacts int    `json:"contacts,omitempty"`
 	// Imported and Rejected: JobDone (rejected: rows without a valid

@@ -30,9 +30,10 @@
   let attempt = 0;     // failed connects in a row
   let ws = null;
 
+  // Ids are "<partition>-<offset>"; the offset of "subscribed" may be -1
+  // ("0--1": nothing yet).
   function offsetOf(id) {
-    const i = id.lastIndexOf("-");
-    return Number(id.slice(i + 1));
+    return Number(id.slice(id.indexOf("-") + 1));
   }
 
   function setConn(text, st) {
