@@ -1,13 +1,14 @@
 package dlq
 
 import (
-	"encoding/base64"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/whippet-go/whippet/internal/jsonbytes"
 )
 
 // maxDays is the most days ParseTime accepts: more than a time.Duration
@@ -139,7 +140,7 @@ func (r *Record) View(o ViewOptions) RecordView {
 		OriginalOffset: r.Info.OriginalOffset, OriginalTimestamp: utc(r.Info.OriginalTimestamp),
 		FirstFailure: utc(r.Info.FirstFailure), LastFailure: utc(r.Info.LastFailure),
 	}
-	v.Key, v.KeyEncoding = encodeBytes(r.Key)
+	v.Key, v.KeyEncoding = jsonbytes.Encode(r.Key)
 	value := r.Value
 	if o.MaxValue > 0 && len(value) > o.MaxValue {
 		value, v.ValueTruncated = value[:o.MaxValue], true
@@ -147,9 +148,9 @@ func (r *Record) View(o ViewOptions) RecordView {
 			value = value[:len(value)-1] // do not cut a rune of a text value in two
 		}
 	}
-	v.Value, v.ValueEncoding = encodeBytes(value)
+	v.Value, v.ValueEncoding = jsonbytes.Encode(value)
 	for _, h := range r.Headers {
-		val, enc := encodeBytes(h.Value)
+		val, enc := jsonbytes.Encode(h.Value)
 		hv := HeaderView{Key: h.Key, Encoding: enc}
 		if val != nil {
 			hv.Value = *val
@@ -167,20 +168,6 @@ func (r *Record) View(o ViewOptions) RecordView {
 		v.PayloadHidden = true
 	}
 	return v
-}
-
-// encodeBytes returns b as text if it is UTF-8, else as base64 with the
-// encoding "base64"; nil for nil.
-func encodeBytes(b []byte) (*string, string) {
-	if b == nil {
-		return nil, ""
-	}
-	if utf8.Valid(b) {
-		s := string(b)
-		return &s, ""
-	}
-	s := base64.StdEncoding.EncodeToString(b)
-	return &s, "base64"
 }
 
 func utc(t time.Time) time.Time {

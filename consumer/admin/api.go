@@ -1,12 +1,11 @@
 package admin
 
 import (
-	"encoding/base64"
 	"time"
-	"unicode/utf8"
 
 	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/dlq"
+	"github.com/whippet-go/whippet/internal/jsonbytes"
 )
 
 // The types below are the JSON the API answers with (and, for the requests,
@@ -344,18 +343,6 @@ type PartitionPurge struct {
 // maxListedValue is how much of a value a listing shows.
 const maxListedValue = 4 << 10
 
-func encodeBytes(b []byte) (*string, string) {
-	if b == nil {
-		return nil, ""
-	}
-	if utf8.Valid(b) {
-		s := string(b)
-		return &s, ""
-	}
-	s := base64.StdEncoding.EncodeToString(b)
-	return &s, "base64"
-}
-
 // hidePayload leaves the key and error text out of a blocked record
 // (ActionViewPayloads).
 func (v *BlockedView) hidePayload() {
@@ -375,6 +362,6 @@ func blockedView(name string, b *consumer.BlockedRecord) BlockedView {
 	v := BlockedView{Consumer: name, Topic: b.Topic, Partition: b.Partition, Offset: b.Offset,
 		Error: b.Error, Attempts: b.Attempts, Since: b.Since, NextAttempt: b.NextAttempt, Forwarding: b.Forwarding,
 		Waiting: b.Waiting}
-	v.Key, v.KeyEncoding = encodeBytes(b.Key)
+	v.Key, v.KeyEncoding = jsonbytes.Encode(b.Key)
 	return v
 }
