@@ -2,6 +2,7 @@ package consumer_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/whippet-go/whippet"
+	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/consumer"
 )
 
@@ -57,6 +59,60 @@ func Example() {
 	// offset 0: renew alice
 	// offset 1: renew bob
 	// offset 2: renew alice
+}
+
+// A typed handler gets each record decoded; a record its codecs cannot
+// decode never reaches it: it is dead-lettered at once with reason "decode".
+func ExampleTyped() {
+	type Renewal struct {
+		Plan string `json:"plan"`
+	}
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "renewals"))
+	if err != nil {
+		panic(err)
+	}
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+	producer, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		panic(err)
+	}
+	defer producer.Close()
+	for _, r := range []struct{ user, value string }{{"alice", `{"plan":"yearly"}`}, {"bob", `{"plan":`}, {"carol", `{"plan":"monthly"}`}} {
+		producer.ProduceSync(context.Background(), &kgo.Record{Topic: "renewals", Key: []byte(r.user), Value: []byte(r.value)})
+	}
+
+	var wg sync.WaitGroup
+	wg.Add(3)
+	handler := consumer.Typed(codec.String(), codec.JSON[Renewal](),
+		func(ctx context.Context, m consumer.Message[string, Renewal]) error {
+			defer wg.Done()
+			fmt.Printf("offset %d: %s renews %s\n", m.Offset, m.Key, m.Value.Plan)
+			return nil
+		})
+	c, err := consumer.New(whippet.Connection{Brokers: brokers}, handler,
+		consumer.Group("renewal-service"),
+		consumer.Topics("renewals"),
+		consumer.OnError(func(ctx context.Context, rec *kgo.Record, err error) {
+			defer wg.Done()
+			fmt.Printf("offset %d: poison pill (%v): %v\n", rec.Offset, errors.Is(err, codec.ErrDecode), err)
+		}),
+	)
+	if err != nil {
+		panic(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- c.Run(ctx) }()
+	wg.Wait()
+	stop()
+	if err := <-done; err != nil {
+		panic(err)
+	}
+	// Output:
+	// offset 0: alice renews yearly
+	// offset 1: poison pill (true): consumer: decoding the value: codec: decode: JSON into consumer_test.Renewal: unexpected end of JSON input
+	// offset 2: carol renews monthly
 }
 
 // Options are checked before any network I/O, and each error names its option.
