@@ -47,8 +47,9 @@ type Message[K, V any] struct {
 // retrying it (unless the policy has RetryDecodeErrors). An error returned by
 // fn goes through the retry policy like any handler's.
 //
-// Handlers of one record at a time only: typed batches come with the batch
-// handler (issue 16), which does not exist yet.
+// Typed returns nil if a codec or fn is nil; New refuses a nil Handler.
+// Handlers of one record at a time only: typed batches will come with the
+// batch handler (issue 16), which does not exist yet.
 func Typed[K, V any](keys codec.Codec[K], values codec.Codec[V], fn func(ctx context.Context, m Message[K, V]) error) Handler {
 	if keys == nil || values == nil || fn == nil {
 		// A nil codec would panic at the first record, a poison pill of
