@@ -32,6 +32,7 @@ import (
 	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/aggregator"
 	"github.com/whippet-go/whippet/atomicstore"
+	"github.com/whippet-go/whippet/codec"
 	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/examples/internal/demo"
 )
@@ -118,11 +119,8 @@ func run(brokersFlag string) error {
 			return err
 		}
 		defer a.Close(context.Background())
-		c, err := consumer.New(whippet.Connection{Brokers: brokers}, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
-			var job Job
-			if err := json.Unmarshal(r.Value, &job); err != nil {
-				return err
-			}
+		c, err := consumer.New(whippet.Connection{Brokers: brokers}, consumer.Typed(codec.Bytes(), codec.JSON[Job](), func(ctx context.Context, m consumer.Message[[]byte, Job]) error {
+			job := m.Value
 			if job.Import != importID {
 				return nil // an earlier run's
 			}

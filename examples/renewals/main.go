@@ -76,12 +76,10 @@ func run(brokersFlag string) error {
 		attempts = map[string]int{}
 		order    error
 	)
-	codec := codec.JSON[RenewalRequest]()
-	handler := consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {
-		req, err := codec.Decode(rec.Value)
-		if err != nil {
-			return err // a poison pill: dead-lettered at once
-		}
+	// A request that does not decode never reaches the handler: it is a
+	// poison pill, dead-lettered at once (reason "decode").
+	handler := consumer.Typed(codec.String(), codec.JSON[RenewalRequest](), func(ctx context.Context, m consumer.Message[string, RenewalRequest]) error {
+		req := m.Value
 		mu.Lock()
 		defer mu.Unlock()
 		id := fmt.Sprintf("%s#%d", req.User, req.Seq)
