@@ -85,7 +85,9 @@ type DecodeError struct {
 }
 
 // Error returns "consumer: decoding the <field>: " and the codec's error.
-func (e *DecodeError) Error() string { return "consumer: decoding the " + e.Field + ": " + e.Err.Error() }
+func (e *DecodeError) Error() string {
+	return "consumer: decoding the " + e.Field + ": " + e.Err.Error()
+}
 
 // Unwrap lets errors.Is and errors.As find codec.ErrDecode and the codec's
 // error.
