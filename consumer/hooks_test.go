@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/whippet-go/whippet"
 	"github.com/whippet-go/whippet/consumer"
 	"github.com/whippet-go/whippet/testkit"
 )
@@ -238,16 +239,32 @@ func TestRebalanceHooks(t *testing.T) {
 			if txn {
 				out = kc.NewTopic(t, 1, nil)
 			}
-			produceSpread(t, kc, topic, parts, parts*perPart, func(i int) string { return strconv.Itoa(i) })
+			// In small batches: a fetch returns whole batches.
+			cl := kc.Client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+			for i := 0; i < parts*perPart; i += 200 {
+				var recs []*kgo.Record
+				for j := i; j < i+200; j++ {
+					recs = append(recs, &kgo.Record{Topic: topic, Partition: int32(j % parts), Key: []byte(strconv.Itoa(j))})
+				}
+				if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+					t.Fatal(err)
+				}
+			}
 			adm := kc.Admin(t)
 			a := newHookMember(t, "A", group, topic, out, adm)
 			b := newHookMember(t, "B", group, topic, out, adm)
 			start := func(m *hookMember) (*consumer.Consumer, chan error) {
 				opts := append(m.options(), consumer.Topics(topic), consumer.CommitInterval(time.Hour)) // commits only on revocation
+				conn := whippet.Connection{Brokers: kc.Brokers}
 				if txn {
 					opts = append(opts, consumer.Transactional(topic+"-"+m.name))
+					// A transaction takes polled records in their
+					// partitions' order, so large fetches would have the
+					// partitions handled one after the other: small ones
+					// (of small batches) keep every partition busy.
+					conn.ClientOptions = []kgo.Opt{kgo.FetchMaxPartitionBytes(4 << 10)}
 				}
-				c := newConsumer(t, kc, m.handler(), group, opts...)
+				c := newConsumerConn(t, conn, m.handler(), group, opts...)
 				errc := make(chan error, 1)
 				go func() { errc <- c.Run(context.Background()) }()
 				return c, errc

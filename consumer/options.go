@@ -75,6 +75,9 @@ type config struct {
 	commitStartOnAssign bool
 	middlewares         []Middleware
 	onError             func(context.Context, *kgo.Record, error)
+	onAssigned          func(context.Context, []TopicPartition)
+	onRevoked           func(context.Context, []TopicPartition)
+	onLost              func(context.Context, []TopicPartition)
 	retry               retry.Policy
 	retryFor            map[string]retry.Policy
 	retryPartitions     int32
