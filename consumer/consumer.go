@@ -150,6 +150,12 @@ type Consumer struct {
 
 	hookMu sync.Mutex // one rebalance hook at a time
 
+	// Health (see Health): the group membership, and when the loop last
+	// left its poll (0 while it polls).
+	member    atomic.Bool
+	memberWhy atomic.Pointer[string]
+	pollOut   atomic.Int64
+
 	started   atomic.Bool
 	closeOnce sync.Once
 	closeCh   chan struct{}
@@ -391,6 +397,7 @@ func (c *Consumer) baseClientOptions() []kgo.Opt {
 		// a long-polling fetch of the same broker.
 		kgo.FetchMaxWait(500 * time.Millisecond),
 		kgo.SessionTimeout(c.cfg.sessionTimeout),
+		kgo.WithHooks(groupHealth{c}),
 	}
 	if c.cfg.txnSet {
 		// franz-go's default is 20ms: a transaction begun right after the
@@ -426,7 +433,9 @@ func (c *Consumer) baseClientOptions() []kgo.Opt {
 // AllowRebalance below, so records never reach a partition being revoked.
 func (c *Consumer) poll(ctx context.Context, cl *kgo.Client) {
 	for {
+		c.polling()
 		fetches := cl.PollFetches(ctx)
+		c.polled()
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			cl.AllowRebalance()
 			return
@@ -507,6 +516,7 @@ func (c *Consumer) signalDrained() {
 }
 
 func (c *Consumer) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
+	c.joined() // franz-go calls it after every join, even with nothing new
 	if c.cfg.txnSet {
 		c.reconcile(ctx, cl)
 	}
@@ -566,6 +576,7 @@ func (c *Consumer) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[st
 
 func (c *Consumer) onLost(ctx context.Context, cl *kgo.Client, lost map[string][]int32) {
 	// The partitions are already someone else's: stop, but commit nothing.
+	c.left("its group session ended")
 	ps := c.takePartitions(lost)
 	c.stopPartitions(ctx, cl, ps, false)
 	c.log.Warn("partitions lost", zap.Any("partitions", lost))

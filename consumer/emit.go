@@ -131,6 +131,8 @@ func (o *outbox) close(ok bool) []*kgo.Record {
 // outputs.
 func (p *partition) attempt(ctx context.Context, h *handling, rec *kgo.Record) ([]*kgo.Record, error) {
 	h.out.open()
+	p.callStarts(rec)
 	err := callSafely(ctx, p.c.handler, rec)
+	p.callEnds()
 	return h.out.close(err == nil), err
 }

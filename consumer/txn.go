@@ -134,6 +134,7 @@ func (c *Consumer) onRevokedTxn(ctx context.Context, cl *kgo.Client, revoked map
 }
 
 func (c *Consumer) onLostTxn(ctx context.Context, cl *kgo.Client, lost map[string][]int32) {
+	c.left("its group session ended")
 	if b := c.txn.Load(); b != nil {
 		b.fail(errors.New("partitions lost"))
 	}
@@ -153,7 +154,9 @@ type txnLoop struct {
 
 func (t *txnLoop) run(ctx context.Context) error {
 	for {
+		t.c.polling()
 		fetches := t.sess.PollRecords(ctx, min(t.c.cfg.txnMaxRecords, t.c.cfg.partitionBuffer*max(1, len(t.c.assigned()))))
+		t.c.polled()
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			// Records polled now are not handled: nothing committed them,
 			// so the next owner reads them.
@@ -226,7 +229,9 @@ func (t *txnLoop) transact(ctx context.Context, first kgo.Fetches) (bool, error)
 		if !room {
 			break
 		}
+		c.polling()
 		fetches := t.sess.PollRecords(takeCtx, min(c.cfg.txnMaxRecords-n, int(b.limit-b.pending.Load())))
+		c.polled()
 		if fetches.IsClientClosed() {
 			b.fail(kgo.ErrClientClosed)
 			break
