@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -113,6 +116,98 @@ func ExampleTyped() {
 	// offset 0: alice renews yearly
 	// offset 1: poison pill (true): consumer: decoding the value: codec: decode: JSON into consumer_test.Renewal: unexpected end of JSON input
 	// offset 2: carol renews monthly
+}
+
+// Rebalance hooks bracket the handling of each partition: OnAssigned before
+// its first record, OnRevoked after its last one is committed (here at
+// shutdown).
+func ExampleOnRevoked() {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "renewals"))
+	if err != nil {
+		panic(err)
+	}
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+	producer, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		panic(err)
+	}
+	defer producer.Close()
+	producer.ProduceSync(context.Background(), &kgo.Record{Topic: "renewals", Key: []byte("alice"), Value: []byte("renew")})
+
+	handled := make(chan struct{})
+	c, err := consumer.New(whippet.Connection{Brokers: brokers},
+		consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {
+			fmt.Printf("handled %s[%d] offset %d\n", rec.Topic, rec.Partition, rec.Offset)
+			close(handled)
+			return nil
+		}),
+		consumer.Group("renewal-service"),
+		consumer.Topics("renewals"),
+		consumer.OnAssigned(func(ctx context.Context, ps []consumer.TopicPartition) { fmt.Println("assigned", ps) }),
+		consumer.OnRevoked(func(ctx context.Context, ps []consumer.TopicPartition) {
+			fmt.Println("revoked, offsets committed:", ps)
+		}),
+	)
+	if err != nil {
+		panic(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- c.Run(ctx) }()
+	<-handled
+	stop()
+	if err := <-done; err != nil {
+		panic(err)
+	}
+	// Output:
+	// assigned [{renewals 0}]
+	// handled renewals[0] offset 0
+	// revoked, offsets committed: [{renewals 0}]
+}
+
+// Liveness and readiness probes for Kubernetes: mount the handlers on the
+// service's mux.
+func ExampleConsumer_ReadyHandler() {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "renewals"))
+	if err != nil {
+		panic(err)
+	}
+	defer cluster.Close()
+	c, err := consumer.New(whippet.Connection{Brokers: cluster.ListenAddrs()},
+		consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error { return nil }),
+		consumer.Group("renewal-service"),
+		consumer.Topics("renewals"),
+	)
+	if err != nil {
+		panic(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/livez", c.LiveHandler())
+	mux.Handle("/readyz", c.ReadyHandler())
+	probe := func(path string) string {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		return fmt.Sprintf("%s %d %s", path, rec.Code, rec.Body)
+	}
+	fmt.Print(probe("/readyz"))
+
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- c.Run(ctx) }()
+	for !c.Health().Ready {
+		time.Sleep(10 * time.Millisecond)
+	}
+	fmt.Print(probe("/livez"))
+	fmt.Print(probe("/readyz"))
+	stop()
+	if err := <-done; err != nil {
+		panic(err)
+	}
+	// Output:
+	// /readyz 503 consumer renewal-service: not ready: not running (Run not called)
+	// /livez 200 consumer renewal-service: live
+	// /readyz 200 consumer renewal-service: ready, 2 partitions
 }
 
 // Options are checked before any network I/O, and each error names its option.
