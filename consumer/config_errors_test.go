@@ -105,6 +105,9 @@ func TestEveryConfigErrorNamesItsField(t *testing.T) {
 		{"transaction records", okHandler, []consumer.Option{consumer.Transactional("x-0"), consumer.TransactionBatch(-1, time.Second)}, "TransactionBatch", "maxRecords must be > 0, got -1"},
 		{"transaction interval", okHandler, []consumer.Option{consumer.Transactional("x-0"), consumer.TransactionBatch(1, 0)}, "TransactionBatch", "maxInterval must be > 0, got 0s"},
 		{"transaction timeout", okHandler, []consumer.Option{consumer.Transactional("x-0"), consumer.TransactionTimeout(time.Millisecond)}, "TransactionTimeout", "must be between 1s and 15m"},
+		{"health poll limit", okHandler, []consumer.Option{consumer.HealthPollLimit(100 * time.Millisecond)}, "HealthPollLimit", "must be more than BackpressureWait (500ms)"},
+		{"health poll limit in transactions", okHandler, []consumer.Option{consumer.Transactional("x-0"), consumer.HealthPollLimit(10 * time.Second)}, "HealthPollLimit", "must be at least the TransactionTimeout (40s)"},
+		{"health blocked limit", okHandler, []consumer.Option{consumer.HealthBlockedLimit(0)}, "HealthBlockedLimit", "must be > 0, got 0s"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -34,6 +34,39 @@
 //     and its records are handled again; read_committed readers see each
 //     output once. A fenced instance stops with ErrFenced.
 //
+// # Rebalance hooks
+//
+// Rebalance hooks tell a service which partitions it owns, for state kept
+// per partition (a cache, a batch, a lock, a gauge). Their guarantees:
+//
+//   - OnAssigned(ps) is called before the first handler call on any record
+//     of ps in that assignment: no record of ps is fetched until it returns.
+//   - OnRevoked(ps) is called once no handler call on a record of ps is
+//     under way (those still running after DrainTimeout were canceled and
+//     are not committed), none starts afterwards (until OnAssigned again),
+//     and the offsets of ps are committed: in at-least-once mode, the offset
+//     after the last record finished, committed synchronously; in
+//     Transactional mode, those of every transaction that committed (a
+//     transaction still open aborts: its records are handled again by the
+//     next owner and its outputs never become visible). It is called on a
+//     rebalance and on shutdown (before Run returns).
+//   - OnLost(ps) is called instead of OnRevoked when ps were taken without
+//     that commit: the group evicted the member (session timeout, the broker
+//     unreachable for that long), a rebalance took them without a
+//     revocation, Run failed for good in Transactional mode, or, in
+//     at-least-once mode, the commit of a revocation or shutdown failed.
+//     Their handlers have stopped as for OnRevoked; records finished since
+//     the last commit are handled again by the next owner, who may already
+//     be at work.
+//
+// Every partition passed to OnAssigned is later passed to exactly one
+// OnRevoked or OnLost call (set both if you keep state per partition), and
+// then perhaps to OnAssigned again. Hooks are called one at a time, from the
+// consumer's rebalance callbacks (or from Run at shutdown), never with an
+// empty list, each list sorted. The rebalance waits for them, so keep them
+// short: a member that takes longer than the group's rebalance timeout (60s
+// by default) is evicted. A hook that panics is logged and recovered.
+//
 // The consumer is built on franz-go: it uses BlockRebalanceOnPoll so that a
 // rebalance never runs while fetched records are being dispatched, and
 // AutoCommitMarks so that only records marked as finished are committed.
@@ -114,6 +147,14 @@ type Consumer struct {
 	// forwardTopics are, with TopicRegex, the source topics whose retry and
 	// dead-letter topics exist (see ensureForwardTopics).
 	forwardTopics sync.Map
+
+	hookMu sync.Mutex // one rebalance hook at a time
+
+	// Health (see Health): the group membership, and when the loop last
+	// left its poll (0 while it polls).
+	member    atomic.Bool
+	memberWhy atomic.Pointer[string]
+	pollOut   atomic.Int64
 
 	started   atomic.Bool
 	closeOnce sync.Once
@@ -256,7 +297,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 
 	// Shutdown: drain and commit here rather than in the leave's revoke
 	// callback, so the commit does not depend on the client's leave path.
-	c.stopPartitions(context.Background(), cl, c.takeAllPartitions(), true)
+	ps := c.takeAllPartitions()
+	err = c.stopPartitions(context.Background(), cl, ps, true)
+	c.ended(c.handlerCtx, ps, err == nil)
 	cl.CloseAllowingRebalance()
 	c.log.Info("consumer stopped")
 	return nil
@@ -356,6 +399,7 @@ func (c *Consumer) baseClientOptions() []kgo.Opt {
 		// a long-polling fetch of the same broker.
 		kgo.FetchMaxWait(500 * time.Millisecond),
 		kgo.SessionTimeout(c.cfg.sessionTimeout),
+		kgo.WithHooks(groupHealth{c}),
 	}
 	if c.cfg.txnSet {
 		// franz-go's default is 20ms: a transaction begun right after the
@@ -392,7 +436,9 @@ func (c *Consumer) baseClientOptions() []kgo.Opt {
 func (c *Consumer) poll(ctx context.Context, cl *kgo.Client) {
 	for {
 		pollCtx, wake := c.seeks.pollContext(ctx)
+		c.polling()
 		fetches := cl.PollFetches(pollCtx)
+		c.polled()
 		wake()
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			cl.AllowRebalance()
@@ -477,6 +523,7 @@ func (c *Consumer) signalDrained() {
 }
 
 func (c *Consumer) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
+	c.joined() // franz-go calls it after every join, even with nothing new
 	if c.cfg.txnSet {
 		c.reconcile(ctx, cl)
 	}
@@ -496,7 +543,15 @@ func (c *Consumer) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[
 	}
 	c.mu.Unlock()
 	c.stopPartitions(ctx, cl, stale, false)
+	c.ended(ctx, stale, false)
 
+	c.register(cl, assigned)
+	c.log.Info("partitions assigned", zap.Any("partitions", assigned))
+	c.hook(ctx, "OnAssigned", c.cfg.onAssigned, topicPartitions(assigned))
+}
+
+// register starts the state of newly assigned partitions.
+func (c *Consumer) register(cl *kgo.Client, assigned map[string][]int32) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for topic, ps := range assigned {
@@ -504,7 +559,6 @@ func (c *Consumer) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[
 			c.addPartitionLocked(cl, TopicPartition{topic, id})
 		}
 	}
-	c.log.Info("partitions assigned", zap.Any("partitions", assigned))
 }
 
 // addPartitionLocked starts the state of an assigned partition (or of one a
@@ -527,14 +581,19 @@ func (c *Consumer) addPartitionLocked(cl *kgo.Client, tp TopicPartition) *partit
 }
 
 func (c *Consumer) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
-	c.stopPartitions(ctx, cl, c.takePartitions(revoked), true)
+	ps := c.takePartitions(revoked)
+	err := c.stopPartitions(ctx, cl, ps, true)
 	c.log.Info("partitions revoked", zap.Any("partitions", revoked))
+	c.ended(ctx, ps, err == nil)
 }
 
 func (c *Consumer) onLost(ctx context.Context, cl *kgo.Client, lost map[string][]int32) {
 	// The partitions are already someone else's: stop, but commit nothing.
-	c.stopPartitions(ctx, cl, c.takePartitions(lost), false)
+	c.left("its group session ended")
+	ps := c.takePartitions(lost)
+	c.stopPartitions(ctx, cl, ps, false)
 	c.log.Warn("partitions lost", zap.Any("partitions", lost))
+	c.ended(ctx, ps, false)
 }
 
 func (c *Consumer) takePartitions(tps map[string][]int32) []*partition {
@@ -593,6 +652,7 @@ func (c *Consumer) reconcile(ctx context.Context, cl *kgo.Client) {
 		b.fail(errors.New("partitions revoked"))
 	}
 	c.stopPartitions(ctx, cl, gone, false)
+	c.ended(ctx, gone, false)
 	c.log.Warn("partitions revoked without a callback (a second rebalance inside one transaction): stopped", zap.Any("partitions", lost))
 }
 
@@ -620,10 +680,10 @@ func (c *Consumer) takeAllPartitions() []*partition {
 }
 
 // stopPartitions stops the partitions, waits up to DrainTimeout for their
-// handlers under way, and commits what finished.
-func (c *Consumer) stopPartitions(ctx context.Context, cl *kgo.Client, ps []*partition, commit bool) {
+// handlers under way, and commits what finished; the error is the commit's.
+func (c *Consumer) stopPartitions(ctx context.Context, cl *kgo.Client, ps []*partition, commit bool) error {
 	if len(ps) == 0 {
-		return
+		return nil
 	}
 	for _, p := range ps {
 		p.stop()
@@ -646,11 +706,13 @@ func (c *Consumer) stopPartitions(ctx context.Context, cl *kgo.Client, ps []*par
 		p.cancel()
 	}
 	if !commit {
-		return
+		return nil
 	}
 	if err := cl.CommitMarkedOffsets(ctx); err != nil {
 		c.log.Error("committing offsets of revoked partitions failed; their finished records will be handled again", zap.Error(err))
+		return err
 	}
+	return nil
 }
 
 // startPositions is franz-go's AdjustFetchOffsetsFn: it runs once the

@@ -167,7 +167,9 @@ func (o *outbox) close(ok bool) []*kgo.Record {
 func (p *partition) attempt(ctx context.Context, h *handling, rec *kgo.Record) ([]*kgo.Record, error) {
 	h.reached = ctx
 	h.out.open()
+	p.callStarts(rec)
 	err := callSafely(ctx, p.c.handler, rec)
+	p.callEnds()
 	return h.out.close(err == nil), err
 }
 

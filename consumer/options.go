@@ -75,6 +75,11 @@ type config struct {
 	commitStartOnAssign bool
 	middlewares         []Middleware
 	onError             func(context.Context, *kgo.Record, error)
+	onAssigned          func(context.Context, []TopicPartition)
+	onRevoked           func(context.Context, []TopicPartition)
+	onLost              func(context.Context, []TopicPartition)
+	healthPoll          time.Duration
+	healthBlocked       time.Duration
 	retry               retry.Policy
 	retryFor            map[string]retry.Policy
 	retryPartitions     int32
@@ -100,6 +105,8 @@ func defaultConfig() config {
 		txnMaxRecords:       DefaultTransactionRecords,
 		txnMaxInterval:      DefaultTransactionInterval,
 		txnTimeout:          DefaultTransactionTimeout,
+		healthPoll:          DefaultHealthPollLimit,
+		healthBlocked:       DefaultHealthBlockedLimit,
 	}
 }
 
@@ -407,6 +414,12 @@ func (c *config) validate(h Handler) error {
 	if c.commitInterval < 100*time.Millisecond {
 		bad("CommitInterval", "must be at least 100ms (franz-go's minimum), got %v", c.commitInterval)
 	}
+	if c.healthPoll <= c.backpressureWait {
+		bad("HealthPollLimit", "must be more than BackpressureWait (%v), which the loop may wait between polls, got %v", c.backpressureWait, c.healthPoll)
+	}
+	if c.healthBlocked <= 0 {
+		bad("HealthBlockedLimit", "must be > 0, got %v", c.healthBlocked)
+	}
 	c.validateForwardTopics(bad)
 	if err := c.retry.Validate(); err != nil {
 		bad("Retry", "%v", err)
@@ -498,6 +511,9 @@ func (c *config) validateTransactional(bad func(field, rule string, args ...any)
 	if c.txnTimeout < time.Second || c.txnTimeout > 15*time.Minute {
 		bad("TransactionTimeout", "must be between 1s and 15m (the broker's default transaction.max.timeout.ms), got %v", c.txnTimeout)
 		return
+	}
+	if c.healthPoll < c.txnTimeout {
+		bad("HealthPollLimit", "must be at least the TransactionTimeout (%v): the loop waits for each transaction's handlers and commit, got %v", c.txnTimeout, c.healthPoll)
 	}
 	if c.txnMaxInterval > c.txnTimeout/2 {
 		bad("TransactionBatch", "maxInterval %v must be at most half the TransactionTimeout (%v)", c.txnMaxInterval, c.txnTimeout)

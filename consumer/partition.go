@@ -54,6 +54,11 @@ type partition struct {
 	source  string
 	policy  retry.Policy
 	skipAll atomic.Bool // operator: failing records skip blocking retries
+	// Handler calls under way, when they last made progress (Unix ns) and
+	// the record of the first: see callStarts.
+	calls     atomic.Int32
+	callSince atomic.Int64
+	callRec   atomic.Pointer[kgo.Record]
 
 	mu     sync.Mutex
 	lanes  map[string]*lane // by key; strict partition order uses the single key ""

@@ -106,7 +106,11 @@ func (c *Consumer) runTransactional(ctx context.Context) error {
 		zap.Int("batchRecords", c.cfg.txnMaxRecords), zap.Duration("batchInterval", c.cfg.txnMaxInterval))
 	t := &txnLoop{c: c, sess: sess, cl: cl}
 	err = t.run(ctx)
-	c.stopPartitions(context.Background(), cl, c.takeAllPartitions(), false)
+	ps := c.takeAllPartitions()
+	c.stopPartitions(context.Background(), cl, ps, false)
+	// Every transaction has ended: what is committed is what was handled
+	// for good, unless the producer failed for good.
+	c.ended(c.handlerCtx, ps, err == nil)
 	sess.Close()
 	c.log.Info("consumer stopped")
 	return err
@@ -120,16 +124,24 @@ func (c *Consumer) onRevokedTxn(ctx context.Context, cl *kgo.Client, revoked map
 	if b := c.txn.Load(); b != nil {
 		b.fail(errors.New("partitions revoked"))
 	}
-	c.stopPartitions(ctx, cl, c.takePartitions(revoked), false)
+	// The session waited for a transaction ending now, and aborts the one
+	// under way: the committed offsets are those of every committed
+	// transaction.
+	ps := c.takePartitions(revoked)
+	c.stopPartitions(ctx, cl, ps, false)
 	c.log.Info("partitions revoked", zap.Any("partitions", revoked))
+	c.ended(ctx, ps, true)
 }
 
 func (c *Consumer) onLostTxn(ctx context.Context, cl *kgo.Client, lost map[string][]int32) {
+	c.left("its group session ended")
 	if b := c.txn.Load(); b != nil {
 		b.fail(errors.New("partitions lost"))
 	}
-	c.stopPartitions(ctx, cl, c.takePartitions(lost), false)
+	ps := c.takePartitions(lost)
+	c.stopPartitions(ctx, cl, ps, false)
 	c.log.Warn("partitions lost", zap.Any("partitions", lost))
+	c.ended(ctx, ps, false)
 }
 
 // txnLoop polls, handles and commits one transaction at a time.
@@ -144,7 +156,9 @@ func (t *txnLoop) run(ctx context.Context) error {
 	for {
 		t.c.applySeeks(t.cl) // between two transactions
 		pollCtx, wake := t.c.seeks.pollContext(ctx)
+		t.c.polling()
 		fetches := t.sess.PollRecords(pollCtx, min(t.c.cfg.txnMaxRecords, t.c.cfg.partitionBuffer*max(1, len(t.c.assigned()))))
+		t.c.polled()
 		wake()
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			// Records polled now are not handled: nothing committed them,
@@ -218,7 +232,9 @@ func (t *txnLoop) transact(ctx context.Context, first kgo.Fetches) (bool, error)
 		if !room {
 			break
 		}
+		c.polling()
 		fetches := t.sess.PollRecords(takeCtx, min(c.cfg.txnMaxRecords-n, int(b.limit-b.pending.Load())))
+		c.polled()
 		if fetches.IsClientClosed() {
 			b.fail(kgo.ErrClientClosed)
 			break

@@ -109,27 +109,25 @@ func run(brokersFlag string) error {
 	// 2. The checkout service, exactly once: outputs and input offsets in
 	// one transaction per batch. The transactional id is unique per
 	// instance and stable across its restarts (here: one instance).
-	paymentCodec := codec.JSON[PaymentSucceeded]()
+	// A payment that does not decode never reaches the handler: it goes to
+	// the dead-letter topic (reason "decode"), in the transaction.
 	checkoutCodec := codec.JSON[CheckoutCompleted]()
 	var handled, abortedOnce atomic.Int32
-	checkout, err := consumer.New(whippet.Connection{Brokers: brokers, Logger: logger}, consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {
+	checkoutHandler := consumer.Typed(codec.String(), codec.JSON[PaymentSucceeded](), func(ctx context.Context, m consumer.Message[string, PaymentSucceeded]) error {
 		handled.Add(1)
-		pay, err := paymentCodec.Decode(rec.Value)
-		if err != nil {
-			return err // a poison pill: to the dead-letter topic, in the transaction
-		}
-		value, err := checkoutCodec.Encode(CheckoutCompleted(pay))
+		value, err := checkoutCodec.Encode(CheckoutCompleted(m.Value))
 		if err != nil {
 			return err
 		}
-		if err := consumer.Emit(ctx, &kgo.Record{Topic: checkoutsTopic, Key: rec.Key, Value: value}); err != nil {
+		if err := consumer.Emit(ctx, &kgo.Record{Topic: checkoutsTopic, Key: m.Record.Key, Value: value}); err != nil {
 			return err
 		}
-		if pay.Order == "order-150" && abortedOnce.CompareAndSwap(0, 1) {
+		if m.Value.Order == "order-150" && abortedOnce.CompareAndSwap(0, 1) {
 			return fmt.Errorf("the stock service is being failed over: %w", consumer.ErrAbort)
 		}
 		return nil
-	}),
+	})
+	checkout, err := consumer.New(whippet.Connection{Brokers: brokers, Logger: logger}, checkoutHandler,
 		consumer.Group("checkout-service"+suffix),
 		consumer.Topics(paymentsTopic),
 		consumer.Transactional("checkout-service-0"+suffix),
@@ -144,11 +142,8 @@ func run(brokersFlag string) error {
 		seen = map[string]int{}
 		done = make(chan struct{})
 	)
-	inventory, err := consumer.New(whippet.Connection{Brokers: brokers, Logger: logger}, consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {
-		ev, err := checkoutCodec.Decode(rec.Value)
-		if err != nil {
-			return err
-		}
+	inventory, err := consumer.New(whippet.Connection{Brokers: brokers, Logger: logger}, consumer.Typed(codec.String(), checkoutCodec, func(ctx context.Context, m consumer.Message[string, CheckoutCompleted]) error {
+		ev := m.Value
 		mu.Lock()
 		defer mu.Unlock()
 		if seen[ev.Order]++; seen[ev.Order] == 1 && len(seen) == orders {

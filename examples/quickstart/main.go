@@ -83,12 +83,10 @@ func run(brokersFlag string) error {
 		order   error
 		done    = make(chan struct{})
 	)
-	codec := codec.JSON[RenewalRequest]()
-	handler := consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {
-		req, err := codec.Decode(rec.Value)
-		if err != nil {
-			return err
-		}
+	// A typed handler: a request that does not decode never reaches it, it
+	// is dead-lettered at once (reason "decode").
+	handler := consumer.Typed(codec.String(), codec.JSON[RenewalRequest](), func(ctx context.Context, m consumer.Message[string, RenewalRequest]) error {
+		req := m.Value
 		time.Sleep(2 * time.Millisecond) // the call to the billing system
 		mu.Lock()
 		defer mu.Unlock()

@@ -100,12 +100,10 @@ func scenario(ctx context.Context, brokersFlag, serve string, ready func(url str
 		// person at the dashboard; renewals are printed.
 		cardFixed, printing atomic.Bool
 	)
-	codec := codec.JSON[RenewalRequest]()
-	handler := consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {
-		req, err := codec.Decode(rec.Value)
-		if err != nil {
-			return err // a poison pill: dead-lettered at once
-		}
+	// A request that does not decode never reaches the handler: it is a
+	// poison pill, dead-lettered at once (reason "decode").
+	handler := consumer.Typed(codec.String(), codec.JSON[RenewalRequest](), func(ctx context.Context, m consumer.Message[string, RenewalRequest]) error {
+		req := m.Value
 		mu.Lock()
 		defer mu.Unlock()
 		id := fmt.Sprintf("%s#%d", req.User, req.Seq)
@@ -125,7 +123,7 @@ func scenario(ctx context.Context, brokersFlag, serve string, ready func(url str
 		}
 		renewed++
 		if printing.Load() {
-			fmt.Printf("renewed %s #%d (%s[%d] offset %d)\n", req.User, req.Seq, rec.Topic, rec.Partition, rec.Offset)
+			fmt.Printf("renewed %s #%d (%s[%d] offset %d)\n", req.User, req.Seq, m.Topic, m.Partition, m.Offset)
 		}
 		return nil
 	})
