@@ -303,7 +303,9 @@ func (p *Producer) nudge() {
 // consumers drop duplicates by IDHeader (see the metrics for the count).
 //
 // Errors: ErrFull when the spool is full (nothing is acknowledged that is
-// not durable), ErrUnconfirmed (with ctx's error) when ctx ends first,
+// not durable); the spool's write or fsync error (a full disk matches
+// syscall.ENOSPC) for this produce and every later one, the failed write
+// cut off the file so that the record is not relayed later; ErrUnconfirmed (with ctx's error) when ctx ends first,
 // Kafka's error for a record it refuses (too large, unauthorized) within
 // Threshold, ErrInHandler for a consumer handler's context, ErrClosed after
 // Close, ErrInvalidRecord.
