@@ -183,6 +183,7 @@ func TestSecureCLI(t *testing.T) {
 	t.Run("spool drain, wrong password", func(t *testing.T) {
 		t.Setenv("WHIPPET_SASL_PASSWORD", wrong)
 		code, stdout, stderr := run(append([]string{"spool", "drain", "-dir", spoolDir}, spoolConn...)...)
+		t.Logf("spool drain, wrong password: exit %d: %s", code, stderr)
 		want := `Kafka refused the connection (SASL SCRAM-SHA-512 as user "whippet", TLS trusting ` + env["KAFKA_CA_FILE"] + `)`
 		if code != 1 || !strings.Contains(stderr, want) || !strings.Contains(stderr, "SASL_AUTHENTICATION_FAILED") {
 			t.Errorf("exit %d, stdout %q, stderr %q; want 1 and %q", code, stdout, stderr, want)
