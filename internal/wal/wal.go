@@ -624,8 +624,9 @@ func (c *Cursor) Next(max int) ([]Entry, error) {
 			}
 		}
 		var size int64
+		var last uint64
 		if seg != nil {
-			size = seg.size
+			size, last = seg.size, seg.last // the writer changes them under mu
 		}
 		c.l.mu.Unlock()
 		if seg == nil {
@@ -654,7 +655,7 @@ func (c *Cursor) Next(max int) ([]Entry, error) {
 			out = append(out, Entry{Seq: seq, Payload: append([]byte(nil), p...)})
 			c.next = seq + 1
 		}
-		if c.r.off == size && c.next <= seg.last {
+		if c.r.off == size && c.next <= last {
 			return out, nil // appended meanwhile; read on the next call
 		}
 	}
