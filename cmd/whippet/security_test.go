@@ -58,6 +58,12 @@ func TestSecurityFlagsUsage(t *testing.T) {
 		{[]string{"dlq", "list", b, "-topic", "t", "-tls-ca", filepath.Join(dir, "nope")}, 1, "-tls-ca: open"},
 		{[]string{"dlq", "list", b, "-topic", "t", "-tls-cert", notPEM, "-tls-key", notPEM}, 1, "-tls-cert"},
 		{[]string{"dlq", "list", "-h"}, 0, "-sasl-password-file"},
+		{[]string{"spool", "drain", "-dir", dir, b, "-sasl-password", "hunter2"}, 2, "-sasl-password is not accepted"},
+		{[]string{"spool", "drain", "-dir", dir, b, "-sasl-mechanism", "GSSAPI", "-sasl-user", "u"}, 2, `-sasl-mechanism "GSSAPI": want one of`},
+		{[]string{"spool", "drain", "-dir", dir, b, "-sasl-mechanism", "PLAIN"}, 2, "needs -sasl-user"},
+		{[]string{"spool", "drain", "-dir", dir, b, "-tls-ca", notPEM}, 1, "holds no PEM certificate"},
+		{[]string{"spool", "drain", "-dir", dir, "-tls"}, 2, "no brokers"},
+		{[]string{"spool", "drain", "-h"}, 0, "-sasl-password-file"},
 	} {
 		code, stdout, stderr := cli(t, tc.args...)
 		if code != tc.code || !strings.Contains(stderr, tc.inStderr) {
@@ -161,6 +167,44 @@ func TestSecureCLI(t *testing.T) {
 		code, _, stderr := run("dlq", "list", "-brokers", env["KAFKA_SECURE_BROKERS"], "-topic", dlqTopic, "-timeout", "1m")
 		if code != 1 || !strings.Contains(stderr, "(no SASL, no TLS)") || !strings.Contains(stderr, "tls") {
 			t.Errorf("plaintext dlq list on the SASL_SSL port: exit %d, stderr %q", code, stderr)
+		}
+	})
+
+	// A spool filled while Kafka was unreachable, drained through the
+	// SASL_SSL listener with the same flags as dlq.
+	spoolConn := []string{"-brokers", env["KAFKA_SECURE_BROKERS"], "-tls-ca", env["KAFKA_CA_FILE"],
+		"-sasl-mechanism", env["KAFKA_SASL_MECHANISM"], "-sasl-user", env["KAFKA_SASL_USER"], "-timeout", "1m"}
+	const spoolTopic = "orders"
+	if _, err := kadm.NewClient(plain).CreateTopics(ctx, 1, 1, nil, spoolTopic); err != nil {
+		t.Fatal(err)
+	}
+	spoolDir := filepath.Join(t.TempDir(), "spool")
+	fillSpool(t, spoolDir, spoolTopic, "a", "b")
+	t.Run("spool drain, wrong password", func(t *testing.T) {
+		t.Setenv("WHIPPET_SASL_PASSWORD", wrong)
+		code, stdout, stderr := run(append([]string{"spool", "drain", "-dir", spoolDir}, spoolConn...)...)
+		t.Logf("spool drain, wrong password: exit %d: %s", code, stderr)
+		want := `Kafka refused the connection (SASL SCRAM-SHA-512 as user "whippet", TLS trusting ` + env["KAFKA_CA_FILE"] + `)`
+		if code != 1 || !strings.Contains(stderr, want) || !strings.Contains(stderr, "SASL_AUTHENTICATION_FAILED") {
+			t.Errorf("exit %d, stdout %q, stderr %q; want 1 and %q", code, stdout, stderr, want)
+		}
+	})
+	t.Run("spool drain", func(t *testing.T) {
+		code, stdout, stderr := run(append([]string{"spool", "drain", "-dir", spoolDir, "-sasl-password-file", env["KAFKA_SASL_PASSWORD_FILE"]}, spoolConn...)...)
+		if code != 0 || !strings.Contains(stdout, "drained: 2 relayed") {
+			t.Fatalf("spool drain over SASL_SSL: %d\nstdout %s\nstderr %s", code, stdout, stderr)
+		}
+		cl, err := kgo.NewClient(kgo.SeedBrokers(env["KAFKA_BROKERS"]), kgo.ConsumeTopics(spoolTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		var got []string
+		for len(got) < 2 && ctx.Err() == nil {
+			cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
+		}
+		if strings.Join(got, ",") != "a,b" {
+			t.Errorf("%s holds %q after the drain, want a, b", spoolTopic, got)
 		}
 	})
 

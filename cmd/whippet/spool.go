@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
+	"slices"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/whippet-go/whippet"
+	"github.com/whippet-go/whippet/internal/secure"
 	"github.com/whippet-go/whippet/producer/spool"
 )
 
@@ -22,9 +25,12 @@ const spoolUsage = `usage: whippet spool <status|drain> -dir DIR [flags]
   drain   relay every spooled record to Kafka, then exit (-timeout, default 5m)
 
 The directory must not be open in a running service (its whippet_spool_*
-metrics say the same there). Brokers: -brokers host:port,... (default
-$KAFKA_BROKERS); drain only.
-`
+metrics say the same there). drain reaches Kafka as dlq does: -brokers
+host:port,... (default $KAFKA_BROKERS), TLS and SASL: see "Connection
+security" below. It stops at once when Kafka refuses the connection (the
+records stay spooled).
+Exit status: 0 ok, 1 failure, 2 usage.
+` + securityUsage
 
 func runSpool(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -40,13 +46,31 @@ func runSpool(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprint(stderr, spoolUsage)
 		return fmt.Errorf("%w: unknown subcommand %q (status or drain)", errUsage, sub)
 	}
-	fs := flag.NewFlagSet("spool "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	dir := fs.String("dir", "", "the spool directory (required)")
-	brokers := fs.String("brokers", os.Getenv("KAFKA_BROKERS"), "seed brokers, comma-separated [KAFKA_BROKERS] (drain)")
-	timeout := fs.Duration("timeout", 5*time.Minute, "how long drain waits for the spool to empty")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := rejectPasswordFlag(args[1:]); err != nil {
 		return err
+	}
+	fs := flag.NewFlagSet("whippet spool "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, spoolUsage)
+		fmt.Fprintf(stderr, "\nflags of %s:\n", sub)
+		fs.PrintDefaults()
+	}
+	dir := fs.String("dir", "", "the spool directory (required)")
+	var kafka kafkaFlags
+	var timeout time.Duration
+	if sub == "drain" {
+		kafka.register(fs)
+		fs.DurationVar(&timeout, "timeout", 5*time.Minute, "how long drain waits for the spool to empty")
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w%w: %w", errUsage, errQuiet, err) // flag printed it with the usage
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
 	if *dir == "" {
 		return fmt.Errorf("%w: -dir is required", errUsage)
@@ -54,10 +78,17 @@ func runSpool(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if sub == "status" {
 		return spoolStatus(*dir, stdout)
 	}
-	if *brokers == "" {
-		return fmt.Errorf("%w: no brokers: set -brokers or KAFKA_BROKERS", errUsage)
+	conn, err := kafka.connection()
+	if err != nil {
+		return err
 	}
-	return spoolDrain(ctx, *dir, strings.Split(*brokers, ","), *timeout, stdout)
+	if timeout <= 0 {
+		return fmt.Errorf("%w: -timeout must be positive", errUsage)
+	}
+	if err := spoolDrain(ctx, conn, *dir, timeout, stdout); err != nil {
+		return kafka.security.explain(err)
+	}
+	return nil
 }
 
 func spoolStatus(dir string, w io.Writer) error {
@@ -82,14 +113,20 @@ func spoolStatus(dir string, w io.Writer) error {
 	return nil
 }
 
-func spoolDrain(ctx context.Context, dir string, brokers []string, timeout time.Duration, w io.Writer) error {
+// spoolDrain relays what dir holds through conn until the spool is empty,
+// timeout passes, or Kafka refuses the connection (SASL or TLS: retrying
+// with the same settings cannot help; the error then unwraps to franz-go's).
+func spoolDrain(ctx context.Context, conn whippet.Connection, dir string, timeout time.Duration, w io.Writer) error {
 	if _, err := os.Stat(dir); err != nil {
 		return err
 	}
-	p, err := spool.New(whippet.Connection{Brokers: brokers}, dir)
+	auth := secure.NewWatch(nil)
+	conn.ClientOptions = append(slices.Clip(conn.ClientOptions), kgo.WithHooks(auth))
+	p, err := spool.New(conn, dir)
 	if err != nil {
 		return err
 	}
+	auth.SetClient(p.Client())
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := p.Stats().Records
@@ -107,6 +144,9 @@ func spoolDrain(ctx context.Context, dir string, brokers []string, timeout time.
 		}
 		select {
 		case <-tick.C:
+		case <-auth.Next():
+			_ = p.Close(context.Background())
+			return fmt.Errorf("%d records stay spooled: %w", p.Stats().Records, auth.Err())
 		case <-ctx.Done():
 			_ = p.Close(context.Background())
 			return fmt.Errorf("%d records still spooled after %v (last relay error: %s): %w", st.Records, timeout, st.LastRelayError, context.Cause(ctx))

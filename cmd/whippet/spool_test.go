@@ -21,24 +21,7 @@ func TestSpoolStatusAndDrain(t *testing.T) {
 	kc := testkit.Shared(t)
 	topic := kc.NewTopic(t, 1, nil)
 	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := ln.Addr().String()
-	ln.Close()
-	p, err := spool.New(whippet.Connection{Brokers: []string{closed}}, dir, spool.Threshold(20*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, v := range []string{"a", "b", "c"} {
-		if res, err := p.Produce(context.Background(), &kgo.Record{Topic: topic, Value: []byte(v)}); err != nil || !res.Spooled {
-			t.Fatalf("%+v %v", res, err)
-		}
-	}
-	if err := p.Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	fillSpool(t, dir, topic, "a", "b", "c")
 
 	var out, errOut bytes.Buffer
 	if code := run(context.Background(), []string{"spool", "status", "-dir", dir}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "records: 3\n") {
@@ -58,5 +41,29 @@ func TestSpoolStatusAndDrain(t *testing.T) {
 	}
 	if code := run(context.Background(), []string{"spool", "status"}, &out, &errOut); code != 2 {
 		t.Fatalf("status without -dir: exit %d", code)
+	}
+}
+
+// fillSpool spools values for topic in dir while Kafka is unreachable (an
+// address nothing listens on), then closes the spool.
+func fillSpool(t *testing.T, dir, topic string, values ...string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	p, err := spool.New(whippet.Connection{Brokers: []string{closed}}, dir, spool.Threshold(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range values {
+		if res, err := p.Produce(context.Background(), &kgo.Record{Topic: topic, Value: []byte(v)}); err != nil || !res.Spooled {
+			t.Fatalf("%+v %v", res, err)
+		}
+	}
+	if err := p.Close(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -24,6 +24,7 @@ func TestChaos(t *testing.T) {
 		{"RetryDLQ", testRetryDLQ},
 		{"Stores", testStores},
 		{"EOSRebalance", testEOSRebalance},
+		{"SpoolOutage", testSpoolOutage},
 	}
 	for _, s := range scenarios {
 		started := time.Now()

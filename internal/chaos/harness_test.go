@@ -46,6 +46,9 @@ func TestMain(m *testing.M) {
 	case "retry":
 		runRetryChild()
 		return
+	case "spool":
+		runSpoolChild()
+		return
 	default:
 		fmt.Fprintf(os.Stderr, "%s=%q: unknown child mode\n", childEnv, mode)
 		os.Exit(2)

@@ -47,7 +47,8 @@ var (
 	// ErrClosed is returned by Append after Close.
 	ErrClosed = errors.New("wal: closed")
 	// ErrBroken is matched by every Append error after a write or fsync
-	// failed: the file's state is unknown, so the log accepts nothing more
+	// failed (wrapping the cause, e.g. syscall.ENOSPC for a full disk): the
+	// failed batch is cut off the file, and the log accepts nothing more
 	// (reopen it to recover what is durable).
 	ErrBroken = errors.New("wal: broken by a failed write")
 )
@@ -428,6 +429,14 @@ func (l *Log) writeBatch(batch []*request, buf []byte) []byte {
 	}
 	if err != nil {
 		err = fmt.Errorf("%w: %w", ErrBroken, err)
+		// Cut off what the failed batch left (a short write on a full
+		// disk holds whole frames): its callers are told it failed, so
+		// none of it may come back when the log is reopened.
+		if terr := l.active.Truncate(active.size); terr != nil {
+			err = fmt.Errorf("%w (and cutting off the failed write: %w)", err, terr)
+		} else if !l.opts.NoSync {
+			_ = fdatasync(l.active)
+		}
 		l.fail(err)
 		for _, r := range accepted {
 			answer(r, err)
@@ -615,8 +624,9 @@ func (c *Cursor) Next(max int) ([]Entry, error) {
 			}
 		}
 		var size int64
+		var last uint64
 		if seg != nil {
-			size = seg.size
+			size, last = seg.size, seg.last // the writer changes them under mu
 		}
 		c.l.mu.Unlock()
 		if seg == nil {
@@ -645,7 +655,7 @@ func (c *Cursor) Next(max int) ([]Entry, error) {
 			out = append(out, Entry{Seq: seq, Payload: append([]byte(nil), p...)})
 			c.next = seq + 1
 		}
-		if c.r.off == size && c.next <= seg.last {
+		if c.r.off == size && c.next <= last {
 			return out, nil // appended meanwhile; read on the next call
 		}
 	}

@@ -194,3 +194,43 @@ func TestBytesCap(t *testing.T) {
 		t.Fatalf("append past MaxBytes: %v", err)
 	}
 }
+
+// TestCursorReadsWhileAppending: a cursor reading the segment being
+// appended to gets every record once, in order (run with -race: the
+// writer's segment bookkeeping is shared with the cursor).
+func TestCursorReadsWhileAppending(t *testing.T) {
+	l, _, err := Open(t.TempDir(), Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	const n = 20000
+	done := make(chan error, 1)
+	go func() {
+		for i := range n {
+			if _, err := l.Append([]byte(fmt.Sprint(i))); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	c := l.Cursor(1)
+	defer c.Close()
+	var got []Entry
+	for len(got) < n {
+		es, err := c.Next(10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, es...)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range got {
+		if e.Seq != uint64(i+1) || string(e.Payload) != fmt.Sprint(i) {
+			t.Fatalf("entry %d: seq %d %q", i, e.Seq, e.Payload)
+		}
+	}
+}

@@ -27,7 +27,9 @@
 //
 // [MaxBytes] and [MaxRecords] cap the spool: past them a produce fails
 // with [ErrFull], and nothing is ever acknowledged that is not durable (a
-// failed write or fsync fails the produce and every later one). Records
+// failed write or fsync, e.g. syscall.ENOSPC on a full disk, fails the
+// produce and every later one, and is cut off the file: a record whose
+// produce failed is not relayed by a later process either). Records
 // older than [Expiry] are set aside as dead (see [Producer.Dead] and
 // [Inspect]), never dropped. A torn tail after a crash is cut off at the
 // last good record and logged at Error level.

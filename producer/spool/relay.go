@@ -17,26 +17,61 @@ import (
 // time, and frees them once Kafka acknowledged them (or once they are set
 // aside as dead). Records of one key go to one partition of one idempotent
 // client in sequence order, so Kafka keeps their order.
+//
+// Once it has caught up with the durable records it holds new produces (the
+// gate) until the spool is empty, so that they go to Kafka directly after
+// the last spooled record. If that takes longer than Threshold (the held
+// produces then spool) or fails, it lets produces through and does not hold
+// them again for a while, longer after each miss.
 func (p *Producer) relay() {
 	defer close(p.relayDone)
+	defer p.openGate()
 	cur := p.wal.Cursor(p.state.acked + 1)
 	defer cur.Close()
 	ahead := map[uint64]bool{} // acknowledged beyond state.acked
 	failures := 0
+	var gateAt, noGateUntil time.Time // when produces were held (zero: not held)
+	gateMisses := 0
+	missGate := func() {
+		p.openGate()
+		gateAt = time.Time{}
+		noGateUntil = time.Now().Add(p.cfg.threshold << min(gateMisses, 5))
+		gateMisses++
+	}
 	for {
 		select {
 		case <-p.stop:
 			return
 		default:
 		}
+		if !gateAt.IsZero() && time.Since(gateAt) > p.cfg.threshold {
+			missGate()
+		}
 		entries, err := cur.Next(p.cfg.relayBatch)
+		if err == nil && len(entries) < p.cfg.relayBatch && gateAt.IsZero() && time.Now().After(noGateUntil) && p.closeGate() {
+			gateAt = time.Now()
+		}
 		if err == nil && len(entries) == 0 {
-			p.drained()
+			if p.drained() {
+				gateAt, gateMisses = time.Time{}, 0
+				select {
+				case <-p.wake:
+				case <-p.stop:
+					return
+				}
+				continue
+			}
+			// Records still on their way to the disk: each nudges the
+			// relay once durable; the timer is a fallback.
+			t := time.NewTimer(100 * time.Millisecond)
 			select {
 			case <-p.wake:
+			case <-t.C:
 			case <-p.stop:
+				t.Stop()
 				return
 			}
+			t.Stop()
 			continue
 		}
 		if err == nil {
@@ -46,6 +81,9 @@ func (p *Producer) relay() {
 			failures = 0
 			p.lastRelayErr.Store(nil)
 			continue
+		}
+		if !gateAt.IsZero() {
+			missGate()
 		}
 		msg := err.Error()
 		p.lastRelayErr.Store(&msg)
@@ -65,18 +103,46 @@ func (p *Producer) relay() {
 	}
 }
 
-// drained switches back to producing directly once the spool is empty.
-func (p *Producer) drained() {
+// closeGate holds new produces while spooling; it reports whether it did.
+func (p *Producer) closeGate() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.spooling || p.gate != nil {
+		return false
+	}
+	p.gate = make(chan struct{})
+	return true
+}
+
+// openGate lets held produces go on (to the spool unless it was drained).
+func (p *Producer) openGate() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.gate != nil {
+		close(p.gate)
+		p.gate = nil
+	}
+}
+
+// drained switches back to producing directly once the spool is empty, and
+// reports whether it is.
+func (p *Producer) drained() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	ws := p.wal.Stats()
-	if ws.Records == 0 && ws.Queued == 0 {
-		p.oldest.Store(0)
-		if p.spooling {
-			p.spooling = false
-			p.log.Info("spool: drained; producing directly again", zap.String("dir", p.cfg.dir))
-		}
+	if ws.Records != 0 || ws.Queued != 0 {
+		return false
 	}
+	p.oldest.Store(0)
+	if p.spooling {
+		p.spooling = false
+		p.log.Info("spool: drained; producing directly again", zap.String("dir", p.cfg.dir))
+	}
+	if p.gate != nil {
+		close(p.gate)
+		p.gate = nil
+	}
+	return true
 }
 
 type relayed struct {

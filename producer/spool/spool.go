@@ -88,6 +88,11 @@ type Producer struct {
 	spooling bool
 	waiting  list.List // *direct, in produce order
 	calls    sync.WaitGroup
+	// gate, while not nil, holds new produces (up to Threshold): the relay
+	// has caught up and hands the last spooled records to Kafka, after
+	// which produces go to Kafka directly. Without it a steady load keeps
+	// the spool from ever being empty. Closed (and set to nil) by the relay.
+	gate chan struct{}
 
 	// copies are records spooled while their first attempt was still
 	// with franz-go; the relay skips those whose first attempt was
@@ -287,7 +292,9 @@ func (p *Producer) nudge() {
 // Produce produces r and returns once Kafka acknowledged it, or once it is
 // durable in the spool: when Kafka does not acknowledge within Threshold
 // (or franz-go's buffer is full), or at once while the spool holds records,
-// so that no record overtakes one spooled before it. The relay then
+// so that no record overtakes one spooled before it. When the relay has
+// caught up, a produce waits (up to Threshold) while it hands the last
+// spooled records to Kafka, then goes to Kafka directly. The relay then
 // delivers spooled records in order and removes each only after Kafka
 // acknowledged it. The record gets an IDHeader (unless it has one); if r.Topic
 // is empty the DefaultTopic is used.
@@ -296,7 +303,9 @@ func (p *Producer) nudge() {
 // consumers drop duplicates by IDHeader (see the metrics for the count).
 //
 // Errors: ErrFull when the spool is full (nothing is acknowledged that is
-// not durable), ErrUnconfirmed (with ctx's error) when ctx ends first,
+// not durable); the spool's write or fsync error (a full disk matches
+// syscall.ENOSPC) for this produce and every later one, the failed write
+// cut off the file so that the record is not relayed later; ErrUnconfirmed (with ctx's error) when ctx ends first,
 // Kafka's error for a record it refuses (too large, unauthorized) within
 // Threshold, ErrInHandler for a consumer handler's context, ErrClosed after
 // Close, ErrInvalidRecord.
@@ -324,6 +333,22 @@ func (p *Producer) Produce(ctx context.Context, r *kgo.Record) (Result, error) {
 	spooledResult := Result{ID: id, Spooled: true, Topic: r.Topic, Partition: -1, Offset: -1}
 
 	p.mu.Lock()
+	if g := p.gate; g != nil {
+		// The relay hands the last spooled records to Kafka: wait for it
+		// (up to Threshold, as for Kafka's acknowledgement) to produce
+		// directly after them, rather than spool.
+		p.mu.Unlock()
+		t := time.NewTimer(p.cfg.threshold)
+		select {
+		case <-g:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return Result{ID: id, Topic: r.Topic, Partition: -1, Offset: -1}, fmt.Errorf("spool: produce to topic %q: %w", r.Topic, context.Cause(ctx))
+		}
+		t.Stop()
+		p.mu.Lock()
+	}
 	if p.closed {
 		p.mu.Unlock()
 		return Result{}, fmt.Errorf("%w: produce to topic %q", ErrClosed, r.Topic)
@@ -421,6 +446,7 @@ func (p *Producer) waitSpooled(ctx context.Context, pend wal.Pending, res Result
 		return res, fmt.Errorf("spool: produce to topic %q: %w", res.Topic, err)
 	}
 	p.spooled.Add(1)
+	p.nudge() // durable now: the relay may be waiting for it
 	return res, nil
 }
 
@@ -459,6 +485,7 @@ func (p *Producer) toSpool() {
 		go func() {
 			if _, err := d.copy.Wait(); err == nil {
 				d.cancel()
+				p.nudge()
 			}
 		}()
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -192,5 +193,87 @@ func TestSecondProcessIsRefused(t *testing.T) {
 	defer p.Close(context.Background())
 	if _, err := spool.New(conn, dir); !errors.Is(err, spool.ErrLocked) {
 		t.Fatalf("second New on %s: %v, want ErrLocked", dir, err)
+	}
+}
+
+// TestBackToDirectUnderSteadyLoad: after an outage, with produces going on
+// at a steady rate, the relay empties the spool and produces go to Kafka
+// directly again. While anything is spooled every produce goes to the
+// spool, so under a steady load the spool is never empty by itself: the
+// relay must hold new produces briefly to hand over without overtaking.
+func TestBackToDirectUnderSteadyLoad(t *testing.T) {
+	noLeaks(t)
+	kc := testkit.Shared(t)
+	topic := kc.NewTopic(t, 3, nil)
+	net := newNetwork()
+	net.down()
+	p, err := spool.New(whippet.Connection{Brokers: kc.Brokers, ClientOptions: []kgo.Opt{net.opt()}}, t.TempDir(),
+		spool.Threshold(200*time.Millisecond), spool.RelayTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(context.Background())
+
+	// 20 keys, each producing every 10ms, the keys' phases spread over
+	// the 10ms: about 2,000 records/s arriving evenly.
+	const keys, every = 20, 10 * time.Millisecond
+	stop := make(chan struct{})
+	var direct atomic.Int64
+	var mu sync.Mutex
+	want := map[string]bool{}
+	var wg sync.WaitGroup
+	for k := range keys {
+		wg.Go(func() {
+			time.Sleep(time.Duration(k) * every / keys)
+			tick := time.NewTicker(every)
+			defer tick.Stop()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+				}
+				res, err := p.Produce(context.Background(), &kgo.Record{Topic: topic, Key: []byte(keyName(k)), Value: value(keyName(k), i)})
+				if err != nil {
+					t.Errorf("produce: %v", err)
+					return
+				}
+				if !res.Spooled {
+					direct.Add(1)
+				}
+				mu.Lock()
+				want[res.ID] = true
+				mu.Unlock()
+			}
+		})
+	}
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		wg.Wait()
+	}()
+	testkit.Eventually(t, 10*time.Second, func() error {
+		if st := p.Stats(); st.Spooled < 500 {
+			return fmt.Errorf("%d spooled while Kafka is unreachable", st.Spooled)
+		}
+		return nil
+	})
+	net.up()
+	testkit.Eventually(t, 30*time.Second, func() error {
+		if st := p.Stats(); st.Spooling || direct.Load() == 0 {
+			return fmt.Errorf("still spooling under load with Kafka back: %d produced directly; %+v", direct.Load(), st)
+		}
+		return nil
+	})
+	close(stop)
+	wg.Wait()
+	st := p.Stats()
+	dups := checkDelivered(t, kc, topic, want)
+	t.Logf("%d records, %d of them produced directly after the outage; %+v; duplicates read %d", len(want), direct.Load(), st, dups)
+	if uint64(dups) > st.PossibleDuplicates {
+		t.Fatalf("%d duplicates read, only %d counted as possible", dups, st.PossibleDuplicates)
 	}
 }
