@@ -50,12 +50,12 @@ func buildGreyhound(ctx context.Context) *peer {
 	src, err := filepath.Abs(greyhoundSource)
 	if err == nil {
 		if _, serr := os.Stat(filepath.Join(src, "core")); serr != nil {
-			err = fmt.Errorf("not available: no Greyhound source at %s", greyhoundSource)
+			err = fmt.Errorf("no Greyhound source at %s", greyhoundSource)
 		}
 	}
 	if err != nil {
 		p.err = err
-		fmt.Printf("   peer %-18s %v\n", greyhoundName, err)
+		fmt.Printf("   peer %-18s not available: %v\n", greyhoundName, err)
 		return p
 	}
 	dir, err := filepath.Abs(filepath.Join(buildDir, greyhoundName))
@@ -178,7 +178,7 @@ func greyhoundStamp(src string) (string, error) {
 		})
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
-				return "", fmt.Errorf("not available: %w", err)
+				return "", fmt.Errorf("incomplete Greyhound source: %w", err)
 			}
 			return "", err
 		}
