@@ -114,8 +114,9 @@ bench-kvstore: deps
 	  $(MAKE) --no-print-directory kafka-down; exit $$status
 
 # whippet against plain franz-go and the peers (Spring Kafka @RetryableTopic, Confluent
-# parallel-consumer, goka; Greyhound when Maven Central serves it) on real Kafka, in one run: one
-# table, written to bench/RESULTS.md. Needs Java 17+ and Maven for the JVM peers. Sizes and rounds:
+# parallel-consumer, goka; Greyhound built from its source in ../shared/peers/greyhound) on real
+# Kafka, in one run: one table, written to bench/RESULTS.md. Needs Java 17+ and Maven for the JVM
+# peers. Sizes and rounds:
 # `go run ./bench -h`, passed with BENCH_FLAGS.
 BENCH_FLAGS ?=
 bench: deps

@@ -70,6 +70,7 @@ type options struct {
 	s3Handler   time.Duration
 	s4Keys      int
 	s4Limit     time.Duration
+	s1GhLimit   time.Duration
 	s5Records   int
 	results     string
 	runTimeout  time.Duration
@@ -81,7 +82,7 @@ func parseOptions() (options, error) {
 	flag.StringVar(&o.scenarios, "scenarios", "S1,S2,S3,S4,S5", "scenarios to run, comma-separated")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of S2 and S3; the table shows each contender's median")
 	flag.IntVar(&o.s4Rounds, "s4-rounds", 7, "rounds of S4 (loads of under a second, but for goka's, which -s4-goka-limit bounds)")
-	flag.IntVar(&o.s1Rounds, "s1-rounds", 5, "rounds of S1 (Go contenders only: short runs)")
+	flag.IntVar(&o.s1Rounds, "s1-rounds", 5, "rounds of S1")
 	flag.IntVar(&o.s5Rounds, "s5-rounds", 5, "rounds of S5 (Go contenders only: short runs)")
 	flag.IntVar(&o.s1Records, "s1-records", 1_000_000, "S1: backlog records (100 B, 4 partitions)")
 	flag.IntVar(&o.s1Live, "s1-live", 20_000, "S1: live records produced after the backlog, for latency")
@@ -95,6 +96,7 @@ func parseOptions() (options, error) {
 	flag.IntVar(&o.s3Conc, "s3-concurrency", 100, "S3: handler concurrency")
 	flag.DurationVar(&o.s3Handler, "s3-handler", 5*time.Millisecond, "S3: handler time per record")
 	flag.IntVar(&o.s4Keys, "s4-keys", 1_000_000, "S4: distinct keys in the compacted topic (4 partitions)")
+	flag.DurationVar(&o.s1GhLimit, "s1-greyhound-limit", 20*time.Second, "S1: stop Greyhound's backlog after this long and report its partial rate (0: no limit)")
 	flag.DurationVar(&o.s4Limit, "s4-goka-limit", 20*time.Second, "S4: stop goka's load after this long and report its partial rate (0: no limit)")
 	flag.IntVar(&o.s5Records, "s5-records", 200_000, "S5: records to transform (100 B, 4 partitions)")
 	flag.StringVar(&o.results, "results", "bench/RESULTS.md", "where to write the results page")

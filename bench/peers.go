@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,8 +29,8 @@ type peer struct {
 type peers map[string]*peer
 
 // buildPeers builds the Maven peers (mvn -q -B package, output under
-// bench/.build/<name>) and the goka peer (its own Go module), and checks
-// whether Greyhound's artifacts are served. A peer that fails to build is
+// bench/.build/<name>), the goka peer (its own Go module) and Greyhound
+// (from its source, see buildGreyhound). A peer that fails to build is
 // reported as not available, with the reason, instead of stopping the run.
 func buildPeers(ctx context.Context) peers {
 	ps := peers{}
@@ -78,29 +77,8 @@ func buildPeers(ctx context.Context) peers {
 		fmt.Printf("   peer %-18s built\n", "goka")
 	}
 
-	ps["greyhound"] = &peer{name: "greyhound", version: "com.wix:greyhound-core_2.12 0.3.1", err: greyhoundServed(ctx)}
+	ps[greyhoundName] = buildGreyhound(ctx)
 	return ps
-}
-
-// greyhoundServed asks Maven Central for Greyhound 0.3.1's POM. The peer
-// cannot be built without it; when it is not served, the table says so.
-func greyhoundServed(ctx context.Context) error {
-	const url = "https://repo.maven.apache.org/maven2/com/wix/greyhound-core_2.12/0.3.1/greyhound-core_2.12-0.3.1.pom"
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodHead, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("com.wix artifacts not reachable: %w", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("com.wix artifacts not served: %d", resp.StatusCode)
-	}
-	return fmt.Errorf("com.wix artifacts are served now, but bench/peers has no Greyhound program yet")
 }
 
 func lastLines(b []byte, n int) string {

@@ -81,7 +81,30 @@ func scenarioFor(id string, o options, k *kafka, self string, ps peers) (*scenar
 			return exec.Command(self, args...), nil
 		}}
 	}
-	greyhound := contender{name: greyhoundName, unavailable: unavailable(ps, greyhoundName)}
+	// greyhound runs Greyhound's RecordConsumer with its defaults and, as
+	// greyhound-tuned, with its metrics reporter off and larger dispatcher
+	// watermarks (bench/peers/greyhound); props are the scenario's.
+	greyhound := func(props map[string]string) []contender {
+		var cs []contender
+		for _, tuned := range []bool{false, true} {
+			c := contender{name: greyhoundName, unavailable: unavailable(ps, greyhoundName)}
+			if tuned {
+				c.name += "-tuned"
+			}
+			if c.unavailable == "" {
+				c.cmd = func(group string) (*exec.Cmd, error) {
+					pr := map[string]string{"bench.scenario": id, "bench.brokers": k.brokers, "bench.topic": topic, "bench.group": group,
+						"bench.tuned": strconv.FormatBool(tuned)}
+					for k, v := range props {
+						pr[k] = v
+					}
+					return ps[greyhoundName].javaCmd(pr), nil
+				}
+			}
+			cs = append(cs, c)
+		}
+		return cs
+	}
 	switch id {
 	case "S1":
 		sc.title = fmt.Sprintf("plain consume, no-op handler: %d backlog records of 100 B over 4 partitions", o.s1Records)
@@ -100,7 +123,10 @@ func scenarioFor(id string, o options, k *kafka, self string, ps peers) (*scenar
 			}
 		}
 		n := []string{"-records", strconv.Itoa(o.s1Records), "-live", strconv.Itoa(o.s1Live)}
-		sc.contenders = []contender{withLive(goCmd("whippet", n...), 4), withLive(goCmd("franz-go", n...), 4), greyhound}
+		sc.contenders = []contender{withLive(goCmd("whippet", n...), 4), withLive(goCmd("franz-go", n...), 4)}
+		for _, c := range greyhound(map[string]string{"bench.live": strconv.Itoa(o.s1Live), "bench.limitMs": strconv.FormatInt(o.s1GhLimit.Milliseconds(), 10)}) {
+			sc.contenders = append(sc.contenders, withLive(c, 4))
+		}
 
 	case "S2":
 		sc.title = fmt.Sprintf("non-blocking retries: %d records of 100 B over 4 partitions, every 10th failing once, retried after %v", o.s2Records, o.s2Retry)
@@ -129,7 +155,8 @@ func scenarioFor(id string, o options, k *kafka, self string, ps peers) (*scenar
 				}), nil
 			}
 		}
-		sc.contenders = []contender{goCmd("whippet", "-records", strconv.Itoa(o.s2Records), "-retry-delay", o.s2Retry.String()), spring, greyhound}
+		sc.contenders = append([]contender{goCmd("whippet", "-records", strconv.Itoa(o.s2Records), "-retry-delay", o.s2Retry.String()), spring},
+			greyhound(map[string]string{"bench.records": strconv.Itoa(o.s2Records), "bench.retryMs": strconv.FormatInt(o.s2Retry.Milliseconds(), 10)})...)
 
 	case "S3":
 		sc.title = fmt.Sprintf("key-ordered parallel processing: %d records, 1 partition, %d keys, %v handler, concurrency %d (ideal %.0f rec/s)",

@@ -471,29 +471,51 @@ func (c *Consumer) poll(ctx context.Context, cl *kgo.Client) {
 // others go on. Waiting keeps the pipeline of a fast handler intact (franz-go
 // prefetches one fetch per broker meanwhile), while a pause drops that
 // prefetch, and a resumed partition may wait behind another partition's
-// long-polling fetch (up to FetchMaxWait).
+// long-polling fetch (up to FetchMaxWait). So a partition that finished,
+// during the wait, at least as many records as it still has to finish to be
+// drained is waited for once more rather than paused: at that pace it drains
+// within a second BackpressureWait.
 func (c *Consumer) awaitRoom(ctx context.Context) {
-	var timer *time.Timer
+	var (
+		timer    *time.Timer
+		doneAt   map[*partition]int // records finished when the wait began
+		extended bool
+	)
 	for {
 		drained := c.drainedSignal()
 		full := c.fullPartitions()
 		if len(full) == 0 {
-			break
+			return
 		}
 		if timer == nil {
 			timer = time.NewTimer(c.cfg.backpressureWait)
 			defer timer.Stop()
+			doneAt = make(map[*partition]int, len(full))
+			for _, p := range full {
+				doneAt[p], _ = p.drainProgress()
+			}
 		}
 		select {
 		case <-drained:
 			continue
 		case <-ctx.Done():
+			return
 		case <-timer.C:
-			for _, p := range full {
-				p.pauseIfFull()
-			}
 		}
-		return
+		draining := false
+		for _, p := range full {
+			done, left := p.drainProgress()
+			if began, ok := doneAt[p]; ok && !extended && left <= done-began {
+				draining = true
+				continue
+			}
+			p.pauseIfFull()
+		}
+		if !draining {
+			return
+		}
+		extended = true
+		timer.Reset(c.cfg.backpressureWait)
 	}
 }
 

@@ -155,8 +155,10 @@ func PartitionBuffer(n int) Option { return func(c *config) { c.partitionBuffer 
 // BackpressureWait is how long the consumer holds its next poll for a full
 // partition (see PartitionBuffer) before it pauses fetching that partition.
 // Waiting keeps fast handlers at full speed (franz-go prefetches meanwhile);
-// pausing keeps a slow or blocked partition from holding up the others.
-// Default: 500ms.
+// pausing keeps a slow or blocked partition from holding up the others. A
+// partition that finished, during the wait, at least as many records as it
+// still has to finish to be drained is waited for once more instead of being
+// paused, so a poll is held for at most twice this. Default: 500ms.
 func BackpressureWait(d time.Duration) Option { return func(c *config) { c.backpressureWait = d } }
 
 // KeyParallel turns on key-parallel mode: within a partition, records with

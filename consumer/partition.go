@@ -64,6 +64,7 @@ type partition struct {
 	lanes  map[string]*lane // by key; strict partition order uses the single key ""
 	unfin  tracker          // unfinished records in offset order (key-parallel only)
 	queued int              // records fetched and not yet finished
+	done   int              // records finished since the partition was assigned
 	// Key-parallel mode: records wait in backlog, in offset order, until
 	// fewer than PartitionBuffer are admitted to lanes (admitted counts the
 	// unfinished ones); lanes with records and no runner wait in ready, and
@@ -414,6 +415,7 @@ func (p *partition) finish(n int, last *kgo.Record) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.queued -= n
+	p.done += n
 	if !p.keyed {
 		p.markLocked()
 	} else {
@@ -441,6 +443,14 @@ func (p *partition) fullAndFetching() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.full && !p.stopped && p.paused&pausedBackpressure == 0
+}
+
+// drainProgress returns the records finished so far and how many more must
+// finish for the partition to be drained (no longer full).
+func (p *partition) drainProgress() (done, left int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.done, p.queued - p.c.cfg.partitionBuffer/2
 }
 
 // pauseIfFull pauses fetching the partition if it is still full.
