@@ -1,8 +1,9 @@
 // Package whippet holds what every whippet component shares: the
 // [Connection] to Kafka. A service configures it once and hands it to each
-// constructor (consumer.New, producer.New, dlq.New, kvstore.Open,
-// atomicstore.Open and NewProcessor, aggregator.Open and NewProcessor,
-// admin.New):
+// constructor (consumer.New, producer.New and NewTransactional, spool.New,
+// dlq.New, kvstore.Open, atomicstore.Open and NewProcessor, aggregator.Open
+// and NewProcessor, notify.NewPublisher and NewGateway; admin.New takes the
+// consumers and dead-letter clients built with it):
 //
 //	kafka := whippet.Connection{
 //		Brokers:    []string{"127.0.0.1:9092"},
