@@ -515,19 +515,28 @@ func (w *txnWork) push(recs []*kgo.Record) {
 	if w.stopAt != nil {
 		return // rewound with it
 	}
+	// The session's revocation callback runs on franz-go's goroutine, not
+	// between polls as in at-least-once mode: under p.mu, either the worker
+	// is counted before stop (so the drain waits for it) or the partition is
+	// seen stopped and gets no more records.
+	w.p.mu.Lock()
+	if w.p.stopped {
+		w.p.mu.Unlock()
+		w.b.fail(fmt.Errorf("records of %s[%d], which was revoked", w.p.topic, w.p.id))
+		return
+	}
 	w.b.pending.Add(int64(len(recs)))
 	w.queue = append(w.queue, recs...)
-	w.p.mu.Lock()
 	if w.p.next < 0 {
 		w.p.next = recs[0].Offset
 	}
-	w.p.mu.Unlock()
 	if !w.running {
 		w.running = true
 		w.b.wg.Add(1)
 		w.p.wg.Add(1) // a revocation's drain waits for the worker
 		go w.run()
 	}
+	w.p.mu.Unlock()
 }
 
 func (w *txnWork) take() []*kgo.Record {
