@@ -467,7 +467,26 @@ func TestExactlyOnceAcrossKill(t *testing.T) {
 		n, len(killedAt), killedAt, len(recs), logged, took.Round(time.Second))
 }
 
+// TestTransactionalShutdownCommitsAndLeaksNothing closes a transactional
+// consumer while a handler is in flight, both while the transaction is still
+// taking records and after it stopped taking them (its interval passed) and
+// waits for its handlers: in both, partition 0 stops right after the record
+// in flight.
 func TestTransactionalShutdownCommitsAndLeaksNothing(t *testing.T) {
+	t.Run("while taking", func(t *testing.T) {
+		// A 15s interval: the transaction is still taking records
+		// when Close comes.
+		testTransactionalShutdown(t, 150, 0, consumer.TransactionBatch(consumer.DefaultTransactionRecords, 15*time.Second))
+	})
+	t.Run("while waiting", func(t *testing.T) {
+		// Every other record handled and the default 100ms interval long
+		// past: the transaction waits for the handler in flight when Close
+		// comes.
+		testTransactionalShutdown(t, 260, time.Second)
+	})
+}
+
+func testTransactionalShutdown(t *testing.T, handledBeforeClose int32, settle time.Duration, opts ...consumer.Option) {
 	kc := testkit.Shared(t)
 	const parts, n = 3, 300
 	in := kc.NewTopic(t, parts, nil)
@@ -479,28 +498,27 @@ func TestTransactionalShutdownCommitsAndLeaksNothing(t *testing.T) {
 	var handled atomic.Int32
 	release := make(chan struct{})
 	c := newTxnConsumer(t, kc, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
-		if r.Offset == 60 {
+		if r.Partition == 0 && r.Offset == 60 {
 			<-release // in flight when the shutdown begins
 		}
 		handled.Add(1)
 		return consumer.Emit(ctx, &kgo.Record{Topic: out, Key: inputKey(r), Value: r.Value})
-	}), in, in+"-txn", consumer.Topics(in))
+	}), in, in+"-txn", append([]consumer.Option{consumer.Topics(in)}, opts...)...)
 	errc := make(chan error, 1)
 	go func() { errc <- c.Run(context.Background()) }()
 	testkit.Eventually(t, 60*time.Second, func() error {
 		// The transaction under way waits for offset 60 of partition 0.
-		if got := handled.Load(); got < 150 {
-			return fmt.Errorf("handled %d, waiting for 150", got)
+		if got := handled.Load(); got < handledBeforeClose {
+			return fmt.Errorf("handled %d, waiting for %d", got, handledBeforeClose)
 		}
 		return nil
 	})
+	time.Sleep(settle)
 	closed := make(chan struct{})
 	go func() { c.Close(context.Background()); close(closed) }()
 	// Give the shutdown time to reach the step that stops the partitions
-	// before the handler in flight returns. 200ms was not always enough on
-	// 2 loaded cores under -race (CI saw partition 0 committed to 100, the
-	// records after the one in flight handled before the stop); nothing
-	// outside the consumer can observe that step yet.
+	// before the handler in flight returns (nothing outside the consumer
+	// can observe that step).
 	time.Sleep(2 * time.Second)
 	close(release)
 	<-closed
