@@ -244,7 +244,9 @@ func (t *txnLoop) transact(ctx context.Context, first kgo.Fetches) (bool, error)
 	}
 	cancel()
 
-	stopping := ctx.Err() != nil
+	// A shutdown may come while the handlers finish the batch, not only
+	// while it takes records: it stops the partitions either way.
+	stopping := ctx.Err() != nil || !b.waitUntil(ctx)
 	if stopping {
 		// Shutdown: each partition stops at the record after the one its
 		// handler is on; what finished is committed, the rest rewound.
@@ -259,8 +261,6 @@ func (t *txnLoop) transact(ctx context.Context, first kgo.Fetches) (bool, error)
 				p.cancel()
 			}
 		}
-	} else {
-		b.wait(0)
 	}
 	b.close()
 
@@ -452,6 +452,19 @@ func (b *txnBatch) wait(d time.Duration) bool {
 	case <-done:
 		return true
 	case <-t.C:
+		return false
+	}
+}
+
+// waitUntil waits for the workers or for ctx to end; false if ctx ended
+// first.
+func (b *txnBatch) waitUntil(ctx context.Context) bool {
+	done := make(chan struct{})
+	go func() { b.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
 		return false
 	}
 }
