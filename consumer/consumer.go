@@ -132,7 +132,8 @@ type PartitionState struct {
 // or with Close.
 type Consumer struct {
 	cfg     config
-	handler Handler
+	handler Handler      // New's, with its middlewares
+	batch   BatchHandler // NewBatch's
 	log     *zap.Logger
 	m       *metrics
 	sem     chan struct{} // handler slots in key-parallel mode; nil otherwise
@@ -194,12 +195,18 @@ type Consumer struct {
 // subscription, reset offset, isolation level, commit mode, rebalance
 // callbacks), which are set after them.
 func New(conn whippet.Connection, h Handler, opts ...Option) (*Consumer, error) {
+	return newConsumer(conn, h, nil, opts)
+}
+
+// newConsumer is New with a Handler, or NewBatch with a BatchHandler.
+func newConsumer(conn whippet.Connection, h Handler, bh BatchHandler, opts []Option) (*Consumer, error) {
 	cfg := defaultConfig()
 	cfg.conn = conn
+	cfg.batch = bh != nil
 	for _, o := range opts {
 		o(&cfg)
 	}
-	if err := cfg.validate(h); err != nil {
+	if err := cfg.validate(h != nil || bh != nil); err != nil {
 		return nil, err
 	}
 	m, err := newMetrics(cfg.group, conn.Registerer)
@@ -208,7 +215,7 @@ func New(conn whippet.Connection, h Handler, opts ...Option) (*Consumer, error) 
 	}
 	c := &Consumer{
 		cfg:         cfg,
-		handler:     chain(h, cfg.middlewares),
+		batch:       bh,
 		log:         connect.Logger(conn).With(zap.String("group", cfg.group)),
 		kc:          connect.New(conn, "consumer", cfg.group),
 		m:           m,
@@ -225,6 +232,9 @@ func New(conn whippet.Connection, h Handler, opts ...Option) (*Consumer, error) 
 		for n := range cfg.policyFor(topic).NonBlockingIntervals() {
 			c.stages[retry.TopicName(topic, cfg.group, n)] = stage{source: topic, n: n}
 		}
+	}
+	if h != nil {
+		c.handler = chain(h, cfg.middlewares)
 	}
 	if cfg.keyParallel {
 		c.sem = make(chan struct{}, cfg.keyConcurrency)
@@ -249,6 +259,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	defer close(c.done)
 	defer c.m.unregister()
+	if c.batch != nil {
+		return errors.New("consumer: NewBatch: the batch handler's implementation has not landed yet")
+	}
 	select {
 	case <-c.closeCh:
 		return ErrClosed

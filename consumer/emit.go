@@ -1,9 +1,11 @@
 package consumer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -48,6 +50,11 @@ var (
 // cancellation is the consumer's either way, so an output emitted with a ctx
 // the handler cancels on return is produced all the same.
 func Emit(ctx context.Context, rec *kgo.Record) error {
+	return emit(ctx, nil, rec)
+}
+
+// emit is Emit (in nil) and EmitFor.
+func emit(ctx context.Context, in, rec *kgo.Record) error {
 	o, _ := ctx.Value(outboxKey{}).(*outbox)
 	if o == nil {
 		return ErrNotInHandler
@@ -61,7 +68,7 @@ func Emit(ctx context.Context, rec *kgo.Record) error {
 	if rec.Context == nil {
 		rec.Context = ctx // made a produceContext when produced
 	}
-	return o.add(rec)
+	return o.add(in, rec)
 }
 
 type (
@@ -126,9 +133,15 @@ type outbox struct {
 	stored   atomic.Int32 // len(recs), for close's lock-free check
 	mu       sync.Mutex
 	recs     []*kgo.Record
+	// The call's input: one record (call), or a batch in offset order
+	// (calls), whose outputs are kept with their input (ins, parallel to
+	// recs).
+	call  *kgo.Record
+	calls []*kgo.Record
+	ins   []*kgo.Record
 }
 
-func (o *outbox) add(rec *kgo.Record) error {
+func (o *outbox) add(in, rec *kgo.Record) error {
 	o.emitting.Add(1)
 	defer o.emitting.Add(-1)
 	o.mu.Lock()
@@ -136,12 +149,47 @@ func (o *outbox) add(rec *kgo.Record) error {
 	if !o.active.Load() {
 		return ErrNotInHandler
 	}
+	switch {
+	case o.calls == nil:
+		if in != nil && in != o.call {
+			return fmt.Errorf("%w: EmitFor's input is not the record of the handler call", ErrInvalidOutput)
+		}
+	case in == nil:
+		return ErrEmitNeedsInput
+	default:
+		i, found := slices.BinarySearchFunc(o.calls, in.Offset, func(r *kgo.Record, off int64) int { return cmp.Compare(r.Offset, off) })
+		if !found || o.calls[i] != in {
+			return fmt.Errorf("%w: EmitFor's input (%s[%d] offset %d) is not a record of the batch", ErrInvalidOutput, in.Topic, in.Partition, in.Offset)
+		}
+		o.ins = append(o.ins, in)
+	}
 	o.recs = append(o.recs, rec)
 	o.stored.Store(int32(len(o.recs)))
 	return nil
 }
 
-func (o *outbox) open() { o.active.Store(true) }
+// open starts a call for rec.
+func (o *outbox) open(rec *kgo.Record) {
+	o.call = rec
+	o.active.Store(true)
+}
+
+// openBatch starts a batch call for recs, in offset order.
+func (o *outbox) openBatch(recs []*kgo.Record) {
+	o.calls = recs
+	o.active.Store(true)
+}
+
+// closeBatch ends a batch call and returns its outputs with their inputs.
+func (o *outbox) closeBatch() (outs, ins []*kgo.Record) {
+	o.active.Store(false)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	outs, ins = o.recs, o.ins
+	o.recs, o.ins, o.calls = nil, nil, nil
+	o.stored.Store(0)
+	return outs, ins
+}
 
 // close ends the call and returns its outputs: nil if it failed (ok false)
 // or emitted nothing.
@@ -166,7 +214,7 @@ func (o *outbox) close(ok bool) []*kgo.Record {
 // outputs.
 func (p *partition) attempt(ctx context.Context, h *handling, rec *kgo.Record) ([]*kgo.Record, error) {
 	h.reached = ctx
-	h.out.open()
+	h.out.open(rec)
 	p.callStarts(rec)
 	err := callSafely(ctx, p.c.handler, rec)
 	p.callEnds()

@@ -91,6 +91,10 @@ type config struct {
 	txnMaxRecords       int
 	txnMaxInterval      time.Duration
 	txnTimeout          time.Duration
+	batch               bool // NewBatch
+	batchRecords        int
+	batchLinger         time.Duration
+	batchSet            bool
 }
 
 func defaultConfig() config {
@@ -105,6 +109,8 @@ func defaultConfig() config {
 		txnMaxRecords:       DefaultTransactionRecords,
 		txnMaxInterval:      DefaultTransactionInterval,
 		txnTimeout:          DefaultTransactionTimeout,
+		batchRecords:        DefaultBatchRecords,
+		batchLinger:         DefaultBatchLinger,
 		healthPoll:          DefaultHealthPollLimit,
 		healthBlocked:       DefaultHealthBlockedLimit,
 	}
@@ -369,11 +375,21 @@ func (c *config) policyFor(topic string) retry.Policy {
 }
 
 // validate checks the config without any network I/O and names every bad field.
-func (c *config) validate(h Handler) error {
+func (c *config) validate(hasHandler bool) error {
 	errs := check.NewErrors("consumer", ErrInvalidConfig)
 	bad := errs.Add
-	if h == nil {
+	if !hasHandler {
 		bad("Handler", "must not be nil")
+	}
+	switch {
+	case c.batch && len(c.middlewares) > 0:
+		bad("WithMiddleware", "wraps a Handler and cannot be combined with NewBatch's BatchHandler")
+	case !c.batch && c.batchSet:
+		bad("BatchSize", "applies to a consumer made with NewBatch only")
+	case c.batch && c.batchRecords <= 0:
+		bad("BatchSize", "maxRecords must be > 0, got %d", c.batchRecords)
+	case c.batch && c.batchLinger < 0:
+		bad("BatchSize", "linger must be >= 0, got %v", c.batchLinger)
 	}
 	connect.Validate(errs, c.conn)
 	if c.group == "" {

@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -48,8 +49,7 @@ type Message[K, V any] struct {
 // fn goes through the retry policy like any handler's.
 //
 // Typed returns nil if a codec or fn is nil; New refuses a nil Handler.
-// Handlers of one record at a time only: typed batches will come with the
-// batch handler (issue 16), which does not exist yet.
+// TypedBatch is the same for batches.
 func Typed[K, V any](keys codec.Codec[K], values codec.Codec[V], fn func(ctx context.Context, m Message[K, V]) error) Handler {
 	if keys == nil || values == nil || fn == nil {
 		// A nil codec would panic at the first record, a poison pill of
@@ -57,20 +57,89 @@ func Typed[K, V any](keys codec.Codec[K], values codec.Codec[V], fn func(ctx con
 		return nil
 	}
 	return HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {
-		k, err := keys.Decode(rec.Key)
+		m, err := decode(keys, values, rec)
 		if err != nil {
-			return &DecodeError{Field: "key", Err: err}
+			return err
 		}
-		v, err := values.Decode(rec.Value)
-		if err != nil {
-			return &DecodeError{Field: "value", Err: err}
-		}
-		return fn(ctx, Message[K, V]{
-			Key: k, Value: v, Headers: rec.Headers,
-			Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset, Timestamp: rec.Timestamp,
-			Record: rec,
-		})
+		return fn(ctx, m)
 	})
+}
+
+// TypedBatch adapts fn, a function of a batch of decoded messages, to a
+// BatchHandler: each record's key and value are decoded with the codecs, as
+// Typed does. A record that cannot be decoded is a poison pill: it is left
+// out of ms and fails with a *DecodeError (dead-lettered at once with reason
+// "decode"); fn is called with the others, in the batch's order, unless none
+// is left. fn's result is read as a BatchHandler's, its *BatchError indexed
+// by ms.
+//
+// TypedBatch returns nil if a codec or fn is nil; NewBatch refuses a nil
+// BatchHandler.
+func TypedBatch[K, V any](keys codec.Codec[K], values codec.Codec[V], fn func(ctx context.Context, ms []Message[K, V]) error) BatchHandler {
+	if keys == nil || values == nil || fn == nil {
+		return nil
+	}
+	return BatchHandlerFunc(func(ctx context.Context, recs []*kgo.Record) error {
+		ms := make([]Message[K, V], 0, len(recs))
+		var errs []error // one per record, once a record failed to decode
+		var at []int     // the index in recs of each of ms, once errs is set
+		for i, rec := range recs {
+			m, err := decode(keys, values, rec)
+			if err != nil {
+				if errs == nil {
+					errs = make([]error, len(recs))
+					at = make([]int, len(ms), len(recs))
+					for j := range at {
+						at[j] = j
+					}
+				}
+				errs[i] = err
+				continue
+			}
+			ms = append(ms, m)
+			if errs != nil {
+				at = append(at, i)
+			}
+		}
+		if len(ms) == 0 {
+			return RecordErrors(errs)
+		}
+		err := fn(ctx, ms)
+		if errs == nil {
+			return err // ms is recs, one to one
+		}
+		var be *BatchError
+		switch {
+		case err == nil:
+		case errors.As(err, &be) && len(be.Errs) == len(ms):
+			for j, e := range be.Errs {
+				errs[at[j]] = e
+			}
+		default:
+			// One error for every message: the decoded records fail with it.
+			for _, i := range at {
+				errs[i] = err
+			}
+		}
+		return RecordErrors(errs)
+	})
+}
+
+// decode decodes rec into a Message.
+func decode[K, V any](keys codec.Codec[K], values codec.Codec[V], rec *kgo.Record) (Message[K, V], error) {
+	k, err := keys.Decode(rec.Key)
+	if err != nil {
+		return Message[K, V]{}, &DecodeError{Field: "key", Err: err}
+	}
+	v, err := values.Decode(rec.Value)
+	if err != nil {
+		return Message[K, V]{}, &DecodeError{Field: "value", Err: err}
+	}
+	return Message[K, V]{
+		Key: k, Value: v, Headers: rec.Headers,
+		Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset, Timestamp: rec.Timestamp,
+		Record: rec,
+	}, nil
 }
 
 // DecodeError is the error of a Typed handler whose codec could not decode
