@@ -17,6 +17,9 @@ func TestMain(m *testing.M) {
 	case "txn":
 		runTxnChild()
 		return
+	case "batch":
+		runBatchChild()
+		return
 	default:
 		runChild()
 		return
