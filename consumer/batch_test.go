@@ -1381,3 +1381,103 @@ func TestTypedBatchDeadLettersUndecodableRecords(t *testing.T) {
 	}
 	t.Logf("%d fn calls; offset 3 dead-lettered as decode, offset 5 as non-retriable, the rest handled once", calls)
 }
+
+// TestBatchLingerFlushedAtShutdownAndRevocation: a batch waiting for its
+// linger (an hour here) is handed to the handler at once when the consumer
+// shuts down, or when its partition is revoked, and committed.
+func TestBatchLingerFlushedAtShutdownAndRevocation(t *testing.T) {
+	t.Run("shutdown", func(t *testing.T) {
+		kc := testkit.Shared(t)
+		topic := kc.NewTopic(t, 1, nil)
+		var log batchCalls
+		c := newBatchConsumer(t, kc, consumer.BatchHandlerFunc(func(ctx context.Context, recs []*kgo.Record) error {
+			log.end(log.begin("c", recs), nil)
+			return nil
+		}), topic, consumer.Topics(topic), consumer.BatchSize(50, time.Hour), consumer.DrainTimeout(time.Minute))
+		errc := make(chan error, 1)
+		go func() { errc <- c.Run(context.Background()) }()
+		t.Cleanup(func() { c.Close(context.Background()) }) // if the test stops early
+		produceSpread(t, kc, topic, 1, 3, nil)
+		waitBuffered(t, c, map[int32]int{0: 3})
+		if calls := log.snapshot(); len(calls) != 0 {
+			t.Fatalf("calls %v before the hour's linger passed", calls[0].offsets())
+		}
+		// Bounded well below the drain timeout: a shutdown that waited for
+		// the linger would be cut by it.
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := c.Close(ctx); err != nil {
+			t.Fatalf("Close with a batch waiting for its linger: %v", err)
+		}
+		if err := <-errc; err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		calls := log.snapshot()
+		if len(calls) != 1 || !slices.Equal(calls[0].offsets(), []int64{0, 1, 2}) {
+			t.Fatalf("%d calls at the shutdown, want one of offsets 0..2: the batch waiting for its linger was not flushed (committed %v)",
+				len(calls), committed(t, kc.Admin(t), topic, topic))
+		}
+		if got := committed(t, kc.Admin(t), topic, topic); got[0] != 3 {
+			t.Fatalf("committed %v after the shutdown, want 3", got)
+		}
+	})
+	t.Run("revocation", func(t *testing.T) {
+		kc := testkit.Shared(t)
+		topic := kc.NewTopic(t, 2, nil)
+		var log batchCalls
+		h := func(who string) consumer.BatchHandler {
+			return consumer.BatchHandlerFunc(func(ctx context.Context, recs []*kgo.Record) error {
+				log.end(log.begin(who, recs), nil)
+				return nil
+			})
+		}
+		a := newBatchConsumer(t, kc, h("a"), topic, consumer.Topics(topic), consumer.BatchSize(50, time.Hour))
+		run(t, a)
+		produceSpread(t, kc, topic, 2, 6, nil)
+		waitBuffered(t, a, map[int32]int{0: 3, 1: 3})
+		b := newBatchConsumer(t, kc, h("b"), topic, consumer.Topics(topic), consumer.BatchSize(50, time.Hour))
+		run(t, b)
+		var moved int32
+		testkit.Eventually(t, 60*time.Second, func() error {
+			ps := b.Partitions()
+			if len(ps) != 1 {
+				return fmt.Errorf("b holds %d partitions, want 1", len(ps))
+			}
+			moved = ps[0].Partition
+			return nil
+		})
+		// a's drain at the revocation flushed and committed the batch
+		// before b was given the partition: b's own batch would wait an
+		// hour.
+		adm := kc.Admin(t)
+		testkit.Eventually(t, 10*time.Second, func() error {
+			if got := committed(t, adm, topic, topic); got[moved] != 3 {
+				return fmt.Errorf("committed %v: a's batch of partition %d, waiting for its linger, was not flushed and committed at the revocation", got, moved)
+			}
+			return nil
+		})
+		var got []string
+		for _, c := range log.snapshot() {
+			got = append(got, fmt.Sprintf("%s:%d%v", c.who, onePartition(t, c), c.offsets()))
+		}
+		if want := []string{fmt.Sprintf("a:%d[0 1 2]", moved)}; !slices.Equal(got, want) {
+			t.Fatalf("calls %v; want %v: the batch of the revoked partition flushed by a at the revocation, the other still waiting", got, want)
+		}
+	})
+}
+
+// waitBuffered waits until c holds want records of each partition (fetched,
+// not finished).
+func waitBuffered(t *testing.T, c *consumer.Consumer, want map[int32]int) {
+	t.Helper()
+	testkit.Eventually(t, 30*time.Second, func() error {
+		got := map[int32]int{}
+		for _, p := range c.Partitions() {
+			got[p.Partition] = p.Buffered
+		}
+		if !maps.Equal(got, want) {
+			return fmt.Errorf("buffered %v, want %v", got, want)
+		}
+		return nil
+	})
+}
