@@ -1481,3 +1481,24 @@ func waitBuffered(t *testing.T, c *consumer.Consumer, want map[int32]int) {
 		return nil
 	})
 }
+
+// TestBatchTransactionalHasNoLinger: in transactional mode BatchSize's
+// linger does not apply (the transaction's interval gathers the records):
+// with an hour's linger, 3 records are still transformed and committed.
+func TestBatchTransactionalHasNoLinger(t *testing.T) {
+	kc := testkit.Shared(t)
+	in := kc.NewTopic(t, 1, nil)
+	out := kc.NewTopic(t, 1, nil)
+	c := newTxnBatchConsumer(t, kc, consumer.BatchHandlerFunc(func(ctx context.Context, recs []*kgo.Record) error {
+		for _, r := range recs {
+			if err := consumer.EmitFor(ctx, r, &kgo.Record{Topic: out, Key: inputKey(r)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}), in, in+"-txn", consumer.Topics(in), consumer.BatchSize(50, time.Hour))
+	run(t, c)
+	produceSpread(t, kc, in, 1, 3, nil)
+	onceEach(t, "read_committed outputs", readExactly(t, kc, out, 3, true, time.Second), map[string]bool{"0/0": true, "0/1": true, "0/2": true})
+	waitCommitted(t, kc.Admin(t), in, in, map[int32]int64{0: 3})
+}
