@@ -9,7 +9,7 @@ STATICCHECK_VERSION ?= v0.8.2
 KAFKA_STATE_DIR ?= $(CURDIR)/.kafka
 export KAFKA_STATE_DIR
 
-.PHONY: demo test test-chaos test-unit lint build-min-go kafka-up kafka-down bench bench-consumer bench-kvstore fuzz deps chromium
+.PHONY: demo test test-chaos test-unit lint build-min-go kafka-up kafka-down bench bench-compare bench-consumer bench-kvstore fuzz deps chromium
 
 # The modules of the repository, joined by go.work: the library (root), the
 # OpenTelemetry tracing (otel) and the modules only tests, tools and benchmarks need.
@@ -119,6 +119,19 @@ bench-kvstore: deps
 # peers. Sizes and rounds:
 # `go run ./bench -h`, passed with BENCH_FLAGS.
 BENCH_FLAGS ?=
+# S1, S2, S3 and S5 with whippet at BASE (a commit) as whippet-baseline in the same rounds as the
+# working tree's: `make bench-compare BASE=<commit>` (prints the table; RESULTS.md untouched).
+BASE ?= HEAD~1
+bench-compare: deps
+	rm -rf .bench-base && git worktree add --detach .bench-base $(BASE)
+	cd .bench-base/bench && GOWORK=off $(GO) build -o ../../.bench-base.bin . ; status=$$?; \
+	  cd ../.. && git worktree remove --force .bench-base; exit $$status
+	$(MAKE) --no-print-directory kafka-up
+	set -a; source "$(KAFKA_STATE_DIR)/env"; set +a; \
+	  $(GO) run ./bench -scenarios S1,S2,S3,S5 -no-results -baseline "$(CURDIR)/.bench-base.bin" $(BENCH_FLAGS); status=$$?; \
+	  $(MAKE) --no-print-directory kafka-down; \
+	  exit $$status
+
 bench: deps
 	$(MAKE) --no-print-directory kafka-up
 	set -a; source "$(KAFKA_STATE_DIR)/env"; set +a; \

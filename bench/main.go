@@ -75,6 +75,7 @@ type options struct {
 	results     string
 	runTimeout  time.Duration
 	skipResults bool
+	baseline    string
 }
 
 func parseOptions() (options, error) {
@@ -102,6 +103,7 @@ func parseOptions() (options, error) {
 	flag.StringVar(&o.results, "results", "bench/RESULTS.md", "where to write the results page")
 	flag.BoolVar(&o.skipResults, "no-results", false, "print the table only; do not write -results")
 	flag.DurationVar(&o.runTimeout, "run-timeout", 5*time.Minute, "limit for one contender run")
+	flag.StringVar(&o.baseline, "baseline", "", "a bench binary built from another whippet commit (see make bench-compare): S1, S2, S3 and S5 run its whippet as whippet-baseline, in the same rounds")
 	flag.Parse()
 	for name, v := range map[string]int{"-rounds": o.rounds, "-s1-rounds": o.s1Rounds, "-s4-rounds": o.s4Rounds, "-s5-rounds": o.s5Rounds} {
 		if v < 1 {

@@ -81,6 +81,24 @@ func scenarioFor(id string, o options, k *kafka, self string, ps peers) (*scenar
 			return exec.Command(self, args...), nil
 		}}
 	}
+	// withBaseline adds whippet as built by -baseline (another commit's
+	// bench binary), run like c, to compare two commits in one run.
+	withBaseline := func(cs []contender, c contender) []contender {
+		if o.baseline == "" {
+			return cs
+		}
+		inner := c.cmd
+		c.name = "whippet-baseline"
+		c.cmd = func(group string) (*exec.Cmd, error) {
+			cmd, err := inner(group)
+			if err != nil {
+				return nil, err
+			}
+			cmd.Path, cmd.Args[0] = o.baseline, o.baseline
+			return cmd, nil
+		}
+		return append(cs, c)
+	}
 	// greyhound runs Greyhound's RecordConsumer with its defaults and, as
 	// greyhound-tuned, with its metrics reporter off and larger dispatcher
 	// watermarks (bench/peers/greyhound); props are the scenario's.
@@ -124,6 +142,7 @@ func scenarioFor(id string, o options, k *kafka, self string, ps peers) (*scenar
 		}
 		n := []string{"-records", strconv.Itoa(o.s1Records), "-live", strconv.Itoa(o.s1Live)}
 		sc.contenders = []contender{withLive(goCmd("whippet", n...), 4), withLive(goCmd("franz-go", n...), 4)}
+		sc.contenders = withBaseline(sc.contenders, withLive(goCmd("whippet", n...), 4))
 		for _, c := range greyhound(map[string]string{"bench.live": strconv.Itoa(o.s1Live), "bench.limitMs": strconv.FormatInt(o.s1GhLimit.Milliseconds(), 10)}) {
 			sc.contenders = append(sc.contenders, withLive(c, 4))
 		}
@@ -155,8 +174,10 @@ func scenarioFor(id string, o options, k *kafka, self string, ps peers) (*scenar
 				}), nil
 			}
 		}
-		sc.contenders = append([]contender{goCmd("whippet", "-records", strconv.Itoa(o.s2Records), "-retry-delay", o.s2Retry.String()), spring},
+		s2 := goCmd("whippet", "-records", strconv.Itoa(o.s2Records), "-retry-delay", o.s2Retry.String())
+		sc.contenders = append([]contender{s2, spring},
 			greyhound(map[string]string{"bench.records": strconv.Itoa(o.s2Records), "bench.retryMs": strconv.FormatInt(o.s2Retry.Milliseconds(), 10)})...)
+		sc.contenders = withBaseline(sc.contenders, s2)
 
 	case "S3":
 		sc.title = fmt.Sprintf("key-ordered parallel processing: %d records, 1 partition, %d keys, %v handler, concurrency %d (ideal %.0f rec/s)",
@@ -190,8 +211,9 @@ func scenarioFor(id string, o options, k *kafka, self string, ps peers) (*scenar
 				}), nil
 			}
 		}
-		sc.contenders = []contender{withLive(goCmd("whippet", "-records", strconv.Itoa(o.s3Records), "-live", strconv.Itoa(o.s3Live),
-			"-concurrency", strconv.Itoa(o.s3Conc), "-handler", o.s3Handler.String()), 1), withLive(pc, 1)}
+		s3 := withLive(goCmd("whippet", "-records", strconv.Itoa(o.s3Records), "-live", strconv.Itoa(o.s3Live),
+			"-concurrency", strconv.Itoa(o.s3Conc), "-handler", o.s3Handler.String()), 1)
+		sc.contenders = withBaseline([]contender{s3, withLive(pc, 1)}, s3)
 
 	case "S4":
 		sc.title = fmt.Sprintf("compacted topic loaded into memory: %d keys (11 B key, 100 B value) over 4 partitions", o.s4Keys)
@@ -246,6 +268,7 @@ func scenarioFor(id string, o options, k *kafka, self string, ps peers) (*scenar
 		}
 		n := strconv.Itoa(o.s5Records)
 		sc.contenders = []contender{withOut(goCmd("whippet", "-records", n)), withOut(goCmd("franz-go", "-records", n))}
+		sc.contenders = withBaseline(sc.contenders, withOut(goCmd("whippet", "-records", n)))
 
 	default:
 		return nil, fmt.Errorf("unknown scenario %q (want S1..S5)", id)

@@ -135,8 +135,42 @@ func BatchSize(maxRecords int, linger time.Duration) Option {
 }
 
 // NewBatch is New for a BatchHandler: the same options, semantics and
-// retries, with handler calls of up to BatchSize records. Middlewares
-// (WithMiddleware) wrap Handlers and cannot be combined with it.
+// retries, with handler calls of up to BatchSize records. Middlewares of
+// single records (WithMiddleware) cannot be combined with it; batch
+// middlewares (WithBatchMiddleware) wrap each batch call.
 func NewBatch(conn whippet.Connection, h BatchHandler, opts ...Option) (*Consumer, error) {
 	return newConsumer(conn, nil, h, opts)
+}
+
+// BatchMiddleware wraps a BatchHandler to add behaviour around each batch
+// call (tracing, logging), as Middleware does for a Handler.
+type BatchMiddleware func(BatchHandler) BatchHandler
+
+// WithBatchMiddleware wraps the batch handler of NewBatch; the first
+// middleware is the outermost. A record forwarded to a retry or dead-letter
+// topic is produced with the values of the context its last call passed
+// to the handler, as deep as the middlewares passed it on (a tracing
+// middleware's span), so a middleware must call its next handler before it
+// returns. Default: none.
+func WithBatchMiddleware(mws ...BatchMiddleware) Option {
+	return func(c *config) { c.batchMiddlewares = append(c.batchMiddlewares, mws...) }
+}
+
+// chainBatch wraps h with the middlewares, each one's next handler noting
+// the context it is called with (see reaching).
+func chainBatch(h BatchHandler, mws []BatchMiddleware) BatchHandler {
+	for i := len(mws) - 1; i >= 0; i-- {
+		h = mws[i](batchReaching{h})
+	}
+	return h
+}
+
+// batchReaching is reaching for batch middlewares.
+type batchReaching struct{ next BatchHandler }
+
+func (r batchReaching) HandleBatch(ctx context.Context, recs []*kgo.Record) error {
+	if h, ok := ctx.Value(handlingKey{}).(*handling); ok {
+		h.reached = ctx
+	}
+	return r.next.HandleBatch(ctx, recs)
 }

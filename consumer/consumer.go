@@ -215,7 +215,6 @@ func newConsumer(conn whippet.Connection, h Handler, bh BatchHandler, opts []Opt
 	}
 	c := &Consumer{
 		cfg:         cfg,
-		batch:       bh,
 		log:         connect.Logger(conn).With(zap.String("group", cfg.group)),
 		kc:          connect.New(conn, "consumer", cfg.group),
 		m:           m,
@@ -235,6 +234,8 @@ func newConsumer(conn whippet.Connection, h Handler, bh BatchHandler, opts []Opt
 	}
 	if h != nil {
 		c.handler = chain(h, cfg.middlewares)
+	} else {
+		c.batch = chainBatch(bh, cfg.batchMiddlewares)
 	}
 	if cfg.keyParallel {
 		c.sem = make(chan struct{}, cfg.keyConcurrency)

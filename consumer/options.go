@@ -95,6 +95,7 @@ type config struct {
 	batchRecords        int
 	batchLinger         time.Duration
 	batchSet            bool
+	batchMiddlewares    []BatchMiddleware
 }
 
 func defaultConfig() config {
@@ -383,9 +384,11 @@ func (c *config) validate(hasHandler bool) error {
 	}
 	switch {
 	case c.batch && len(c.middlewares) > 0:
-		bad("WithMiddleware", "wraps a Handler and cannot be combined with NewBatch's BatchHandler")
+		bad("WithMiddleware", "wraps a Handler and cannot be combined with NewBatch's BatchHandler (see WithBatchMiddleware)")
 	case !c.batch && c.batchSet:
 		bad("BatchSize", "applies to a consumer made with NewBatch only")
+	case !c.batch && len(c.batchMiddlewares) > 0:
+		bad("WithBatchMiddleware", "applies to a consumer made with NewBatch only")
 	case c.batch && c.batchRecords <= 0:
 		bad("BatchSize", "maxRecords must be > 0, got %d", c.batchRecords)
 	case c.batch && c.batchLinger < 0:

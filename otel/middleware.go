@@ -2,6 +2,7 @@ package whotel
 
 import (
 	"context"
+	"errors"
 	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -82,4 +83,62 @@ func (t *Tracing) Middleware(group string) consumer.Middleware {
 func failed(span trace.Span, err error) {
 	span.RecordError(err)
 	span.SetStatus(codes.Error, err.Error())
+}
+
+// BatchMiddleware is Middleware for batch handlers (consumer.NewBatch,
+// consumer.WithBatchMiddleware): each call is a "<topic> process" span
+// (kind consumer, a new trace) linked to the span whose trace context each
+// of its records carries (up to the SDK's link limit, 128 by default), with
+// the batch's size and the partition. It ends when the call returns, with
+// status Error if every record failed (a plain error or a panic); a
+// *consumer.BatchError is recorded as an event, the call's status staying
+// unset, since some records were handled. Forwards of the call's failed
+// records are children of the span.
+func (t *Tracing) BatchMiddleware(group string) consumer.BatchMiddleware {
+	return func(next consumer.BatchHandler) consumer.BatchHandler {
+		return consumer.BatchHandlerFunc(func(ctx context.Context, recs []*kgo.Record) (err error) {
+			first := recs[0]
+			opts := []trace.SpanStartOption{
+				trace.WithSpanKind(trace.SpanKindConsumer),
+				trace.WithNewRoot(),
+				trace.WithAttributes(
+					semconv.MessagingSystemKafka,
+					semconv.MessagingOperationTypeProcess,
+					semconv.MessagingOperationName("process"),
+					semconv.MessagingDestinationName(first.Topic),
+					semconv.MessagingDestinationPartitionID(strconv.Itoa(int(first.Partition))),
+					semconv.MessagingBatchMessageCount(len(recs)),
+					semconv.MessagingConsumerGroupName(group),
+				),
+			}
+			if _, n, ok := retry.ParseTopicName(first.Topic, group); ok {
+				opts = append(opts, trace.WithAttributes(AttrRetryStage.Int(n)))
+			}
+			links := make([]trace.Link, 0, len(recs))
+			for _, rec := range recs {
+				pctx := t.propagator.Extract(context.Background(), kotel.NewRecordCarrier(rec))
+				if producer := trace.SpanContextFromContext(pctx); producer.IsValid() {
+					links = append(links, trace.Link{SpanContext: producer})
+				}
+			}
+			opts = append(opts, trace.WithLinks(links...))
+			ctx, span := t.tracer.Start(trace.ContextWithSpanContext(ctx, trace.SpanContext{}), first.Topic+" process", opts...)
+			returned := false
+			defer func() {
+				var be *consumer.BatchError
+				switch {
+				case !returned:
+					failed(span, consumer.ErrHandlerPanic)
+				case errors.As(err, &be):
+					span.RecordError(err)
+				case err != nil:
+					failed(span, err)
+				}
+				span.End()
+			}()
+			err = next.HandleBatch(ctx, recs)
+			returned = true
+			return err
+		})
+	}
 }

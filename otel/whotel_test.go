@@ -415,3 +415,62 @@ func TestMiddlewarePanicEndsSpanAndPanicsOn(t *testing.T) {
 		t.Fatalf("spans %+v, want one ended \"orders process\" span with an error status", spans)
 	}
 }
+
+// A batch call is one process span linked to the publish span of each of
+// its records; the forward of a record it failed is a child of that span.
+func TestBatchCallIsOneSpanLinkedToEachRecord(t *testing.T) {
+	r := newRig(t)
+	topic := r.kc.NewTopic(t, 1, nil)
+	group := topic
+	dlqTopic := retry.DLQTopicName(topic, group)
+	for range 3 {
+		r.produce(t, topic)
+	}
+	h := consumer.BatchHandlerFunc(func(ctx context.Context, recs []*kgo.Record) error {
+		if !trace.SpanContextFromContext(ctx).IsValid() {
+			return errors.New("no span in the batch call's ctx")
+		}
+		errs := make([]error, len(recs))
+		for i, rec := range recs {
+			if rec.Offset == 1 {
+				errs[i] = errors.New("offset 1 fails")
+			}
+		}
+		return consumer.RecordErrors(errs)
+	})
+	c, err := consumer.NewBatch(r.conn, h, consumer.Group(group), consumer.Topics(topic),
+		consumer.BatchSize(3, 10*time.Second), // one call of the 3 records, however they are fetched
+		consumer.WithBatchMiddleware(r.tr.BatchMiddleware(group)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- c.Run(context.Background()) }()
+	t.Cleanup(func() {
+		_ = c.Close(context.Background())
+		if err := <-errc; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+
+	got := r.waitSpans(t, map[string]int{topic + " process": 1, dlqTopic + " publish": 1, topic + " publish": 3})
+	call, dead := got[topic+" process"][0], got[dlqTopic+" publish"][0]
+	wantAttrs(t, call, map[attribute.Key]any{"messaging.batch.message_count": 3, "messaging.consumer.group.name": group})
+	if call.Parent.IsValid() {
+		t.Errorf("the batch span has parent %v; want a new trace", call.Parent)
+	}
+	if len(call.Links) != 3 {
+		t.Fatalf("the batch span has %d links, want 3 (one per record)", len(call.Links))
+	}
+	for i, pub := range got[topic+" publish"] {
+		if !call.Links[i].SpanContext.Equal(pub.SpanContext.WithRemote(true)) && !call.Links[i].SpanContext.Equal(pub.SpanContext) {
+			t.Errorf("link %d: %s/%s, want record %d's publish span %s/%s", i, call.Links[i].SpanContext.TraceID(), call.Links[i].SpanContext.SpanID(),
+				i, pub.SpanContext.TraceID(), pub.SpanContext.SpanID())
+		}
+	}
+	if call.Status.Code == codes.Error {
+		t.Errorf("the batch span's status is %+v; some records were handled, so it must not be Error", call.Status)
+	}
+	wantChild(t, dead, call)
+	wantAttrs(t, dead, map[attribute.Key]any{whotel.AttrDLQReason: string(retry.ReasonExhausted)})
+}

@@ -181,3 +181,32 @@ func TestInfoFromContext(t *testing.T) {
 		t.Fatalf("InfoFrom = %+v, %v", info, ok)
 	}
 }
+
+func TestDecide(t *testing.T) {
+	boom := errors.New("boom")
+	both := retry.BlockingThenNonBlocking(retry.Blocking(time.Millisecond, 2*time.Millisecond), retry.NonBlocking(time.Second, time.Minute))
+	cases := []struct {
+		name            string
+		p               retry.Policy
+		stage, blocking int
+		err             error
+		want            retry.Decision
+	}{
+		{"no retry", retry.NoRetry(), -1, 0, boom, retry.Decision{Action: retry.DeadLetter, Reason: retry.ReasonExhausted}},
+		{"first blocking retry", both, -1, 0, boom, retry.Decision{Action: retry.RetryInPlace, Delay: time.Millisecond}},
+		{"second blocking retry", both, -1, 1, boom, retry.Decision{Action: retry.RetryInPlace, Delay: 2 * time.Millisecond}},
+		{"blocking exhausted: first stage", both, -1, 2, boom, retry.Decision{Action: retry.Forward, Stage: 0, Delay: time.Second}},
+		{"a retry topic is never retried in place", both, 0, 0, boom, retry.Decision{Action: retry.Forward, Stage: 1, Delay: time.Minute}},
+		{"last stage: exhausted", both, 1, 0, boom, retry.Decision{Action: retry.DeadLetter, Reason: retry.ReasonExhausted}},
+		{"non-retriable", both, -1, 0, retry.NonRetriable(boom), retry.Decision{Action: retry.DeadLetter, Reason: retry.ReasonNonRetriable}},
+		{"decode", both, 0, 0, fmt.Errorf("x: %w", codec.ErrDecode), retry.Decision{Action: retry.DeadLetter, Reason: retry.ReasonDecode}},
+		{"decode retried on request", both.RetryDecodeErrors(), -1, 0, codec.ErrDecode, retry.Decision{Action: retry.RetryInPlace, Delay: time.Millisecond}},
+		{"forever", retry.BlockingBackoff(retry.Exponential{Initial: time.Millisecond, Max: 4 * time.Millisecond, Multiplier: 2, Retries: retry.Forever}), -1, 1000, boom,
+			retry.Decision{Action: retry.RetryInPlace, Delay: 4 * time.Millisecond}},
+	}
+	for _, c := range cases {
+		if got := c.p.Decide(c.stage, c.blocking, c.err); got != c.want {
+			t.Errorf("%s: Decide(%d, %d, %v) = %+v, want %+v", c.name, c.stage, c.blocking, c.err, got, c.want)
+		}
+	}
+}
