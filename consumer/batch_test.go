@@ -725,9 +725,9 @@ func TestBatchRebalanceMidBatch(t *testing.T) {
 		testBatchRebalance(t, 1600, 200*time.Millisecond, false)
 	})
 	t.Run("drain timeout", func(t *testing.T) {
-		// 6 calls of 1s per partition, and a drain timeout of 300ms: the
+		// 4 calls of 2s per partition, and a drain timeout of 300ms: the
 		// calls under way at the revocation outlive it.
-		testBatchRebalance(t, 240, time.Second, true, consumer.DrainTimeout(300*time.Millisecond))
+		testBatchRebalance(t, 160, 2*time.Second, true, consumer.DrainTimeout(300*time.Millisecond))
 	})
 }
 
@@ -775,7 +775,13 @@ func testBatchRebalance(t *testing.T, n int, callTime time.Duration, wantAgain b
 	b := newBatchConsumer(t, kc, slow("b"), group, opts...)
 	run(t, b)
 	log.waitHandled(t, in, n)
-	waitCommitted(t, kc.Admin(t), group, in, perPartition(parts, int64(n/parts)))
+	adm := kc.Admin(t)
+	testkit.Eventually(t, 30*time.Second, func() error {
+		if got, want := committed(t, adm, group, in), perPartition(parts, int64(n/parts)); !maps.Equal(got, want) {
+			return fmt.Errorf("committed %v, want %v; a holds %+v (blocked %+v), b holds %+v (blocked %+v)", got, want, a.Partitions(), a.Blocked(), b.Partitions(), b.Blocked())
+		}
+		return nil
+	})
 
 	calls := log.snapshot()
 	held := map[[2]int64][]int{} // the calls that held each record, in start order
@@ -835,6 +841,87 @@ func testBatchRebalance(t *testing.T, n int, callTime time.Duration, wantAgain b
 	}
 	t.Logf("%d partitions moved while %d calls of a were under way: none lost, %d handled twice, %d outputs cover the %d inputs",
 		moved, overlapping, twice, len(outs), n)
+}
+
+// TestBatchDrainTimeoutKeepsOtherPartitionsOutputs: when a revocation's
+// drain gives up on a call, the outputs of the calls of the partitions the
+// member keeps are still produced and their records committed (outputs are
+// never dropped, says Emit), even when they share a produce batch with the
+// outputs of the call the drain gave up on.
+func TestBatchDrainTimeoutKeepsOtherPartitionsOutputs(t *testing.T) {
+	kc := testkit.Shared(t)
+	in := kc.NewTopic(t, 2, nil)
+	out := kc.NewTopic(t, 1, nil) // one partition: the outputs share produce batches
+	group := in
+	var log batchCalls
+	revoked := make(chan struct{})
+	var once sync.Once
+	h := func(who string) consumer.BatchHandler {
+		return consumer.BatchHandlerFunc(func(ctx context.Context, recs []*kgo.Record) error {
+			i := log.begin(who, recs)
+			for _, r := range recs {
+				if err := consumer.EmitFor(ctx, r, &kgo.Record{Topic: out, Key: inputKey(r), Value: r.Value}); err != nil {
+					return err
+				}
+			}
+			if who == "a" && recs[len(recs)-1].Offset >= 1 {
+				// Under way until the drain of the revocation gives up on
+				// one of them: that one returns at once, the other (of the
+				// partition a keeps) a moment later, within the producer's
+				// 10ms linger.
+				select {
+				case <-ctx.Done():
+					log.cancel(i)
+					once.Do(func() { close(revoked) })
+				case <-revoked:
+					time.Sleep(time.Millisecond)
+				}
+			}
+			log.end(i, nil)
+			return nil
+		})
+	}
+	opts := []consumer.Option{consumer.Topics(in), consumer.BatchSize(10, 0), consumer.DrainTimeout(200 * time.Millisecond),
+		consumer.CommitInterval(100 * time.Millisecond)}
+	a := newBatchConsumer(t, kc, h("a"), group, opts...)
+	run(t, a)
+	// Offset 0 of each partition first: handled at once, so that the
+	// forwarder is producing already when the revocation comes.
+	produceSpread(t, kc, in, 2, 2, nil)
+	readExactly(t, kc, out, 2, false, 0)
+	produceSpread(t, kc, in, 2, 2, nil)
+	testkit.Eventually(t, 30*time.Second, func() error {
+		if got := log.handlings(in); got[[2]int64{0, 1}] == 0 || got[[2]int64{1, 1}] == 0 {
+			return fmt.Errorf("waiting for a's calls of offset 1 (handled %v)", got)
+		}
+		return nil
+	})
+	b := newBatchConsumer(t, kc, h("b"), group, opts...)
+	run(t, b)
+	select {
+	case <-revoked:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the drain never gave up on a call of a")
+	}
+	adm := kc.Admin(t)
+	testkit.Eventually(t, 30*time.Second, func() error {
+		if got := committed(t, adm, group, in); !maps.Equal(got, perPartition(2, 2)) {
+			return fmt.Errorf("committed %v, want 2 on each partition; a holds %+v (blocked %+v), b holds %+v", got, a.Partitions(), a.Blocked(), b.Partitions())
+		}
+		return nil
+	})
+	if ps := a.Partitions(); len(ps) != 1 {
+		t.Fatalf("a holds %+v, want the one partition it kept", ps)
+	}
+	covered := map[string]bool{}
+	for _, r := range readExactly(t, kc, out, 4, false, time.Second) {
+		covered[string(r.Key)] = true
+	}
+	for _, k := range []string{"0/0", "0/1", "1/0", "1/1"} {
+		if !covered[k] {
+			t.Errorf("no output for input %s", k)
+		}
+	}
 }
 
 // runBatchChild is the consumer process of TestBatchKillMidBatch: a batch
