@@ -259,9 +259,6 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	defer close(c.done)
 	defer c.m.unregister()
-	if c.batch != nil {
-		return errors.New("consumer: NewBatch: the batch handler's implementation has not landed yet")
-	}
 	select {
 	case <-c.closeCh:
 		return ErrClosed

@@ -83,8 +83,8 @@ type (
 // finds the outbox without a context.WithValue per call.
 type handling struct {
 	context.Context
-	out outbox
-	txn *txnBatch // transactional mode: the transaction of the records
+	out  outbox
+	sink sink // atLeastOnce, or the transaction under way
 
 	// reached is the deepest context of the record's last attempt: the one
 	// the attempt was made with, or the one a middleware passed on to the
@@ -207,18 +207,6 @@ func (o *outbox) close(ok bool) []*kgo.Record {
 		return nil
 	}
 	return recs
-}
-
-// attempt calls the handler once for rec, with ctx (h itself, or h wrapped
-// with retry information), and returns its error and, if it succeeded, its
-// outputs.
-func (p *partition) attempt(ctx context.Context, h *handling, rec *kgo.Record) ([]*kgo.Record, error) {
-	h.reached = ctx
-	h.out.open(rec)
-	p.callStarts(rec)
-	err := callSafely(ctx, p.c.handler, rec)
-	p.callEnds()
-	return h.out.close(err == nil), err
 }
 
 // chain is Chain, with each middleware's next handler noting the context it

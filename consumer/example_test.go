@@ -225,7 +225,8 @@ func ExampleNew_invalidConfig() {
 	// consumer: Connection.Brokers: at least one seed broker is required
 }
 
-// Middleware wraps a handler, the way retry policies do.
+// Middleware wraps a handler with behaviour around each attempt (here,
+// logging); retries are the retry policy's, not a middleware.
 func ExampleChain() {
 	logging := func(next consumer.Handler) consumer.Handler {
 		return consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {

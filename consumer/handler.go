@@ -11,8 +11,13 @@ import (
 )
 
 // Handler handles one record. It is the unit users write, in the spirit of
-// net/http's Handler: behaviour such as retries is added by wrapping a Handler
-// (see Middleware), not by flags threaded through the consumer.
+// net/http's Handler: behaviour around the call (tracing, logging, metrics)
+// is added by wrapping it (see Middleware). What follows a failure is the
+// consumer's: the retry policy (see Retry and retry.Policy.Decide) decides
+// whether to retry in place, forward to a retry topic or dead-letter, since
+// a forward must be acknowledged (or, transactional, in the transaction)
+// before the record's offset may be committed. BatchHandler handles many
+// records per call.
 //
 // Handle is called with a context that belongs to the current assignment of
 // the record's partition (see Assignment): it is canceled when the partition is
@@ -29,8 +34,9 @@ type HandlerFunc func(ctx context.Context, rec *kgo.Record) error
 // Handle calls f(ctx, rec).
 func (f HandlerFunc) Handle(ctx context.Context, rec *kgo.Record) error { return f(ctx, rec) }
 
-// Middleware wraps a Handler to add behaviour around it (retries, tracing,
-// decoding). It is the seam where retry policies plug in.
+// Middleware wraps a Handler to add behaviour around each attempt (tracing,
+// logging, decoding). Every attempt, blocking retries included, goes
+// through the middlewares; retries themselves are the retry policy's.
 type Middleware func(Handler) Handler
 
 // Chain wraps h with the middlewares so that the first one is the outermost:

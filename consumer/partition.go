@@ -1,8 +1,9 @@
 package consumer
 
 import (
+	"cmp"
 	"context"
-	"sort"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,6 +80,7 @@ type partition struct {
 	full     bool // queued reached the bound and has not drained to half yet
 	paused   pauseReason
 	changed  chan struct{} // closed and replaced when pausedHandling bits change
+	more     chan struct{} // closed when records come, for a batch's linger
 	stopped  bool          // revoked or shutting down: take no more records
 	closed   bool          // drained: late completions must not mark offsets
 	next     int64         // first offset not yet finished (-1 until known)
@@ -96,7 +98,14 @@ type partition struct {
 type lane struct {
 	key  string
 	recs []*kgo.Record
-	h    handling // context and outbox of the lane's handler calls
+	h    handling // context, outbox and sink of the lane's handler calls
+}
+
+func (p *partition) newLane(key string) *lane {
+	l := &lane{key: key}
+	l.h.Context = p.ctx
+	l.h.sink = atLeastOnce{}
+	return l
 }
 
 func newPartition(c *Consumer, cl *kgo.Client, topic string, id int32) *partition {
@@ -150,6 +159,40 @@ func (p *partition) enqueue(recs []*kgo.Record, hwm int64) {
 	if p.queued >= p.c.cfg.partitionBuffer {
 		p.full = true
 	}
+	p.wakeLingerLocked()
+}
+
+// wakeLingerLocked wakes a batch waiting for more records (see linger).
+func (p *partition) wakeLingerLocked() {
+	if p.more != nil {
+		close(p.more)
+		p.more = nil
+	}
+}
+
+// lingerLocked waits, with p.mu held on entry and return, until enough
+// reports true, deadline passes, handling is paused or the partition
+// stops; records coming (enqueue, admit) wake it to check again.
+func (p *partition) lingerLocked(deadline time.Time, enough func() bool) {
+	for !p.stopped && p.paused&pausedHandling == 0 && !enough() {
+		d := time.Until(deadline)
+		if d <= 0 {
+			return
+		}
+		if p.more == nil {
+			p.more = make(chan struct{})
+		}
+		ch := p.more
+		p.mu.Unlock()
+		t := time.NewTimer(d)
+		select {
+		case <-ch:
+		case <-t.C:
+		case <-p.stopCh:
+		}
+		t.Stop()
+		p.mu.Lock()
+	}
 }
 
 // admitLocked moves records from the backlog to their key's lane while fewer
@@ -171,8 +214,7 @@ func (p *partition) admitLocked() {
 		if l == nil {
 			// A lane in the map is ready or held by a runner; a new one
 			// waits for a runner.
-			l = &lane{key: string(r.Key)}
-			l.h.Context = p.ctx
+			l = p.newLane(string(r.Key))
 			p.lanes[l.key] = l
 			p.ready = append(p.ready, l)
 		}
@@ -207,12 +249,117 @@ func (p *partition) popReadyLocked() *lane {
 // retry while another took its place).
 func (p *partition) runKeyed(l *lane) {
 	defer p.wg.Done()
+	if p.c.batch != nil {
+		p.runKeyedCalls(l)
+		return
+	}
 	for l != nil {
 		if batch := p.take(l); batch != nil {
-			p.handleBatch(l, batch)
+			p.handleRecords(l, batch)
 		}
 		l = p.nextLane(l)
 	}
+}
+
+// runKeyedCalls is runKeyed for the batch handler: a call takes the records
+// of l and of more ready lanes, up to BatchSize's maxRecords (lingering for
+// more), and the runner holds all those lanes until the call is over, so no
+// key is in two calls at once. Then it puts each lane back (see nextLane)
+// and takes the next ready one.
+func (p *partition) runKeyedCalls(l *lane) {
+	for l != nil {
+		held, recs := p.gather(l)
+		if recs != nil {
+			p.handleKeyedCall(&l.h, recs)
+		}
+		for _, o := range held[1:] {
+			p.release(o)
+		}
+		l = p.nextLane(l)
+	}
+}
+
+// gather takes the records of a batch call: l's and those of the ready
+// lanes after it, up to maxRecords, in offset order. It returns the lanes
+// it holds (l first) and nil records if the partition stopped.
+func (p *partition) gather(l *lane) ([]*lane, []*kgo.Record) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	maxRecs := p.c.cfg.batchRecords
+	held := []*lane{l}
+	n := len(l.recs)
+	pull := func() bool {
+		for n < maxRecs && len(p.ready) > 0 {
+			o := p.popReadyLocked()
+			held = append(held, o)
+			n += len(o.recs)
+		}
+		return n >= maxRecs
+	}
+	p.waitHandlingLocked()
+	if !pull() && p.c.cfg.batchLinger > 0 {
+		p.lingerLocked(time.Now().Add(p.c.cfg.batchLinger), func() bool {
+			n = 0
+			for _, o := range held {
+				n += len(o.recs)
+			}
+			return pull()
+		})
+		p.waitHandlingLocked()
+	}
+	if p.stopped {
+		return held, nil
+	}
+	var recs []*kgo.Record
+	for _, o := range held {
+		k := min(len(o.recs), maxRecs-len(recs))
+		recs = append(recs, o.recs[:k]...)
+		o.recs = o.recs[k:]
+	}
+	if len(held) > 1 {
+		slices.SortFunc(recs, func(a, b *kgo.Record) int { return cmp.Compare(a.Offset, b.Offset) })
+	}
+	return held, recs
+}
+
+// release puts a lane held by a call back: at the end of the ready lanes
+// if records came for its key meanwhile, else out of the map.
+func (p *partition) release(l *lane) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(l.recs) > 0 && !p.stopped {
+		p.ready = append(p.ready, l)
+	} else if p.lanes[l.key] == l {
+		delete(p.lanes, l.key)
+	}
+}
+
+// handleKeyedCall makes one batch call in key-parallel mode: it takes a
+// handler slot, and finishes each record on its own.
+func (p *partition) handleKeyedCall(h *handling, recs []*kgo.Record) {
+	p.c.m.inFlight.Inc()
+	defer p.c.m.inFlight.Dec()
+	select {
+	case p.c.sem <- struct{}{}:
+	case <-p.stopCh:
+		return // dropped: not committed, handled again by the next owner
+	}
+	clock := laneClock{base: time.Now()}
+	res := make([]result, len(recs))
+	p.processBatch(h, recs, &clock, res)
+	<-p.c.sem
+	ok := 0
+	for i, rec := range recs {
+		switch res[i] {
+		case handled, failed:
+			p.finish(1, rec)
+		} // forwarding, emitting: finished by the acknowledgements; stopped: dropped
+		if res[i] == handled || res[i] == emitting {
+			ok++
+		}
+	}
+	p.m.latency.add(&clock.lat)
+	p.m.handled.Add(float64(ok))
 }
 
 // nextLane puts l back at the end of the ready lanes if records came for its
@@ -257,8 +404,7 @@ func (p *partition) runnerBack() {
 func (p *partition) lane(key string) *lane {
 	l := p.lanes[key]
 	if l == nil {
-		l = &lane{key: key}
-		l.h.Context = p.ctx
+		l = p.newLane(key)
 		p.lanes[key] = l
 		p.wg.Add(1)
 		go p.runLane(l)
@@ -275,7 +421,42 @@ func (p *partition) runLane(l *lane) {
 		if batch == nil {
 			return
 		}
-		p.handleBatch(l, batch)
+		if p.c.batch != nil {
+			p.handleCall(l, batch)
+		} else {
+			p.handleRecords(l, batch)
+		}
+	}
+}
+
+// handleCall makes one batch call of the records taken from the lane of a
+// partition in strict order, and marks its progress for commit: up to the
+// record before the first that stopped.
+func (p *partition) handleCall(l *lane, recs []*kgo.Record) {
+	if p.halt.Load() {
+		p.putBack(l, recs)
+		return
+	}
+	p.c.m.inFlight.Inc()
+	defer p.c.m.inFlight.Dec()
+	clock := laneClock{base: time.Now()}
+	res := make([]result, len(recs))
+	p.processBatch(&l.h, recs, &clock, res)
+	n, ok := 0, 0
+	for i := range recs {
+		if res[i] == stopped || res[i] == parked {
+			break
+		}
+		if res[i] == handled || res[i] == emitting {
+			ok++
+		}
+		n++
+	}
+	p.m.latency.add(&clock.lat)
+	p.m.handled.Add(float64(ok))
+	if n > 0 {
+		p.progress.Store(recs[n-1])
+		p.finish(n, recs[n-1])
 	}
 }
 
@@ -286,6 +467,38 @@ func (p *partition) runLane(l *lane) {
 func (p *partition) take(l *lane) []*kgo.Record {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.waitHandlingLocked()
+	if p.stopped || len(l.recs) == 0 {
+		if !p.keyed {
+			delete(p.lanes, l.key)
+		}
+		return nil
+	}
+	if p.c.batch != nil && !p.keyed {
+		// One batch call's records: up to maxRecords, after the linger if
+		// fewer are there.
+		maxRecs := p.c.cfg.batchRecords
+		if len(l.recs) < maxRecs && p.c.cfg.batchLinger > 0 {
+			p.lingerLocked(time.Now().Add(p.c.cfg.batchLinger), func() bool { return len(l.recs) >= maxRecs })
+			p.waitHandlingLocked()
+			if p.stopped {
+				return nil
+			}
+		}
+		if len(l.recs) > maxRecs {
+			batch := l.recs[:maxRecs:maxRecs]
+			l.recs = l.recs[maxRecs:]
+			return batch
+		}
+	}
+	batch := l.recs
+	l.recs = nil
+	return batch
+}
+
+// waitHandlingLocked waits, with p.mu held on entry and return, while
+// handling is paused and the partition has not stopped.
+func (p *partition) waitHandlingLocked() {
 	for !p.stopped && p.paused&pausedHandling != 0 {
 		ch := p.changed
 		p.mu.Unlock()
@@ -295,15 +508,6 @@ func (p *partition) take(l *lane) []*kgo.Record {
 		}
 		p.mu.Lock()
 	}
-	if p.stopped || len(l.recs) == 0 {
-		if !p.keyed {
-			delete(p.lanes, l.key)
-		}
-		return nil
-	}
-	batch := l.recs
-	l.recs = nil
-	return batch
 }
 
 // markEvery bounds how many finished records, or how long, a lane in strict
@@ -313,13 +517,13 @@ const (
 	markEveryInterval = 100 * time.Millisecond
 )
 
-// handleBatch handles records taken from a lane, in order. In strict partition
+// handleRecords handles records taken from a lane, in order. In strict partition
 // order it marks progress every markEvery records or markEveryInterval, and
 // always before it returns, so a drain commits everything finished. In
 // key-parallel mode each record takes a handler slot and is finished on its
 // own, since other lanes finish around it. A record being forwarded to a retry
 // or dead-letter topic is finished when Kafka acknowledges the forward.
-func (p *partition) handleBatch(l *lane, batch []*kgo.Record) {
+func (p *partition) handleRecords(l *lane, batch []*kgo.Record) {
 	p.c.m.inFlight.Inc()
 	defer p.c.m.inFlight.Dec()
 	var (
@@ -406,34 +610,6 @@ func (p *partition) putBack(l *lane, recs []*kgo.Record) {
 	defer p.mu.Unlock()
 	if !p.stopped {
 		l.recs = append(recs[:len(recs):len(recs)], l.recs...)
-	}
-}
-
-// finish records that n records are done, the last of them last, and marks
-// for commit the highest offset below which every record is done.
-func (p *partition) finish(n int, last *kgo.Record) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.queued -= n
-	p.done += n
-	if !p.keyed {
-		p.markLocked()
-	} else {
-		if commit := p.unfin.finish(last); commit != nil && !p.closed {
-			p.next = commit.Offset + 1
-			// Under p.mu so that no mark can follow the drain of a revoked
-			// partition: franz-go would commit it for a partition we no
-			// longer own.
-			p.cl.MarkCommitRecords(commit)
-			p.m.lag.Set(float64(p.hwm - p.next))
-		}
-		p.admitted -= n
-		p.admitLocked()
-	}
-	if p.full && p.queued <= p.c.cfg.partitionBuffer/2 {
-		p.full = false
-		p.setPausedLocked(p.paused &^ pausedBackpressure)
-		p.c.signalDrained()
 	}
 }
 
@@ -530,43 +706,4 @@ func (p *partition) state() PartitionState {
 		s.Lag = p.hwm - p.next
 	}
 	return s
-}
-
-// tracker holds unfinished records in offset order so that key-parallel mode
-// commits only below the first unfinished record.
-type tracker struct {
-	recs []*kgo.Record
-	done []bool
-	head int
-}
-
-func (t *tracker) add(r *kgo.Record) {
-	t.recs = append(t.recs, r)
-	t.done = append(t.done, false)
-}
-
-// finish marks r done and returns the last record of the finished prefix that
-// it completes, or nil if an earlier record is still unfinished.
-func (t *tracker) finish(r *kgo.Record) *kgo.Record {
-	live := t.recs[t.head:]
-	i := t.head + sort.Search(len(live), func(i int) bool { return live[i].Offset >= r.Offset })
-	if i >= len(t.recs) || t.recs[i] != r {
-		return nil // not tracked: cannot happen, and must not move the commit
-	}
-	t.done[i] = true
-	var last *kgo.Record
-	for t.head < len(t.recs) && t.done[t.head] {
-		last = t.recs[t.head]
-		t.recs[t.head] = nil
-		t.head++
-	}
-	if t.head == len(t.recs) {
-		t.recs, t.done, t.head = t.recs[:0], t.done[:0], 0
-	} else if t.head > 1024 && t.head > len(t.recs)/2 {
-		n := copy(t.recs, t.recs[t.head:])
-		copy(t.done, t.done[t.head:])
-		clear(t.recs[n:])
-		t.recs, t.done, t.head = t.recs[:n], t.done[:n], 0
-	}
-	return last
 }

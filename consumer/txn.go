@@ -429,7 +429,7 @@ func (b *txnBatch) dispatch(fetches kgo.Fetches) int {
 			b.c.holding(fp.Topic, fp.Partition) // franz-go holds its position now: see reconcile
 			w = &txnWork{b: b, p: p}
 			w.h.Context = p.ctx
-			w.h.txn = b
+			w.h.sink = b
 			b.works[p] = w
 		}
 		w.push(fp.Records)
@@ -595,6 +595,10 @@ func (w *txnWork) run() {
 		if recs == nil {
 			return
 		}
+		if c.batch != nil {
+			ok += w.calls(recs, &clock)
+			continue
+		}
 		for i, rec := range recs {
 			// Doomed: the transaction aborts and everything is rewound.
 			if w.b.doomed.Load() || w.p.halt.Load() {
@@ -614,24 +618,44 @@ func (w *txnWork) run() {
 	}
 }
 
-// parkUntil pauses fetching the partition until due: in transactional mode a
-// retry record that is not due yet is not waited for inside the
-// transaction; it is rewound, and fetched again when due.
-func (p *partition) parkUntil(due time.Time) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return
-	}
-	p.setPausedLocked(p.paused | pausedDue)
-	if p.parkTimer != nil {
-		p.parkTimer.Stop()
-	}
-	p.parkTimer = time.AfterFunc(time.Until(due), func() {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		if !p.closed {
-			p.setPausedLocked(p.paused &^ pausedDue)
+// calls handles recs with batch calls of up to BatchSize's maxRecords (no
+// linger: the transaction gathers the records) and returns how many were
+// handled. A record that stops or parks is the first not handled; if a
+// record after it in its call was handled (a blocking retry stopped by a
+// revocation, say), its outputs are in the transaction while the offset
+// would be rewound before it: the transaction aborts instead.
+func (w *txnWork) calls(recs []*kgo.Record, clock *laneClock) int {
+	ok := 0
+	for start := 0; start < len(recs); {
+		if w.b.doomed.Load() || w.p.halt.Load() {
+			w.stop(recs[start], len(recs)-start)
+			return ok
 		}
-	})
+		call := recs[start:min(start+w.b.c.cfg.batchRecords, len(recs))]
+		res := make([]result, len(call))
+		w.p.processBatch(&w.h, call, clock, res)
+		first := -1
+		for i, r := range res {
+			switch {
+			case r == stopped || r == parked:
+				if first < 0 {
+					first = i
+				}
+			case first >= 0:
+				w.b.fail(fmt.Errorf("a batch call of %s[%d] stopped at offset %d after handling offset %d", w.p.topic, w.p.id, call[first].Offset, call[i].Offset))
+			default:
+				if r == handled {
+					ok++
+				}
+			}
+		}
+		if first >= 0 {
+			w.b.finished(first)
+			w.stop(call[first], len(recs)-start-first)
+			return ok
+		}
+		w.b.finished(len(call))
+		start += len(call)
+	}
+	return ok
 }

@@ -263,3 +263,55 @@ func (p Policy) String() string {
 	}
 	return s
 }
+
+// Action is what a Decision does with a failed record.
+type Action int
+
+const (
+	// RetryInPlace attempts the record again after Decision.Delay, with its
+	// partition (or, in key-parallel mode, its key) held behind it.
+	RetryInPlace Action = iota + 1
+	// Forward produces the record to retry topic Decision.Stage, due
+	// Decision.Delay later, and goes on with the partition.
+	Forward
+	// DeadLetter produces the record to the dead-letter topic with
+	// Decision.Reason.
+	DeadLetter
+)
+
+// Decision is what a Policy decides about a failed attempt (see Decide).
+type Decision struct {
+	Action Action
+	// Delay is the wait before the next attempt: in place (RetryInPlace),
+	// or the due delay of the retry topic (Forward).
+	Delay time.Duration
+	// Stage is the retry topic's number (Forward).
+	Stage int
+	// Reason is why the record is dead-lettered (DeadLetter): ReasonDecode
+	// or ReasonNonRetriable for an error Classify rejects, ReasonExhausted
+	// when the retries ran out.
+	Reason Reason
+}
+
+// Decide says what comes after a failed attempt with error err, at a record
+// of stage (-1 for a subscribed topic, n for retry topic n) that has been
+// retried in place blockingRetries times since it was fetched: an error
+// Classify rejects is dead-lettered; on a subscribed topic the blocking
+// backoff retries in place while it has a delay for retry blockingRetries+1;
+// then the record goes to the next retry topic, and after the last to the
+// dead-letter topic as exhausted. Retry topics are never retried in place:
+// their partitions hold the records of many failures in due order.
+func (p Policy) Decide(stage, blockingRetries int, err error) Decision {
+	if reason := p.Classify(err); reason != "" {
+		return Decision{Action: DeadLetter, Reason: reason}
+	}
+	if stage < 0 && p.blocking != nil {
+		if d, ok := p.blocking.Delay(blockingRetries + 1); ok {
+			return Decision{Action: RetryInPlace, Delay: d}
+		}
+	}
+	if next := stage + 1; next < len(p.nonBlocking) {
+		return Decision{Action: Forward, Stage: next, Delay: p.nonBlocking[next]}
+	}
+	return Decision{Action: DeadLetter, Reason: ReasonExhausted}
+}

@@ -1,0 +1,139 @@
+package consumer
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/whippet-go/whippet/retry"
+)
+
+// This file is a record's way from its lane to its sink: a record of a
+// retry topic is admitted first (hold.go: due time, another group's record),
+// then attempted, with blocking retries around the attempt (attempt.go),
+// then its outputs, or its next life as the policy decided, go to the sink
+// (deliver.go). The lane then marks it for commit (commit.go).
+
+// stage places a retry topic: it is retry topic n of the subscribed topic
+// source.
+type stage struct {
+	source string
+	n      int
+}
+
+// result is what became of a record in process.
+type result int
+
+const (
+	handled    result = iota // the handler succeeded (transactional: outputs in the transaction)
+	failed                   // failed, and accounted for without a forward
+	forwarding               // being forwarded; finished when Kafka acknowledges it
+	emitting                 // handled; finished when Kafka acknowledges its outputs
+	stopped                  // the partition stopped before the record was finished
+	parked                   // transactional: not due yet; the transaction ends before it
+)
+
+// process runs rec through the handler and the retry policy's decision: the
+// outputs of a record handled, or its forward to the next retry topic or to
+// the dead-letter topic, go to the handling's sink.
+func (p *partition) process(h *handling, rec *kgo.Record, clock *laneClock) result {
+	h.reached = nil
+	var info retry.Info
+	if p.stage >= 0 {
+		var res result
+		var ok bool
+		if info, res, ok = p.admit(h, rec, clock); !ok {
+			return res
+		}
+	}
+	outs, d, res := p.attemptRetrying(h, rec, &info, clock)
+	switch res {
+	case handled:
+		return h.sink.emit(p, rec, outs)
+	case failed:
+		return p.send(h, rec, info, d)
+	}
+	return res
+}
+
+// processBatch is process for the batch handler: recs are records of the
+// partition in offset order (key-parallel mode: of some of its keys), and
+// res[i] gets the result of recs[i]. In a retry topic a record that must be
+// held (not due yet, another group's) ends the call of the records before
+// it; once one stops or parks, the records after it are not handled
+// (stopped).
+func (p *partition) processBatch(h *handling, recs []*kgo.Record, clock *laneClock, res []result) {
+	h.reached = nil
+	if p.stage < 0 {
+		p.attemptBatchRetrying(h, recs, res, clock)
+		return
+	}
+	start := 0
+	for i, rec := range recs {
+		if i > start && p.mustHold(rec) {
+			if !p.attemptBatchRetrying(h, recs[start:i], res[start:i], clock) {
+				fill(res[i:], stopped)
+				return
+			}
+			start = i
+		}
+		if _, r, ok := p.admit(h, rec, clock); !ok {
+			res[i] = r
+			if r == stopped || r == parked {
+				fill(res[i+1:], stopped)
+				return
+			}
+			start = i + 1
+		}
+	}
+	if start < len(recs) {
+		p.attemptBatchRetrying(h, recs[start:], res[start:], clock)
+	}
+}
+
+// mustHold reports whether rec, a record of the partition's retry stage,
+// cannot be attempted now: another group's, or not due yet.
+func (p *partition) mustHold(rec *kgo.Record) bool {
+	info, _ := retry.InfoFor(rec)
+	return p.foreign(rec, info) != "" || !info.Due.IsZero() && time.Until(p.capDue(rec, info.Due)) > 0
+}
+
+func fill(res []result, r result) {
+	for i := range res {
+		res[i] = r
+	}
+}
+
+// infoOf is the retry information of rec after its first failure in this
+// stage: its headers' in a retry topic (headers on a subscribed topic are
+// not ours to trust).
+func (p *partition) infoOf(rec *kgo.Record) retry.Info {
+	if p.stage < 0 {
+		return retry.FirstAttempt(rec)
+	}
+	info, _ := retry.InfoFor(rec)
+	return info
+}
+
+// noteFailure records a failed attempt in info and reports it.
+func (p *partition) noteFailure(ctx context.Context, rec *kgo.Record, info *retry.Info, err error) {
+	now := time.Now()
+	if info.FirstFailure.IsZero() {
+		info.FirstFailure = now
+	}
+	info.LastFailure = now
+	info.LastError = err.Error()
+	info.Group = p.c.cfg.group
+	p.c.failed(ctx, p, rec, info.Attempt, err)
+}
+
+// attemptLabel bounds the cardinality of the attempt label: infinite blocking
+// retries would otherwise make one series per attempt.
+func attemptLabel(n int) string {
+	if n > 10 {
+		return "10+"
+	}
+	return strconv.Itoa(n)
+}
