@@ -113,7 +113,7 @@ bench-kvstore: deps
 	  $(GO) test -run '^$$' -bench Get -timeout 30m ./kvstore/; status=$$?; \
 	  $(MAKE) --no-print-directory kafka-down; exit $$status
 
-# whippet against plain franz-go and the peers (Spring Kafka @RetryableTopic, Confluent
+# whippet against plain franz-go and the peers (Spring Kafka @RetryableTopic and batch listener, Confluent
 # parallel-consumer, goka; Greyhound built from its source in ../shared/peers/greyhound) on real
 # Kafka, in one run: one table, written to bench/RESULTS.md. Needs Java 17+ and Maven for the JVM
 # peers. Sizes and rounds:
@@ -133,7 +133,7 @@ bench: deps
 bench-batch: deps
 	$(MAKE) --no-print-directory kafka-up
 	set -a; source "$(KAFKA_STATE_DIR)/env"; set +a; \
-	  $(GO) run ./bench -scenarios S6 -results bench/.build/RESULTS-S6.md $(BENCH_FLAGS); status=$$?; \
+	  BENCH_MAKE_TARGET=bench-batch $(GO) run ./bench -scenarios S6 -results bench/.build/RESULTS-S6.md $(BENCH_FLAGS); status=$$?; \
 	  $(MAKE) --no-print-directory kafka-down; \
 	  exit $$status
 

@@ -107,7 +107,7 @@ func parseOptions() (options, error) {
 	flag.DurationVar(&o.s4Limit, "s4-goka-limit", 20*time.Second, "S4: stop goka's load after this long and report its partial rate (0: no limit)")
 	flag.IntVar(&o.s5Records, "s5-records", 200_000, "S5: records to transform (100 B, 4 partitions)")
 	flag.IntVar(&o.s6Rounds, "s6-rounds", 3, "rounds of S6")
-	flag.IntVar(&o.s6Records, "s6-records", 300_000, "S6: backlog records (100 B, 6 partitions) into the batch sink")
+	flag.IntVar(&o.s6Records, "s6-records", 1_000_000, "S6: backlog records (100 B, 6 partitions) into the batch sink")
 	flag.IntVar(&o.s6Live, "s6-live", 3_000, "S6: live records produced after the backlog, for latency (batch contenders)")
 	flag.IntVar(&o.s6LiveRate, "s6-live-rate", 1_000, "S6: live records per second")
 	flag.DurationVar(&o.s6Call, "s6-call-cost", 2*time.Millisecond, "S6: the sink's cost per call (slept)")
@@ -406,7 +406,7 @@ func formatTable(rows []*row) string {
 			}
 		}
 		if unfinished > 0 {
-			note += fmt.Sprintf(" (%d of %d rounds unfinished at the time limit: rate of the part loaded)", unfinished, len(r.rates))
+			note += fmt.Sprintf(" (%d of %d rounds unfinished at the time limit: rate of the part done)", unfinished, len(r.rates))
 		}
 		if len(r.failures) > 0 {
 			note += fmt.Sprintf(" (%d failed)", len(r.failures))

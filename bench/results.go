@@ -193,7 +193,11 @@ func command() string {
 	args := strings.Join(os.Args[1:], " ")
 	c := "go run ./bench " + args
 	if os.Getenv("MAKELEVEL") != "" {
-		c = "make bench   # runs: " + strings.TrimSpace(c)
+		target := "bench"
+		if t := os.Getenv("BENCH_MAKE_TARGET"); t != "" { // set by make bench-batch
+			target = t
+		}
+		c = "make " + target + "   # runs: " + strings.TrimSpace(c)
 	}
 	return strings.TrimSpace(c)
 }
