@@ -62,19 +62,21 @@ func vmHWM() int64 {
 
 // contenderFlags are the flags of "bench contender".
 type contenderFlags struct {
-	scenario, who       string
-	brokers, topic, out string
-	liveTopic           string
-	group               string
-	records, live       int
-	concurrency         int
-	handler, retryDelay time.Duration
+	scenario, who        string
+	brokers, topic, out  string
+	liveTopic            string
+	group                string
+	records, live        int
+	concurrency          int
+	handler, retryDelay  time.Duration
+	callCost, recordCost time.Duration
+	limit                time.Duration
 }
 
 func runContender(args []string) error {
 	var f contenderFlags
 	fs := flag.NewFlagSet("contender", flag.ContinueOnError)
-	fs.StringVar(&f.scenario, "scenario", "", "S1..S5")
+	fs.StringVar(&f.scenario, "scenario", "", "S1..S6")
 	fs.StringVar(&f.who, "who", "", "contender name")
 	fs.StringVar(&f.brokers, "brokers", "", "seed brokers, comma-separated")
 	fs.StringVar(&f.topic, "topic", "", "input topic")
@@ -86,6 +88,9 @@ func runContender(args []string) error {
 	fs.IntVar(&f.concurrency, "concurrency", 0, "key-parallel concurrency (S3)")
 	fs.DurationVar(&f.handler, "handler", 0, "handler time per record (S3)")
 	fs.DurationVar(&f.retryDelay, "retry-delay", time.Second, "retry interval (S2)")
+	fs.DurationVar(&f.callCost, "call-cost", 2*time.Millisecond, "the sink's cost per call (S6)")
+	fs.DurationVar(&f.recordCost, "record-cost", 2*time.Microsecond, "the sink's cost per record (S6)")
+	fs.DurationVar(&f.limit, "limit", 0, "stop after this long on the records/s clock and report the part handled (S6 per record; 0: no limit)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -129,6 +134,10 @@ func runContender(args []string) error {
 		res, err = s5Whippet(ctx, f)
 	case "S5/franz-go":
 		res, err = s5Franz(ctx, f)
+	case "S6/whippet-batch":
+		res, err = s6WhippetBatch(ctx, f)
+	case "S6/whippet-per-record":
+		res, err = s6WhippetRecord(ctx, f)
 	default:
 		return fmt.Errorf("contender: no Go contender %q for scenario %q", f.who, f.scenario)
 	}

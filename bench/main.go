@@ -72,6 +72,13 @@ type options struct {
 	s4Limit     time.Duration
 	s1GhLimit   time.Duration
 	s5Records   int
+	s6Rounds    int
+	s6Records   int
+	s6Live      int
+	s6LiveRate  int
+	s6Call      time.Duration
+	s6Record    time.Duration
+	s6RecLimit  time.Duration
 	results     string
 	runTimeout  time.Duration
 	skipResults bool
@@ -80,7 +87,7 @@ type options struct {
 
 func parseOptions() (options, error) {
 	var o options
-	flag.StringVar(&o.scenarios, "scenarios", "S1,S2,S3,S4,S5", "scenarios to run, comma-separated")
+	flag.StringVar(&o.scenarios, "scenarios", "S1,S2,S3,S4,S5,S6", "scenarios to run, comma-separated")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of S2 and S3; the table shows each contender's median")
 	flag.IntVar(&o.s4Rounds, "s4-rounds", 7, "rounds of S4 (loads of under a second, but for goka's, which -s4-goka-limit bounds)")
 	flag.IntVar(&o.s1Rounds, "s1-rounds", 5, "rounds of S1")
@@ -100,25 +107,35 @@ func parseOptions() (options, error) {
 	flag.DurationVar(&o.s1GhLimit, "s1-greyhound-limit", 20*time.Second, "S1: stop Greyhound's backlog after this long and report its partial rate (0: no limit)")
 	flag.DurationVar(&o.s4Limit, "s4-goka-limit", 20*time.Second, "S4: stop goka's load after this long and report its partial rate (0: no limit)")
 	flag.IntVar(&o.s5Records, "s5-records", 200_000, "S5: records to transform (100 B, 4 partitions)")
+	flag.IntVar(&o.s6Rounds, "s6-rounds", 3, "rounds of S6")
+	flag.IntVar(&o.s6Records, "s6-records", 1_000_000, "S6: backlog records (100 B, 6 partitions) into the batch sink")
+	flag.IntVar(&o.s6Live, "s6-live", 3_000, "S6: live records produced after the backlog, for latency (batch contenders)")
+	flag.IntVar(&o.s6LiveRate, "s6-live-rate", 1_000, "S6: live records per second")
+	flag.DurationVar(&o.s6Call, "s6-call-cost", 2*time.Millisecond, "S6: the sink's cost per call (slept)")
+	flag.DurationVar(&o.s6Record, "s6-record-cost", 2*time.Microsecond, "S6: the sink's cost per record (busy-spun)")
+	flag.DurationVar(&o.s6RecLimit, "s6-record-limit", 10*time.Second, "S6: stop whippet-per-record after this long and report its partial rate (0: no limit)")
 	flag.StringVar(&o.results, "results", "bench/RESULTS.md", "where to write the results page")
 	flag.BoolVar(&o.skipResults, "no-results", false, "print the table only; do not write -results")
 	flag.DurationVar(&o.runTimeout, "run-timeout", 5*time.Minute, "limit for one contender run")
 	flag.StringVar(&o.baseline, "baseline", "", "a bench binary built from another whippet commit (see make bench-compare): S1, S2, S3 and S5 run its whippet as whippet-baseline, in the same rounds")
 	flag.Parse()
-	for name, v := range map[string]int{"-rounds": o.rounds, "-s1-rounds": o.s1Rounds, "-s4-rounds": o.s4Rounds, "-s5-rounds": o.s5Rounds} {
+	for name, v := range map[string]int{"-rounds": o.rounds, "-s1-rounds": o.s1Rounds, "-s4-rounds": o.s4Rounds, "-s5-rounds": o.s5Rounds, "-s6-rounds": o.s6Rounds} {
 		if v < 1 {
 			return o, fmt.Errorf("%s must be at least 1, got %d", name, v)
 		}
 	}
 	for name, v := range map[string]int{"-s1-records": o.s1Records, "-s2-records": o.s2Records, "-s3-records": o.s3Records,
 		"-s3-keys": o.s3Keys, "-s3-concurrency": o.s3Conc, "-s4-keys": o.s4Keys, "-s5-records": o.s5Records,
-		"-s1-live-rate": o.s1LiveRate, "-s3-live-rate": o.s3LiveRate} {
+		"-s1-live-rate": o.s1LiveRate, "-s3-live-rate": o.s3LiveRate, "-s6-records": o.s6Records, "-s6-live-rate": o.s6LiveRate} {
 		if v <= 0 {
 			return o, fmt.Errorf("%s must be positive, got %d", name, v)
 		}
 	}
-	if o.s1Live < 0 || o.s3Live < 0 {
-		return o, errors.New("-s1-live and -s3-live must not be negative")
+	if o.s1Live < 0 || o.s3Live < 0 || o.s6Live < 0 {
+		return o, errors.New("-s1-live, -s3-live and -s6-live must not be negative")
+	}
+	if o.s6Call < 0 || o.s6Record < 0 {
+		return o, errors.New("-s6-call-cost and -s6-record-cost must not be negative")
 	}
 	if o.s2Records < 10 {
 		return o, fmt.Errorf("-s2-records must be at least 10 (every 10th fails), got %d", o.s2Records)
@@ -169,8 +186,12 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	var ids []string
+	for _, id := range strings.Split(o.scenarios, ",") {
+		ids = append(ids, strings.ToUpper(strings.TrimSpace(id)))
+	}
 	fmt.Printf("bench: Kafka at %s; building peers in %s\n", brokers, buildDir)
-	peers := buildPeers(ctx)
+	peers := buildPeers(ctx, ids)
 	k, err := newKafka(brokers)
 	if err != nil {
 		return err
@@ -181,8 +202,7 @@ func run() error {
 		rows []*row
 		scs  []*scenario
 	)
-	for _, id := range strings.Split(o.scenarios, ",") {
-		id = strings.ToUpper(strings.TrimSpace(id))
+	for _, id := range ids {
 		sc, err := scenarioFor(id, o, k, self, peers)
 		if err != nil {
 			return err
@@ -354,7 +374,7 @@ func formatTable(rows []*row) string {
 	fmt.Fprintf(&b, "|---|---|---:|---:|---:|---:|---:|---|\n")
 	whippet := map[string]float64{}
 	for _, r := range rows {
-		if r.contender == "whippet" && len(r.rates) > 0 {
+		if r.contender == reference(r.scenario) && len(r.rates) > 0 {
 			whippet[r.scenario] = median(r.rates)
 		}
 	}
@@ -373,7 +393,7 @@ func formatTable(rows []*row) string {
 			p50, p99 = fmt.Sprintf("%.1f", median(r.p50s)), fmt.Sprintf("%.1f", median(r.p99s))
 		}
 		ratio := "—"
-		if w, ok := whippet[r.scenario]; ok && r.contender != "whippet" {
+		if w, ok := whippet[r.scenario]; ok && r.contender != reference(r.scenario) {
 			ratio = fmt.Sprintf("%.2f", w/rate)
 		}
 		rounds := make([]string, len(r.rates))
@@ -388,7 +408,7 @@ func formatTable(rows []*row) string {
 			}
 		}
 		if unfinished > 0 {
-			note += fmt.Sprintf(" (%d of %d rounds unfinished at the time limit: rate of the part loaded)", unfinished, len(r.rates))
+			note += fmt.Sprintf(" (%d of %d rounds unfinished at the time limit: rate of the part done)", unfinished, len(r.rates))
 		}
 		if len(r.failures) > 0 {
 			note += fmt.Sprintf(" (%d failed)", len(r.failures))
@@ -397,6 +417,16 @@ func formatTable(rows []*row) string {
 			r.scenario, r.contender, rate, p50, p99, float64(median(r.rss))/(1<<20), ratio, note)
 	}
 	return b.String()
+}
+
+// reference is the contender of scenario id that the column "whippet ÷
+// this" divides by: whippet, or in S6 whippet's batch handler, whose
+// scenario it is.
+func reference(id string) string {
+	if id == "S6" {
+		return "whippet-batch"
+	}
+	return "whippet"
 }
 
 func goVersionOf(path string) string {

@@ -28,16 +28,36 @@ type peer struct {
 
 type peers map[string]*peer
 
-// buildPeers builds the Maven peers (mvn -q -B package, output under
-// bench/.build/<name>), the goka peer (its own Go module) and Greyhound
-// (from its source, see buildGreyhound). A peer that fails to build is
-// reported as not available, with the reason, instead of stopping the run.
-func buildPeers(ctx context.Context) peers {
+// peersOf names the peers each scenario runs.
+var peersOf = map[string][]string{
+	"S1": {greyhoundName},
+	"S2": {"spring-retry", greyhoundName},
+	"S3": {"parallel-consumer"},
+	"S4": {"goka"},
+	"S6": {"spring-batch"},
+}
+
+// buildPeers builds the peers the scenarios ids run: the Maven peers (mvn
+// -q -B package, output under bench/.build/<name>), the goka peer (its own
+// Go module) and Greyhound (from its source, see buildGreyhound). A peer
+// that fails to build is reported as not available, with the reason,
+// instead of stopping the run.
+func buildPeers(ctx context.Context, ids []string) peers {
+	need := map[string]bool{}
+	for _, id := range ids {
+		for _, p := range peersOf[id] {
+			need[p] = true
+		}
+	}
 	ps := peers{}
 	for _, m := range []struct{ name, version string }{
 		{"spring-retry", "org.springframework.kafka:spring-kafka 4.1.2 (@RetryableTopic, no Spring Boot)"},
 		{"parallel-consumer", "io.confluent.parallelconsumer:parallel-consumer-core 0.5.3.3"},
+		{"spring-batch", "org.springframework.kafka:spring-kafka 4.1.2 (batch @KafkaListener, AckMode.BATCH, no Spring Boot)"},
 	} {
+		if !need[m.name] {
+			continue
+		}
 		p := &peer{name: m.name, version: m.version}
 		ps[m.name] = p
 		t0 := time.Now()
@@ -57,8 +77,18 @@ func buildPeers(ctx context.Context) peers {
 		fmt.Printf("   peer %-18s built in %v\n", m.name, time.Since(t0).Round(time.Millisecond))
 	}
 
+	if need["goka"] {
+		ps["goka"] = buildGoka(ctx)
+	}
+	if need[greyhoundName] {
+		ps[greyhoundName] = buildGreyhound(ctx)
+	}
+	return ps
+}
+
+// buildGoka builds the goka peer, its own Go module, into bench/.build.
+func buildGoka(ctx context.Context) *peer {
 	p := &peer{name: "goka", version: "github.com/lovoo/goka v1.1.13 (IBM/sarama v1.41.3), in-memory view storage"}
-	ps["goka"] = p
 	bin, err := filepath.Abs(filepath.Join(buildDir, "goka-peer"))
 	if err == nil {
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
@@ -76,9 +106,7 @@ func buildPeers(ctx context.Context) peers {
 		p.argv = []string{bin}
 		fmt.Printf("   peer %-18s built\n", "goka")
 	}
-
-	ps[greyhoundName] = buildGreyhound(ctx)
-	return ps
+	return p
 }
 
 func lastLines(b []byte, n int) string {

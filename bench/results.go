@@ -33,16 +33,20 @@ func writeResults(o options, ps peers, scs []*scenario, rows []*row, table strin
 	w("- %s\n", javaVersion())
 	for _, c := range []struct{ peer, contender string }{
 		{"spring-retry", "spring-kafka"}, {"parallel-consumer", "parallel-consumer"}, {"goka", "goka"}, {greyhoundName, greyhoundName},
+		{"spring-batch", "spring-kafka-batch"},
 	} {
 		p := ps[c.peer]
+		if p == nil {
+			continue // no scenario of this run runs it
+		}
 		status := "built from bench/peers/" + c.peer
 		if p.err != nil {
 			status = "not available: " + p.err.Error()
 		}
 		w("- %s: %s%s — %s\n", c.contender, p.version, kafkaClientsOf(c.peer), status)
 	}
-	w("\n## Results (medians of the rounds: S1 %d, S4 %d, S5 %d, S2 and S3 %d each)\n\n", o.s1Rounds, o.s4Rounds, o.s5Rounds, o.rounds)
-	w("`whippet ÷ this` is whippet's records/s divided by the contender's: above 1 means whippet is ahead. ")
+	w("\n## Results (medians of the rounds: S1 %d, S4 %d, S5 %d, S6 %d, S2 and S3 %d each)\n\n", o.s1Rounds, o.s4Rounds, o.s5Rounds, o.s6Rounds, o.rounds)
+	w("`whippet ÷ this` is whippet's records/s divided by the contender's (in S6, whippet-batch's): above 1 means whippet is ahead. ")
 	w("Peak RSS is the contender process's high-water resident set (VmHWM in /proc/self/status, read by the contender just before it prints its result), the whole JVM included for the JVM peers. ")
 	w("The last column lists each round's records/s.\n\n")
 	w("%s\n", table)
@@ -110,6 +114,15 @@ const methodNotes = `## Method and fairness
   (` + "`<topic>-<group>-retry-0`" + `, which it creates with 1 partition) with ZRetryConfig.nonBlockingRetry(the retry
   interval). In S1 a Greyhound backlog not consumed within ` + "`-s1-greyhound-limit`" + ` (20 s of the records/s
   clock) is stopped, and the rate of the part handled is shown without latency (the table says so).
+- S6's sink is the same in Go (` + "`bench/batch.go`" + `) and Java (` + "`bench/peers/spring-batch`" + `): a call sleeps the
+  per-call cost (time.Sleep, Thread.sleep; both overshoot by about 0.1 ms on Linux) and then busy-spins on the
+  monotonic clock (time.Now, System.nanoTime) for the per-record cost times the call's records. Every
+  contender is one process, one consumer group, the topic's 6 partitions, at-least-once with commits:
+  whippet-batch is consumer.NewBatch with the default BatchSize (500 records, 5 ms linger), one sink call per
+  batch; whippet-per-record is consumer.New, one sink call per record, stopped after ` + "`-s6-record-limit`" + `
+  (the table says so) since its backlog would take minutes; spring-kafka-batch is a batch @KafkaListener
+  (setBatchListener(true), AckMode.BATCH, max.poll.records at its default 500, listener concurrency 6: one
+  KafkaConsumer per partition, as whippet runs one worker per partition), one sink call per poll.
 `
 
 // targets checks the issue's targets against the medians.
@@ -164,6 +177,15 @@ func targets(rows []*row) string {
 			}
 		}
 	}
+	if b6 := rate["S6"]["whippet-batch"]; b6 > 0 {
+		for _, c := range []struct{ name, what string }{{"whippet-per-record", "the per-record handler"}, {"spring-kafka-batch", "Spring Kafka's batch listener"}} {
+			if p := rate["S6"][c.name]; p > 0 {
+				fmt.Fprintf(&b, "- S6: whippet's batch handler at %.2f× %s (%s).\n", b6/p, c.what, c.name)
+			} else {
+				fmt.Fprintf(&b, "- S6 vs %s: not measured.\n", c.name)
+			}
+		}
+	}
 	return b.String()
 }
 
@@ -171,7 +193,11 @@ func command() string {
 	args := strings.Join(os.Args[1:], " ")
 	c := "go run ./bench " + args
 	if os.Getenv("MAKELEVEL") != "" {
-		c = "make bench   # runs: " + strings.TrimSpace(c)
+		target := "bench"
+		if t := os.Getenv("BENCH_MAKE_TARGET"); t != "" { // set by make bench-batch
+			target = t
+		}
+		c = "make " + target + "   # runs: " + strings.TrimSpace(c)
 	}
 	return strings.TrimSpace(c)
 }

@@ -32,7 +32,10 @@ func (vs *values) next() []byte {
 const greyhoundName = "greyhound"
 
 func unavailable(ps peers, name string) string {
-	if p := ps[name]; p.err != nil {
+	switch p := ps[name]; {
+	case p == nil:
+		return "not built: peersOf does not list it for this scenario"
+	case p.err != nil:
 		return p.err.Error()
 	}
 	return ""
@@ -48,6 +51,8 @@ func scenarioFor(id string, o options, k *kafka, self string, ps peers) (*scenar
 		sc.rounds = o.s4Rounds
 	case "S5":
 		sc.rounds = o.s5Rounds
+	case "S6":
+		sc.rounds = o.s6Rounds
 	}
 	var topic, liveTopic string
 	// withLive gives each run of c a new live topic, so that no run reads
@@ -270,8 +275,53 @@ func scenarioFor(id string, o options, k *kafka, self string, ps peers) (*scenar
 		sc.contenders = []contender{withOut(goCmd("whippet", "-records", n)), withOut(goCmd("franz-go", "-records", n))}
 		sc.contenders = withBaseline(sc.contenders, withOut(goCmd("whippet", "-records", n)))
 
+	case "S6":
+		// s6Partitions is also the JVM peer's listener concurrency: one
+		// consumer per partition, as whippet runs one worker per partition.
+		const s6Partitions = 6
+		sc.title = fmt.Sprintf("batch sink: %d records of 100 B over %d partitions into a simulated bulk insert costing %v per call (slept) + %v per record (busy-spun)",
+			o.s6Records, s6Partitions, o.s6Call, o.s6Record)
+		sc.timing = fmt.Sprintf("first sink call begins → the sink call of the last backlog record returns; whippet-per-record is stopped after %v of it and shows the rate of the part handled", o.s6RecLimit)
+		if o.s6Live > 0 {
+			sc.latency = fmt.Sprintf("end-to-end, sink call returned minus produce time, of %d live records produced at %d/s after the backlog (the batch contenders only)", o.s6Live, o.s6LiveRate)
+		}
+		sc.setup = func(ctx context.Context) (err error) {
+			if topic, err = k.topic(ctx, "s6", s6Partitions, nil); err != nil {
+				return err
+			}
+			vs := newValues()
+			// Keys spread the records evenly over the partitions (the
+			// slowest partition ends the clock); the consumers ignore them.
+			return k.produce(ctx, o.s6Records, func(i int) *kgo.Record {
+				return &kgo.Record{Topic: topic, Key: fmt.Appendf(nil, "row-%d", i), Value: vs.next()}
+			})
+		}
+		if o.s6Live > 0 {
+			vs := newValues()
+			sc.live = func(ctx context.Context) error {
+				return k.producePaced(ctx, o.s6Live, o.s6LiveRate, func(i int) *kgo.Record {
+					return &kgo.Record{Topic: liveTopic, Key: fmt.Appendf(nil, "live-%d", i), Value: vs.next()}
+				})
+			}
+		}
+		costs := []string{"-call-cost", o.s6Call.String(), "-record-cost", o.s6Record.String()}
+		n := strconv.Itoa(o.s6Records)
+		batch := goCmd("whippet-batch", append([]string{"-records", n, "-live", strconv.Itoa(o.s6Live)}, costs...)...)
+		perRecord := goCmd("whippet-per-record", append([]string{"-records", n, "-limit", o.s6RecLimit.String()}, costs...)...)
+		spring := contender{name: "spring-kafka-batch", unavailable: unavailable(ps, "spring-batch")}
+		if spring.unavailable == "" {
+			spring.cmd = func(group string) (*exec.Cmd, error) {
+				return ps["spring-batch"].javaCmd(map[string]string{
+					"bench.brokers": k.brokers, "bench.topic": topic, "bench.group": group,
+					"bench.live": strconv.Itoa(o.s6Live), "bench.concurrency": strconv.Itoa(s6Partitions),
+					"bench.callNs": strconv.FormatInt(o.s6Call.Nanoseconds(), 10), "bench.recordNs": strconv.FormatInt(o.s6Record.Nanoseconds(), 10),
+				}), nil
+			}
+		}
+		sc.contenders = []contender{withLive(batch, s6Partitions), perRecord, withLive(spring, s6Partitions)}
+
 	default:
-		return nil, fmt.Errorf("unknown scenario %q (want S1..S5)", id)
+		return nil, fmt.Errorf("unknown scenario %q (want S1..S6)", id)
 	}
 	return sc, nil
 }

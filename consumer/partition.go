@@ -297,7 +297,8 @@ func (p *partition) gather(l *lane) ([]*lane, []*kgo.Record) {
 		return n >= maxRecs
 	}
 	p.waitHandlingLocked()
-	if !pull() && p.c.cfg.batchLinger > 0 {
+	lingered := false
+	if !pull() && p.c.cfg.batchLinger > 0 && !p.stopped {
 		p.lingerLocked(time.Now().Add(p.c.cfg.batchLinger), func() bool {
 			n = 0
 			for _, o := range held {
@@ -306,10 +307,12 @@ func (p *partition) gather(l *lane) ([]*lane, []*kgo.Record) {
 			return pull()
 		})
 		p.waitHandlingLocked()
+		lingered = true
 	}
-	if p.stopped {
+	if p.stopped && !lingered {
 		return held, nil
 	}
+	// A stop that ended the linger flushes what waited.
 	var recs []*kgo.Record
 	for _, o := range held {
 		k := min(len(o.recs), maxRecs-len(recs))
@@ -339,11 +342,9 @@ func (p *partition) release(l *lane) {
 func (p *partition) handleKeyedCall(h *handling, recs []*kgo.Record) {
 	p.c.m.inFlight.Inc()
 	defer p.c.m.inFlight.Dec()
-	select {
-	case p.c.sem <- struct{}{}:
-	case <-p.stopCh:
-		return // dropped: not committed, handled again by the next owner
-	}
+	// Every holder of a slot is a call that returns: even a stopping
+	// partition waits for one, to flush the batch it gathered.
+	p.c.sem <- struct{}{}
 	clock := laneClock{base: time.Now()}
 	res := make([]result, len(recs))
 	p.processBatch(h, recs, &clock, res)
@@ -433,10 +434,6 @@ func (p *partition) runLane(l *lane) {
 // partition in strict order, and marks its progress for commit: up to the
 // record before the first that stopped.
 func (p *partition) handleCall(l *lane, recs []*kgo.Record) {
-	if p.halt.Load() {
-		p.putBack(l, recs)
-		return
-	}
 	p.c.m.inFlight.Inc()
 	defer p.c.m.inFlight.Dec()
 	clock := laneClock{base: time.Now()}
@@ -479,11 +476,10 @@ func (p *partition) take(l *lane) []*kgo.Record {
 		// fewer are there.
 		maxRecs := p.c.cfg.batchRecords
 		if len(l.recs) < maxRecs && p.c.cfg.batchLinger > 0 {
+			// A stop ends the linger and flushes what waited: those
+			// records were taken for a call already.
 			p.lingerLocked(time.Now().Add(p.c.cfg.batchLinger), func() bool { return len(l.recs) >= maxRecs })
 			p.waitHandlingLocked()
-			if p.stopped {
-				return nil
-			}
 		}
 		if len(l.recs) > maxRecs {
 			batch := l.recs[:maxRecs:maxRecs]

@@ -330,7 +330,10 @@ func TestTransactionalSeekIsNotUndoneByTheTransactionUnderWay(t *testing.T) {
 		h.add("c", r)
 		return nil
 	}), group, consumer.Topics(topic), consumer.Transactional(testkit.TopicName(t.Name())+"-txn"),
-		consumer.Retry(retry.BlockingBackoff(retry.Exponential{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond, Multiplier: 2, Retries: 150})))
+		// After its second attempt record 8 waits 15s: healed before
+		// the seek, it must still be in blocking retries when the seek
+		// comes (with short waits a retry could succeed first under load).
+		consumer.Retry(retry.Blocking(20*time.Millisecond, 15*time.Second)))
 	errc := make(chan error, 1)
 	go func() { errc <- c.Run(context.Background()) }()
 	defer func() { c.Close(context.Background()); <-errc }()
