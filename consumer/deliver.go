@@ -152,7 +152,12 @@ func (p *partition) forwarded(f *forwardState, out *kgo.Record, err error) {
 	p.mu.Lock()
 	stopped := p.stopped
 	p.mu.Unlock()
-	if stopped || errors.Is(err, context.Canceled) {
+	// Only this partition's stop abandons the forward. context.Canceled
+	// alone does not: franz-go fails a whole produce batch when one of its
+	// records' contexts is canceled, so the outputs of a call a revocation's
+	// drain gave up on can fail those of a partition this member keeps,
+	// which are produced again below.
+	if stopped {
 		p.c.log.Warn("forward abandoned: the partition was revoked; the record is not committed and will be handled again",
 			zap.String("topic", f.rec.Topic), zap.Int32("partition", f.rec.Partition), zap.Int64("offset", f.rec.Offset),
 			zap.String("to", out.Topic), zap.Error(err))
