@@ -36,7 +36,8 @@ type result struct {
 	P50     *float64 `json:"p50_ms"`
 	P99     *float64 `json:"p99_ms"`
 	// PeakRSS is the contender's VmHWM from /proc/self/status, in kB, read
-	// just before it prints the result. (wait4's ru_maxrss cannot be used: a
+	// just before it prints the result (in S7, the benchmark process's, see
+	// s7Gateway). (wait4's ru_maxrss cannot be used: a
 	// child started with vfork and exec carries its parent's high-water mark.)
 	PeakRSS int64 `json:"peak_rss_kb"`
 	// Extra, scenario-specific counts (retried, dead_lettered, order_violations, ...).
@@ -71,12 +72,14 @@ type contenderFlags struct {
 	handler, retryDelay  time.Duration
 	callCost, recordCost time.Duration
 	limit                time.Duration
+	binary               string // notify's test binary (S7)
+	clients, channels    int    // S7
 }
 
 func runContender(args []string) error {
 	var f contenderFlags
 	fs := flag.NewFlagSet("contender", flag.ContinueOnError)
-	fs.StringVar(&f.scenario, "scenario", "", "S1..S6")
+	fs.StringVar(&f.scenario, "scenario", "", "S1..S7")
 	fs.StringVar(&f.who, "who", "", "contender name")
 	fs.StringVar(&f.brokers, "brokers", "", "seed brokers, comma-separated")
 	fs.StringVar(&f.topic, "topic", "", "input topic")
@@ -91,6 +94,9 @@ func runContender(args []string) error {
 	fs.DurationVar(&f.callCost, "call-cost", 2*time.Millisecond, "the sink's cost per call (S6)")
 	fs.DurationVar(&f.recordCost, "record-cost", 2*time.Microsecond, "the sink's cost per record (S6)")
 	fs.DurationVar(&f.limit, "limit", 0, "stop after this long on the records/s clock and report the part handled (S6 per record; 0: no limit)")
+	fs.StringVar(&f.binary, "binary", "", "notify's test binary (S7)")
+	fs.IntVar(&f.clients, "clients", 0, "WebSocket clients (S7)")
+	fs.IntVar(&f.channels, "channels", 0, "channels (S7)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -106,8 +112,8 @@ func runContender(args []string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if f.brokers == "" || f.topic == "" || f.records <= 0 {
-		return errors.New("contender: -brokers, -topic and -records (> 0) are required")
+	if f.brokers == "" || (f.topic == "" && f.scenario != "S7") || f.records <= 0 {
+		return errors.New("contender: -brokers, -topic (but in S7, whose benchmark makes its own) and -records (> 0) are required")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -138,13 +144,17 @@ func runContender(args []string) error {
 		res, err = s6WhippetBatch(ctx, f)
 	case "S6/whippet-per-record":
 		res, err = s6WhippetRecord(ctx, f)
+	case "S7/whippet-gateway":
+		res, err = s7Gateway(ctx, f)
 	default:
 		return fmt.Errorf("contender: no Go contender %q for scenario %q", f.who, f.scenario)
 	}
 	if err != nil {
 		return err
 	}
-	res.PeakRSS = vmHWM()
+	if res.PeakRSS == 0 { // S7's is its benchmark process's
+		res.PeakRSS = vmHWM()
+	}
 	b, err := json.Marshal(res)
 	if err != nil {
 		return err

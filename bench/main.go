@@ -79,6 +79,10 @@ type options struct {
 	s6Call      time.Duration
 	s6Record    time.Duration
 	s6RecLimit  time.Duration
+	s7Rounds    int
+	s7Clients   int
+	s7Channels  int
+	s7Notifs    int
 	results     string
 	runTimeout  time.Duration
 	skipResults bool
@@ -87,7 +91,7 @@ type options struct {
 
 func parseOptions() (options, error) {
 	var o options
-	flag.StringVar(&o.scenarios, "scenarios", "S1,S2,S3,S4,S5,S6", "scenarios to run, comma-separated")
+	flag.StringVar(&o.scenarios, "scenarios", "S1,S2,S3,S4,S5,S6,S7", "scenarios to run, comma-separated")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of S2 and S3; the table shows each contender's median")
 	flag.IntVar(&o.s4Rounds, "s4-rounds", 7, "rounds of S4 (loads of under a second, but for goka's, which -s4-goka-limit bounds)")
 	flag.IntVar(&o.s1Rounds, "s1-rounds", 5, "rounds of S1")
@@ -114,19 +118,24 @@ func parseOptions() (options, error) {
 	flag.DurationVar(&o.s6Call, "s6-call-cost", 2*time.Millisecond, "S6: the sink's cost per call (slept)")
 	flag.DurationVar(&o.s6Record, "s6-record-cost", 2*time.Microsecond, "S6: the sink's cost per record (busy-spun)")
 	flag.DurationVar(&o.s6RecLimit, "s6-record-limit", 10*time.Second, "S6: stop whippet-per-record after this long and report its partial rate (0: no limit)")
+	flag.IntVar(&o.s7Rounds, "s7-rounds", 3, "rounds of S7")
+	flag.IntVar(&o.s7Clients, "s7-clients", 2000, "S7: WebSocket clients, over the 2 gateway instances")
+	flag.IntVar(&o.s7Channels, "s7-channels", 1000, "S7: channels (the clients spread evenly over them)")
+	flag.IntVar(&o.s7Notifs, "s7-notifications", 200_000, "S7: notifications, spread evenly over the channels")
 	flag.StringVar(&o.results, "results", "bench/RESULTS.md", "where to write the results page")
 	flag.BoolVar(&o.skipResults, "no-results", false, "print the table only; do not write -results")
 	flag.DurationVar(&o.runTimeout, "run-timeout", 5*time.Minute, "limit for one contender run")
 	flag.StringVar(&o.baseline, "baseline", "", "a bench binary built from another whippet commit (see make bench-compare): S1, S2, S3 and S5 run its whippet as whippet-baseline, in the same rounds")
 	flag.Parse()
-	for name, v := range map[string]int{"-rounds": o.rounds, "-s1-rounds": o.s1Rounds, "-s4-rounds": o.s4Rounds, "-s5-rounds": o.s5Rounds, "-s6-rounds": o.s6Rounds} {
+	for name, v := range map[string]int{"-rounds": o.rounds, "-s1-rounds": o.s1Rounds, "-s4-rounds": o.s4Rounds, "-s5-rounds": o.s5Rounds, "-s6-rounds": o.s6Rounds, "-s7-rounds": o.s7Rounds} {
 		if v < 1 {
 			return o, fmt.Errorf("%s must be at least 1, got %d", name, v)
 		}
 	}
 	for name, v := range map[string]int{"-s1-records": o.s1Records, "-s2-records": o.s2Records, "-s3-records": o.s3Records,
 		"-s3-keys": o.s3Keys, "-s3-concurrency": o.s3Conc, "-s4-keys": o.s4Keys, "-s5-records": o.s5Records,
-		"-s1-live-rate": o.s1LiveRate, "-s3-live-rate": o.s3LiveRate, "-s6-records": o.s6Records, "-s6-live-rate": o.s6LiveRate} {
+		"-s1-live-rate": o.s1LiveRate, "-s3-live-rate": o.s3LiveRate, "-s6-records": o.s6Records, "-s6-live-rate": o.s6LiveRate,
+		"-s7-clients": o.s7Clients, "-s7-channels": o.s7Channels, "-s7-notifications": o.s7Notifs} {
 		if v <= 0 {
 			return o, fmt.Errorf("%s must be positive, got %d", name, v)
 		}
@@ -136,6 +145,9 @@ func parseOptions() (options, error) {
 	}
 	if o.s6Call < 0 || o.s6Record < 0 {
 		return o, errors.New("-s6-call-cost and -s6-record-cost must not be negative")
+	}
+	if o.s7Clients < o.s7Channels || o.s7Notifs%o.s7Channels != 0 { // as BenchmarkGatewayLoad requires
+		return o, fmt.Errorf("-s7-clients (%d) must be at least -s7-channels (%d), and -s7-notifications (%d) a multiple of it", o.s7Clients, o.s7Channels, o.s7Notifs)
 	}
 	if o.s2Records < 10 {
 		return o, fmt.Errorf("-s2-records must be at least 10 (every 10th fails), got %d", o.s2Records)
@@ -410,6 +422,15 @@ func formatTable(rows []*row) string {
 		if unfinished > 0 {
 			note += fmt.Sprintf(" (%d of %d rounds unfinished at the time limit: rate of the part done)", unfinished, len(r.rates))
 		}
+		var perConn []string // S7: memory per WebSocket connection, each round's
+		for _, e := range r.extra {
+			if v, ok := e["bytes_per_conn"].(float64); ok {
+				perConn = append(perConn, fmt.Sprintf("%.0f", v))
+			}
+		}
+		if len(perConn) > 0 {
+			note += "; B/conn: " + strings.Join(perConn, ", ")
+		}
 		if len(r.failures) > 0 {
 			note += fmt.Sprintf(" (%d failed)", len(r.failures))
 		}
@@ -420,11 +441,14 @@ func formatTable(rows []*row) string {
 }
 
 // reference is the contender of scenario id that the column "whippet ÷
-// this" divides by: whippet, or in S6 whippet's batch handler, whose
-// scenario it is.
+// this" divides by: whippet, or in S6 whippet's batch handler and in S7
+// its WebSocket gateway, whose scenarios they are.
 func reference(id string) string {
-	if id == "S6" {
+	switch id {
+	case "S6":
 		return "whippet-batch"
+	case "S7":
+		return gatewayName
 	}
 	return "whippet"
 }

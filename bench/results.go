@@ -45,7 +45,7 @@ func writeResults(o options, ps peers, scs []*scenario, rows []*row, table strin
 		}
 		w("- %s: %s%s — %s\n", c.contender, p.version, kafkaClientsOf(c.peer), status)
 	}
-	w("\n## Results (medians of the rounds: S1 %d, S4 %d, S5 %d, S6 %d, S2 and S3 %d each)\n\n", o.s1Rounds, o.s4Rounds, o.s5Rounds, o.s6Rounds, o.rounds)
+	w("\n## Results (medians of the rounds: S1 %d, S4 %d, S5 %d, S6 %d, S7 %d, S2 and S3 %d each)\n\n", o.s1Rounds, o.s4Rounds, o.s5Rounds, o.s6Rounds, o.s7Rounds, o.rounds)
 	w("`whippet ÷ this` is whippet's records/s divided by the contender's (in S6, whippet-batch's): above 1 means whippet is ahead. ")
 	w("Peak RSS is the contender process's high-water resident set (VmHWM in /proc/self/status, read by the contender just before it prints its result), the whole JVM included for the JVM peers. ")
 	w("The last column lists each round's records/s.\n\n")
@@ -123,6 +123,17 @@ const methodNotes = `## Method and fairness
   (the table says so) since its backlog would take minutes; spring-kafka-batch is a batch @KafkaListener
   (setBatchListener(true), AckMode.BATCH, max.poll.records at its default 500, listener concurrency 6: one
   KafkaConsumer per partition, as whippet runs one worker per partition), one sink call per poll.
+- S7 has one contender, whippet's WebSocket gateway (package notify): no peer library in any language has its
+  shape (a Kafka topic fanned out by channel id to WebSocket clients, with resume from an id), so the row stands
+  alone and its ratio column is empty. Its figures are notify's own load benchmark (` + "`notify/load_test.go`" + `,
+  BenchmarkGatewayLoad), built once per run with ` + "`go test -c`" + ` and run once per round against the harness's
+  broker: 2 gateway instances and every client (Go, github.com/coder/websocket) in one process, one Publisher
+  with 200 concurrent Publish calls, a new topic of 6 partitions per round. A round fails unless every
+  notification reaches every socket of its channel exactly once and in order. records/s is its notifications/s
+  (a notification is delivered to clients ÷ channels sockets); peak RSS is that process's (wait4's ru_maxrss,
+  the benchmark run as the child of a small wrapper process, whose few MiB are the figure's floor), so it
+  holds both the gateways' and the clients' side; B/conn in the last column is the benchmark's memory per
+  connection (heap and stacks in use after connecting, minus before, over the clients; both sides again).
 `
 
 // targets checks the issue's targets against the medians.
@@ -185,6 +196,21 @@ func targets(rows []*row) string {
 				fmt.Fprintf(&b, "- S6 vs %s: not measured.\n", c.name)
 			}
 		}
+	}
+	for _, r := range rows {
+		if r.scenario != "S7" {
+			continue
+		}
+		if len(r.rates) == 0 {
+			fmt.Fprintf(&b, "- S7: whippet's WebSocket gateway not measured (every round failed).\n")
+			continue
+		}
+		p99 := "n/a"
+		if len(r.p99s) > 0 {
+			p99 = fmt.Sprintf("%.1f ms", median(r.p99s))
+		}
+		fmt.Fprintf(&b, "- S7: whippet's WebSocket gateway at %.0f notifications/s, p99 %s Publish → socket (medians of %d rounds; no peer to compare).\n",
+			median(r.rates), p99, len(r.rates))
 	}
 	return b.String()
 }

@@ -29,7 +29,10 @@ func (vs *values) next() []byte {
 	return v
 }
 
-const greyhoundName = "greyhound"
+const (
+	greyhoundName = "greyhound"
+	gatewayName   = "whippet-gateway" // S7's one contender
+)
 
 func unavailable(ps peers, name string) string {
 	switch p := ps[name]; {
@@ -53,6 +56,8 @@ func scenarioFor(id string, o options, k *kafka, self string, ps peers) (*scenar
 		sc.rounds = o.s5Rounds
 	case "S6":
 		sc.rounds = o.s6Rounds
+	case "S7":
+		sc.rounds = o.s7Rounds
 	}
 	var topic, liveTopic string
 	// withLive gives each run of c a new live topic, so that no run reads
@@ -320,8 +325,25 @@ func scenarioFor(id string, o options, k *kafka, self string, ps peers) (*scenar
 		}
 		sc.contenders = []contender{withLive(batch, s6Partitions), perRecord, withLive(spring, s6Partitions)}
 
+	case "S7":
+		sc.title = fmt.Sprintf("WebSocket gateway (notify): 2 gateway instances and %d WebSocket clients on %d channels in one process, "+
+			"%d notifications published to a 6-partition topic, each to reach every socket of its channel once and in order; "+
+			"whippet alone: no peer in any language has this shape (topic → channel fan-out → WebSocket, with resume)",
+			o.s7Clients, o.s7Channels, o.s7Notifs)
+		sc.timing = "first Publish → last delivery to a socket (notifications/s, shown as records/s)"
+		sc.latency = "Publish → socket, over every delivery (the notification's send time, stamped before Publish, to its read by the client)"
+		var bin string // notify's test binary, built once by setup
+		sc.setup = func(ctx context.Context) (err error) {
+			bin, err = buildNotifyTest(ctx)
+			return err
+		}
+		sc.contenders = []contender{{name: gatewayName, cmd: func(string) (*exec.Cmd, error) {
+			return exec.Command(self, "contender", "-scenario", id, "-who", gatewayName, "-brokers", k.brokers, "-binary", bin,
+				"-records", strconv.Itoa(o.s7Notifs), "-clients", strconv.Itoa(o.s7Clients), "-channels", strconv.Itoa(o.s7Channels)), nil
+		}}}
+
 	default:
-		return nil, fmt.Errorf("unknown scenario %q (want S1..S6)", id)
+		return nil, fmt.Errorf("unknown scenario %q (want S1..S7)", id)
 	}
 	return sc, nil
 }
