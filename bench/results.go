@@ -209,8 +209,12 @@ func targets(rows []*row) string {
 		if len(r.p99s) > 0 {
 			p99 = fmt.Sprintf("%.1f ms", median(r.p99s))
 		}
-		fmt.Fprintf(&b, "- S7: whippet's WebSocket gateway at %.0f notifications/s, p99 %s Publish → socket (medians of %d rounds; no peer to compare).\n",
-			median(r.rates), p99, len(r.rates))
+		of := "the one round"
+		if len(r.rates) > 1 {
+			of = fmt.Sprintf("medians of %d rounds", len(r.rates))
+		}
+		fmt.Fprintf(&b, "- S7: whippet's WebSocket gateway at %.0f notifications/s, p99 %s Publish → socket (%s; no peer to compare).\n",
+			median(r.rates), p99, of)
 	}
 	return b.String()
 }
