@@ -21,11 +21,11 @@ import (
 
 // attempt calls the handler once for rec, with ctx (h itself, or h wrapped
 // with retry information), and returns its error and, if it succeeded, its
-// outputs.
-func (p *partition) attempt(ctx context.Context, h *handling, rec *kgo.Record) ([]*kgo.Record, error) {
+// outputs. clock's last reading is the call's start, for health.
+func (p *partition) attempt(ctx context.Context, h *handling, rec *kgo.Record, clock *laneClock) ([]*kgo.Record, error) {
 	h.reached = ctx
 	h.out.open(rec)
-	p.callStarts(rec)
+	p.callStarts(rec, clock.nowUnixNano())
 	err := callSafely(ctx, p.c.handler, rec)
 	p.callEnds()
 	return h.out.close(err == nil), err
@@ -41,7 +41,7 @@ func (p *partition) attemptRetrying(h *handling, rec *kgo.Record, info *retry.In
 	if p.stage >= 0 {
 		ctx = retry.WithInfo(ctx, *info)
 	}
-	outs, err := p.attempt(ctx, h, rec)
+	outs, err := p.attempt(ctx, h, rec, clock)
 	clock.lap()
 	if err == nil {
 		return outs, retry.Decision{}, handled
@@ -80,7 +80,7 @@ func (p *partition) attemptRetrying(h *handling, rec *kgo.Record, info *retry.In
 		p.c.m.retries.WithLabelValues(p.source, attemptLabel(info.Attempt)).Inc()
 		ctx := retry.WithInfo(h, *info)
 		clock.reset()
-		outs, err := p.attempt(ctx, h, rec)
+		outs, err := p.attempt(ctx, h, rec, clock)
 		clock.lap()
 		if err == nil {
 			return outs, retry.Decision{}, handled
@@ -132,7 +132,7 @@ func (p *partition) waitInPlace(skip chan struct{}, d time.Duration) waitOutcome
 func (p *partition) attemptBatch(h *handling, recs []*kgo.Record) ([]error, map[*kgo.Record][]*kgo.Record) {
 	h.reached = h
 	h.out.openBatch(recs)
-	p.callStarts(recs[0])
+	p.callStarts(recs[0], time.Now().UnixNano())
 	err := callBatchSafely(h, p.c.batch, recs)
 	p.callEnds()
 	all, ins := h.out.closeBatch()

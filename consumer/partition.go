@@ -599,6 +599,10 @@ func (c *laneClock) lap() {
 // reset starts timing afresh, after a wait that is no handler's time.
 func (c *laneClock) reset() { c.prev = time.Since(c.base) }
 
+// nowUnixNano is the time of the last reading, Unix ns, without reading the
+// clock again.
+func (c *laneClock) nowUnixNano() int64 { return c.base.UnixNano() + int64(c.prev) }
+
 // putBack returns records not handled because handling was paused or the
 // partition stopped to the front of their lane.
 func (p *partition) putBack(l *lane, recs []*kgo.Record) {

@@ -27,7 +27,7 @@ func TestAttemptNotesTheDeepestContextWithoutAllocating(t *testing.T) {
 	}{{"none", nil}, {"passing", []Middleware{pass, pass}}} {
 		p := &partition{c: &Consumer{handler: chain(handler, tc.mws)}}
 		h := &handling{Context: context.Background()}
-		if n := testing.AllocsPerRun(100, func() { _, _ = p.attempt(h, h, rec) }); n != 0 {
+		if n := testing.AllocsPerRun(100, func() { _, _ = p.attempt(h, h, rec, &laneClock{}) }); n != 0 {
 			t.Errorf("%s: %v allocations per attempt, want 0", tc.name, n)
 		}
 		if h.reached != inner {
@@ -36,7 +36,7 @@ func TestAttemptNotesTheDeepestContextWithoutAllocating(t *testing.T) {
 	}
 	p := &partition{c: &Consumer{handler: chain(handler, []Middleware{pass, adding, pass})}}
 	h := &handling{Context: context.Background()}
-	_, _ = p.attempt(h, h, rec)
+	_, _ = p.attempt(h, h, rec, &laneClock{})
 	if h.reached != inner || h.valuesCtx().Value(key{}) != "mw" {
 		t.Errorf("noted %v, want the handler's ctx %v, with the middleware's value", h.reached, inner)
 	}
