@@ -16,10 +16,11 @@ import (
 // request to a remote service for many records).
 //
 // A batch holds up to BatchSize's maxRecords records of one partition, in
-// offset order. In key-parallel mode (KeyParallel) it holds every buffered
-// record of some of the partition's keys, each key's in offset order, and no
-// key is in two batches at once; KeyParallel's concurrency bounds the batch
-// calls under way. recs and its records belong to the consumer once
+// offset order. In key-parallel mode (KeyParallel) it holds the buffered
+// records of some of the partition's keys (each key's earliest ones, in
+// offset order; the batch is sorted by offset), and no key is in two
+// batches at once; KeyParallel's concurrency bounds the batch calls under
+// way. recs and its records belong to the consumer once
 // HandleBatch returns: keep neither.
 //
 // HandleBatch returns nil when every record is handled; a *BatchError (see
