@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -954,16 +953,7 @@ func runBatchChild() {
 		consumer.Group(os.Getenv("WHIPPET_TEST_GROUP")), consumer.Topics(os.Getenv("WHIPPET_TEST_TOPIC")),
 		consumer.BatchSize(10, 5*time.Millisecond), consumer.CommitInterval(100*time.Millisecond),
 		consumer.SessionTimeout(6*time.Second)) // the broker's minimum: a killed process leaves the group soon
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	defer stop()
-	if err := c.Run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
+	runChildConsumer(c, err)
 }
 
 // TestBatchKillMidBatch SIGKILLs a batch consumer process in the middle of
@@ -1160,16 +1150,7 @@ func runBatchTxnChild() {
 		consumer.Group(os.Getenv("WHIPPET_TEST_GROUP")), consumer.Topics(os.Getenv("WHIPPET_TEST_TOPIC")),
 		consumer.Transactional(os.Getenv("WHIPPET_TEST_TXN_ID")), consumer.BatchSize(50, 0),
 		consumer.SessionTimeout(6*time.Second)) // the broker's minimum: a killed process leaves the group soon
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	defer stop()
-	if err := c.Run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
+	runChildConsumer(c, err)
 }
 
 // TestBatchTransactionalExactlyOnceAcrossKill SIGKILLs a transactional
@@ -1205,27 +1186,7 @@ func TestBatchTransactionalExactlyOnceAcrossKill(t *testing.T) {
 		_ = cmd.Wait()
 		killedAt = append(killedAt, progress())
 	}
-	cmd := start()
-	testkit.Eventually(t, 60*time.Second, func() error {
-		if got := progress(); got != n {
-			return fmt.Errorf("committed %d of %d", got, n)
-		}
-		return nil
-	})
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("transform process after SIGTERM: %v", err)
-	}
-	want := make(map[string]bool, n)
-	for p := range parts {
-		for o := range n / parts {
-			want[fmt.Sprintf("%d/%d", p, o)] = true
-		}
-	}
-	recs := readExactly(t, kc, out, n, true, 2*time.Second)
-	onceEach(t, "read_committed outputs", recs, want)
+	finishTransform(t, kc, start(), progress, out, parts, n, 60*time.Second)
 	t.Logf("%d inputs, SIGKILLed at committed %v: read_committed holds each output exactly once", n, killedAt)
 }
 

@@ -118,6 +118,18 @@ func produceSpread(t *testing.T, kc *testkit.Cluster, topic string, partitions i
 	}
 }
 
+// spreadIDs is the "<partition>/<offset>" of each of the n records
+// produceSpread spreads over parts partitions: the ids inputKey gives them.
+func spreadIDs(parts, n int) map[string]bool {
+	ids := make(map[string]bool, n)
+	for p := range parts {
+		for o := range n / parts {
+			ids[fmt.Sprintf("%d/%d", p, o)] = true
+		}
+	}
+	return ids
+}
+
 func committed(t *testing.T, adm *kadm.Client, group, topic string) map[int32]int64 {
 	t.Helper()
 	offs, err := adm.FetchOffsets(context.Background(), group)
@@ -753,6 +765,21 @@ func startChild(t *testing.T, kc *testkit.Cluster, mode, group, topic string, en
 	return cmd
 }
 
+// runChildConsumer runs c, the consumer of a child process, until SIGTERM;
+// it exits 2 if err (New's) is set, 1 if Run fails.
+func runChildConsumer(c *consumer.Consumer, err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	if err := c.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
 // runChild is a consumer process for TestAtLeastOnceAcrossKill: it appends
 // "partition offset" for every handled record to the file $WHIPPET_TEST_OUT.
 func runChild() {
@@ -772,16 +799,7 @@ func runChild() {
 		_, err := fmt.Fprintf(f, "%d %d\n", r.Partition, r.Offset)
 		return err
 	}), opts...)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	defer stop()
-	if err := c.Run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
+	runChildConsumer(c, err)
 }
 
 func TestAtLeastOnceAcrossKill(t *testing.T) {

@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"os/signal"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -211,12 +210,7 @@ func TestTransactionalAbortHandlesTheBatchAgain(t *testing.T) {
 	c := newTxnConsumer(t, kc, h, in, in+"-txn", consumer.Topics(in))
 	run(t, c)
 
-	want := map[string]bool{}
-	for p := 0; p < parts; p++ {
-		for o := 0; o < n/parts; o++ {
-			want[fmt.Sprintf("%d/%d", p, o)] = true
-		}
-	}
+	want := spreadIDs(parts, n)
 	committedOut := readExactly(t, kc, out, n, true, time.Second)
 	onceEach(t, "read_committed outputs", committedOut, want)
 	all := readExactly(t, kc, out, n+1, false, time.Second)
@@ -366,16 +360,7 @@ func runTxnChild() {
 		consumer.Transactional(os.Getenv("WHIPPET_TEST_TXN_ID")),
 		// The broker's minimum, so a killed process leaves the group soon.
 		consumer.SessionTimeout(6*time.Second))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	defer stop()
-	if err := c.Run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
+	runChildConsumer(c, err)
 }
 
 func TestExactlyOnceAcrossKill(t *testing.T) {
@@ -434,9 +419,27 @@ func TestExactlyOnceAcrossKill(t *testing.T) {
 		_ = cmd.Wait()
 		killedAt = append(killedAt, progress())
 	}
-	cmd := start()
-	testkit.Eventually(t, 120*time.Second, func() error {
-		if got := progress(); got != n {
+	recs := finishTransform(t, kc, start(), progress, out, parts, n, 120*time.Second)
+	took := time.Since(begin)
+	ends, err := adm.ListEndOffsets(context.Background(), out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged int64
+	ends.Each(func(o kadm.ListedOffset) { logged += o.Offset })
+	t.Logf("%d inputs, killed with SIGKILL %d times (committed %v at the kills): read_committed holds exactly %d outputs, one per input; the output log holds %d offsets (aborted outputs and transaction markers included); %v in all",
+		n, len(killedAt), killedAt, len(recs), logged, took.Round(time.Second))
+}
+
+// finishTransform lets cmd, a transform child process started after the
+// kills, commit every one of the n inputs (spread over parts partitions)
+// within the given time, stops it with SIGTERM, and checks that the
+// read_committed outputs in out hold each input exactly once; it returns
+// them.
+func finishTransform(t *testing.T, kc *testkit.Cluster, cmd *exec.Cmd, progress func() int64, out string, parts, n int, within time.Duration) []*kgo.Record {
+	t.Helper()
+	testkit.Eventually(t, within, func() error {
+		if got := progress(); got != int64(n) {
 			return fmt.Errorf("committed %d of %d", got, n)
 		}
 		return nil
@@ -447,24 +450,9 @@ func TestExactlyOnceAcrossKill(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("transform process after SIGTERM: %v", err)
 	}
-	took := time.Since(begin)
-
-	want := make(map[string]bool, n)
-	for p := 0; p < parts; p++ {
-		for o := 0; o < n/parts; o++ {
-			want[fmt.Sprintf("%d/%d", p, o)] = true
-		}
-	}
 	recs := readExactly(t, kc, out, n, true, 2*time.Second)
-	onceEach(t, "read_committed outputs", recs, want)
-	ends, err := adm.ListEndOffsets(context.Background(), out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logged int64
-	ends.Each(func(o kadm.ListedOffset) { logged += o.Offset })
-	t.Logf("%d inputs, killed with SIGKILL %d times (committed %v at the kills): read_committed holds exactly %d outputs, one per input; the output log holds %d offsets (aborted outputs and transaction markers included); %v in all",
-		n, len(killedAt), killedAt, len(recs), logged, took.Round(time.Second))
+	onceEach(t, "read_committed outputs", recs, spreadIDs(parts, n))
+	return recs
 }
 
 // TestTransactionalShutdownCommitsAndLeaksNothing closes a transactional
