@@ -28,12 +28,12 @@ import (
 // whose timestamps the broker sets (LogAppendTime) with a clock behind.
 const DueTolerance = time.Minute
 
-// admit readies rec, a record of the partition's retry stage, for its
-// attempt: it refuses a record of another group (see foreign) and holds a
-// retry until its due time. It returns the record's retry information and
-// true when rec may be attempted now; otherwise the result of rec.
-func (p *partition) admit(h *handling, rec *kgo.Record, clock *laneClock) (retry.Info, result, bool) {
-	info, _ := retry.InfoFor(rec)
+// admit readies rec, a record of the partition's retry stage with the
+// retry information info (its headers'), for its attempt: it refuses a
+// record of another group (see foreign) and holds a retry until its due
+// time. It returns info, its due time capped, and true when rec may be
+// attempted now; otherwise the result of rec.
+func (p *partition) admit(h *handling, rec *kgo.Record, info retry.Info, clock *laneClock) (retry.Info, result, bool) {
 	if why := p.foreign(rec, info); why != "" {
 		return info, h.sink.refuse(p, h, rec, info, why), false
 	}
@@ -220,9 +220,8 @@ func (b *txnBatch) refuse(p *partition, h *handling, rec *kgo.Record, info retry
 // skipRefused dead-letters rec, a record of another group an operator
 // skipped.
 func (p *partition) skipRefused(h *handling, rec *kgo.Record, info retry.Info, why string) result {
-	info.Attempt = max(info.Attempt-1, 1)
 	info.Group, info.LastError = p.c.cfg.group, why
-	return p.send(h, rec, info, skipped)
+	return p.skipWaiting(h, rec, info)
 }
 
 func (p *partition) logRefused(rec *kgo.Record, why string) {
@@ -237,9 +236,9 @@ func waiting(rec *kgo.Record, info retry.Info) *blockedRecord {
 		err: info.LastError, attempts: max(info.Attempt-1, 0), next: info.Due}
 }
 
-// skipWaiting dead-letters rec, a retry an operator skipped while it waited
-// for its due time: it was not handled in this stage, so the attempts it
-// carries are those made before.
+// skipWaiting dead-letters rec, a record an operator skipped before it was
+// handled in this stage (a retry waiting for its due time, or a refused
+// one): the attempts it carries are those made before.
 func (p *partition) skipWaiting(h *handling, rec *kgo.Record, info retry.Info) result {
 	info.Attempt = max(info.Attempt-1, 1)
 	return p.send(h, rec, info, skipped)

@@ -330,6 +330,10 @@ func (p *partition) gather(l *lane) ([]*lane, []*kgo.Record) {
 func (p *partition) release(l *lane) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.releaseLocked(l)
+}
+
+func (p *partition) releaseLocked(l *lane) {
 	if len(l.recs) > 0 && !p.stopped {
 		p.ready = append(p.ready, l)
 	} else if p.lanes[l.key] == l {
@@ -369,11 +373,7 @@ func (p *partition) handleKeyedCall(h *handling, recs []*kgo.Record) {
 func (p *partition) nextLane(l *lane) *lane {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(l.recs) > 0 && !p.stopped {
-		p.ready = append(p.ready, l)
-	} else if p.lanes[l.key] == l {
-		delete(p.lanes, l.key)
-	}
+	p.releaseLocked(l)
 	if p.stopped || p.runners > p.c.cfg.keyConcurrency || len(p.ready) == 0 {
 		p.runners--
 		return nil

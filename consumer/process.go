@@ -42,9 +42,10 @@ func (p *partition) process(h *handling, rec *kgo.Record, clock *laneClock) resu
 	h.reached = nil
 	var info retry.Info
 	if p.stage >= 0 {
+		info, _ = retry.InfoFor(rec)
 		var res result
 		var ok bool
-		if info, res, ok = p.admit(h, rec, clock); !ok {
+		if info, res, ok = p.admit(h, rec, info, clock); !ok {
 			return res
 		}
 	}
@@ -72,14 +73,15 @@ func (p *partition) processBatch(h *handling, recs []*kgo.Record, clock *laneClo
 	}
 	start := 0
 	for i, rec := range recs {
-		if i > start && p.mustHold(rec) {
+		info, _ := retry.InfoFor(rec)
+		if i > start && p.mustHold(rec, info) {
 			if !p.attemptBatchRetrying(h, recs[start:i], res[start:i], clock) {
 				fill(res[i:], stopped)
 				return
 			}
 			start = i
 		}
-		if _, r, ok := p.admit(h, rec, clock); !ok {
+		if _, r, ok := p.admit(h, rec, info, clock); !ok {
 			res[i] = r
 			if r == stopped || r == parked {
 				fill(res[i+1:], stopped)
@@ -93,10 +95,10 @@ func (p *partition) processBatch(h *handling, recs []*kgo.Record, clock *laneClo
 	}
 }
 
-// mustHold reports whether rec, a record of the partition's retry stage,
-// cannot be attempted now: another group's, or not due yet.
-func (p *partition) mustHold(rec *kgo.Record) bool {
-	info, _ := retry.InfoFor(rec)
+// mustHold reports whether rec, a record of the partition's retry stage
+// with the retry information info, cannot be attempted now: another
+// group's, or not due yet.
+func (p *partition) mustHold(rec *kgo.Record, info retry.Info) bool {
 	return p.foreign(rec, info) != "" || !info.Due.IsZero() && time.Until(p.capDue(rec, info.Due)) > 0
 }
 
