@@ -39,35 +39,35 @@ func (p *partition) attempt(ctx context.Context, h *handling, rec *kgo.Record, c
 func (p *partition) attemptRetrying(h *handling, rec *kgo.Record, info *retry.Info, clock *laneClock) ([]*kgo.Record, retry.Decision, result) {
 	var ctx context.Context = h // first attempts carry no retry.Info: no allocation per record
 	if p.stage >= 0 {
-		ctx = retry.WithInfo(ctx, *info)
+		ctx = retry.WithInfo(h, *info)
 	}
-	outs, err := p.attempt(ctx, h, rec, clock)
-	clock.lap()
-	if err == nil {
-		return outs, retry.Decision{}, handled
-	}
-	if h.sink.abort(rec, err) {
-		return nil, retry.Decision{}, stopped
-	}
-	if p.stage < 0 {
-		*info = retry.FirstAttempt(rec)
-	}
-	p.noteFailure(ctx, rec, info, err)
-	d := p.policy.Decide(p.stage, 0, err)
-	if d.Action != retry.RetryInPlace {
-		return nil, d, failed
-	}
-
-	br := &blockedRecord{rec: rec, skip: make(chan struct{}), since: time.Now()}
-	p.addBlocked(br)
-	defer p.removeBlocked(br)
-	h.sink.beforeWait(p)
-	for n := 1; ; n++ {
-		if p.skipAll.Load() && !classified(d) {
-			return nil, skipped, failed
+	var br *blockedRecord // listed in Blocked from the first wait
+	defer func() {
+		if br != nil {
+			p.removeBlocked(br)
 		}
+	}()
+	for n := 0; ; n++ {
+		outs, err := p.attempt(ctx, h, rec, clock)
+		clock.lap()
+		if err == nil {
+			return outs, retry.Decision{}, handled
+		}
+		if h.sink.abort(rec, err) {
+			return nil, retry.Decision{}, stopped
+		}
+		if n == 0 && p.stage < 0 {
+			*info = retry.FirstAttempt(rec)
+		}
+		p.noteFailure(ctx, rec, info, err)
+		d := p.decide(n, err)
 		if d.Action != retry.RetryInPlace {
 			return nil, d, failed
+		}
+		if br == nil {
+			br = &blockedRecord{rec: rec, skip: make(chan struct{}), since: time.Now()}
+			p.addBlocked(br)
+			h.sink.beforeWait(p)
 		}
 		p.updateBlocked(br, info.LastError, info.Attempt, time.Now().Add(d.Delay))
 		switch p.waitInPlace(br.skip, d.Delay) {
@@ -78,19 +78,22 @@ func (p *partition) attemptRetrying(h *handling, rec *kgo.Record, info *retry.In
 		}
 		info.Attempt++
 		p.c.m.retries.WithLabelValues(p.source, attemptLabel(info.Attempt)).Inc()
-		ctx := retry.WithInfo(h, *info)
+		ctx = retry.WithInfo(h, *info)
 		clock.reset()
-		outs, err := p.attempt(ctx, h, rec, clock)
-		clock.lap()
-		if err == nil {
-			return outs, retry.Decision{}, handled
-		}
-		if h.sink.abort(rec, err) {
-			return nil, retry.Decision{}, stopped
-		}
-		p.noteFailure(ctx, rec, info, err)
-		d = p.policy.Decide(p.stage, n, err)
 	}
+}
+
+// decide is the policy's decision after the failure of a record's attempt
+// err, made after n blocking retries, with an operator's SkipAll: it
+// dead-letters the record (skipped) instead of retrying it in place, and
+// instead of what follows the blocking retries, but not instead of a
+// dead letter for its error (see classified).
+func (p *partition) decide(n int, err error) retry.Decision {
+	d := p.policy.Decide(p.stage, n, err)
+	if p.skipAll.Load() && !classified(d) && (n > 0 || d.Action == retry.RetryInPlace) {
+		return skipped
+	}
+	return d
 }
 
 // classified reports whether d dead-letters a record for its error
@@ -217,10 +220,7 @@ func (p *partition) attemptBatchRetrying(h *handling, recs []*kgo.Record, res []
 				infos[i] = info
 			}
 			p.noteFailure(h, rec, info, err)
-			d := p.policy.Decide(p.stage, n, err)
-			if p.skipAll.Load() && !classified(d) && (n > 0 || d.Action == retry.RetryInPlace) {
-				d = skipped
-			}
+			d := p.decide(n, err)
 			if d.Action == retry.RetryInPlace {
 				again = append(again, i)
 				delay = max(delay, d.Delay)

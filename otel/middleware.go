@@ -7,6 +7,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kotel"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 	"go.opentelemetry.io/otel/trace"
@@ -33,25 +34,10 @@ func (t *Tracing) Middleware(group string) consumer.Middleware {
 			info, _ := retry.InfoFrom(ctx)
 			// The span of ctx, if Run's ctx had one, is no producer's.
 			ctx = t.propagator.Extract(trace.ContextWithSpanContext(ctx, trace.SpanContext{}), kotel.NewRecordCarrier(rec))
-			opts := []trace.SpanStartOption{
-				trace.WithSpanKind(trace.SpanKindConsumer),
-				trace.WithNewRoot(),
-				trace.WithAttributes(
-					semconv.MessagingSystemKafka,
-					semconv.MessagingOperationTypeProcess,
-					semconv.MessagingOperationName("process"),
-					semconv.MessagingDestinationName(rec.Topic),
-					semconv.MessagingDestinationPartitionID(strconv.Itoa(int(rec.Partition))),
-					semconv.MessagingKafkaOffset(int(rec.Offset)),
-					semconv.MessagingConsumerGroupName(group),
-					AttrAttempt.Int(info.Attempt),
-				),
-			}
+			opts := processSpanOptions(group, rec.Topic, rec.Partition,
+				semconv.MessagingKafkaOffset(int(rec.Offset)), AttrAttempt.Int(info.Attempt))
 			if producer := trace.SpanContextFromContext(ctx); producer.IsValid() {
 				opts = append(opts, trace.WithLinks(trace.Link{SpanContext: producer}))
-			}
-			if _, n, ok := retry.ParseTopicName(rec.Topic, group); ok {
-				opts = append(opts, trace.WithAttributes(AttrRetryStage.Int(n)))
 			}
 			for _, h := range rec.Headers {
 				switch h.Key {
@@ -79,6 +65,29 @@ func (t *Tracing) Middleware(group string) consumer.Middleware {
 	}
 }
 
+// processSpanOptions start a "<topic> process" span of group's records of
+// a partition (kind consumer, a new trace) with the messaging attributes,
+// extra, and the retry stage when topic is one of group's retry topics.
+func processSpanOptions(group, topic string, partition int32, extra ...attribute.KeyValue) []trace.SpanStartOption {
+	opts := []trace.SpanStartOption{
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithNewRoot(),
+		trace.WithAttributes(
+			semconv.MessagingSystemKafka,
+			semconv.MessagingOperationTypeProcess,
+			semconv.MessagingOperationName("process"),
+			semconv.MessagingDestinationName(topic),
+			semconv.MessagingDestinationPartitionID(strconv.Itoa(int(partition))),
+			semconv.MessagingConsumerGroupName(group),
+		),
+		trace.WithAttributes(extra...),
+	}
+	if _, n, ok := retry.ParseTopicName(topic, group); ok {
+		opts = append(opts, trace.WithAttributes(AttrRetryStage.Int(n)))
+	}
+	return opts
+}
+
 // failed marks span as failed with err.
 func failed(span trace.Span, err error) {
 	span.RecordError(err)
@@ -98,22 +107,7 @@ func (t *Tracing) BatchMiddleware(group string) consumer.BatchMiddleware {
 	return func(next consumer.BatchHandler) consumer.BatchHandler {
 		return consumer.BatchHandlerFunc(func(ctx context.Context, recs []*kgo.Record) (err error) {
 			first := recs[0]
-			opts := []trace.SpanStartOption{
-				trace.WithSpanKind(trace.SpanKindConsumer),
-				trace.WithNewRoot(),
-				trace.WithAttributes(
-					semconv.MessagingSystemKafka,
-					semconv.MessagingOperationTypeProcess,
-					semconv.MessagingOperationName("process"),
-					semconv.MessagingDestinationName(first.Topic),
-					semconv.MessagingDestinationPartitionID(strconv.Itoa(int(first.Partition))),
-					semconv.MessagingBatchMessageCount(len(recs)),
-					semconv.MessagingConsumerGroupName(group),
-				),
-			}
-			if _, n, ok := retry.ParseTopicName(first.Topic, group); ok {
-				opts = append(opts, trace.WithAttributes(AttrRetryStage.Int(n)))
-			}
+			opts := processSpanOptions(group, first.Topic, first.Partition, semconv.MessagingBatchMessageCount(len(recs)))
 			links := make([]trace.Link, 0, len(recs))
 			for _, rec := range recs {
 				pctx := t.propagator.Extract(context.Background(), kotel.NewRecordCarrier(rec))

@@ -58,6 +58,11 @@ func (r *rig) consume(t *testing.T, topic string, h consumer.HandlerFunc, opts .
 	if err != nil {
 		t.Fatal(err)
 	}
+	run(t, c)
+}
+
+// run runs c until the test ends.
+func run(t *testing.T, c *consumer.Consumer) {
 	errc := make(chan error, 1)
 	go func() { errc <- c.Run(context.Background()) }()
 	t.Cleanup(func() {
@@ -444,14 +449,7 @@ func TestBatchCallIsOneSpanLinkedToEachRecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- c.Run(context.Background()) }()
-	t.Cleanup(func() {
-		_ = c.Close(context.Background())
-		if err := <-errc; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	run(t, c)
 
 	got := r.waitSpans(t, map[string]int{topic + " process": 1, dlqTopic + " publish": 1, topic + " publish": 3})
 	call, dead := got[topic+" process"][0], got[dlqTopic+" publish"][0]
