@@ -23,7 +23,9 @@ import (
 // with retry information), and returns its error and, if it succeeded, its
 // outputs. clock's last reading is the call's start, for health.
 func (p *partition) attempt(ctx context.Context, h *handling, rec *kgo.Record, clock *laneClock) ([]*kgo.Record, error) {
-	h.reached = ctx
+	if h.reached != ctx { // most often it is: spare the pointer store (a GC write barrier)
+		h.reached = ctx
+	}
 	h.out.open(rec)
 	p.callStarts(rec, clock.nowUnixNano())
 	err := callSafely(ctx, p.c.handler, rec)

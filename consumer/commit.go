@@ -90,11 +90,11 @@ func (p *partition) markBeforeWait() {
 // markLocked marks for commit, in strict partition order, everything up to
 // the last record the lane finished, but not past a record being forwarded.
 func (p *partition) markLocked() {
-	r := p.progress.Load()
-	if r == nil || p.closed {
+	last := p.progress.Load()
+	if last < 0 || p.closed {
 		return
 	}
-	target, epoch := r.Offset+1, r.LeaderEpoch
+	target, epoch := last+1, p.progressEpoch.Load()
 	if len(p.pending) > 0 && p.pending[0].Offset < target {
 		target, epoch = p.pending[0].Offset, p.pending[0].LeaderEpoch
 	}

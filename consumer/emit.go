@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -133,12 +134,14 @@ type outbox struct {
 	stored   atomic.Int32 // len(recs), for close's lock-free check
 	mu       sync.Mutex
 	recs     []*kgo.Record
-	// The call's input: one record (call), or a batch in offset order
-	// (calls), whose outputs are kept with their input (ins, parallel to
-	// recs).
-	call  *kgo.Record
-	calls []*kgo.Record
-	ins   []*kgo.Record
+	// The call's input: one record (callAddr, its address: the record is
+	// alive while the call is, and EmitFor only compares it, so it need not
+	// be a pointer, whose store per record would cost a GC write barrier
+	// whenever a collection is marking), or a batch in offset order (calls),
+	// whose outputs are kept with their input (ins, parallel to recs).
+	callAddr uintptr
+	calls    []*kgo.Record
+	ins      []*kgo.Record
 }
 
 func (o *outbox) add(in, rec *kgo.Record) error {
@@ -151,7 +154,7 @@ func (o *outbox) add(in, rec *kgo.Record) error {
 	}
 	switch {
 	case o.calls == nil:
-		if in != nil && in != o.call {
+		if in != nil && uintptr(unsafe.Pointer(in)) != o.callAddr {
 			return fmt.Errorf("%w: EmitFor's input is not the record of the handler call", ErrInvalidOutput)
 		}
 	case in == nil:
@@ -170,7 +173,7 @@ func (o *outbox) add(in, rec *kgo.Record) error {
 
 // open starts a call for rec.
 func (o *outbox) open(rec *kgo.Record) {
-	o.call = rec
+	o.callAddr = uintptr(unsafe.Pointer(rec))
 	o.active.Store(true)
 }
 

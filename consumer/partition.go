@@ -42,10 +42,12 @@ type partition struct {
 	wg     sync.WaitGroup // running lanes
 	stopCh chan struct{}  // closed when the partition stops taking records
 	halt   atomic.Bool    // stopped or handling paused: lanes stop between records
-	// progress is the last record finished in strict partition order, stored
-	// per record; marks lag behind it by up to markEvery records, and close
-	// marks it so that a drain commits everything finished.
-	progress atomic.Pointer[kgo.Record]
+	// progress is the offset (and leader epoch) of the last record finished
+	// in strict partition order, -1 before the first; stored per record
+	// (see setProgress), marks lag behind it by up to markEvery records, and
+	// close marks it so that a drain commits everything finished.
+	progress      atomic.Int64
+	progressEpoch atomic.Int32
 	// keyed is key-parallel mode; retry topics are always in partition order,
 	// which is their due-time order.
 	keyed bool
@@ -56,10 +58,10 @@ type partition struct {
 	policy  retry.Policy
 	skipAll atomic.Bool // operator: failing records skip blocking retries
 	// Handler calls under way, when they last made progress (Unix ns) and
-	// the record of the first: see callStarts.
-	calls     atomic.Int32
-	callSince atomic.Int64
-	callRec   atomic.Pointer[kgo.Record]
+	// the offset of the first one's record: see callStarts.
+	calls      atomic.Int32
+	callSince  atomic.Int64
+	callOffset atomic.Int64
 
 	mu     sync.Mutex
 	lanes  map[string]*lane // by key; strict partition order uses the single key ""
@@ -114,7 +116,7 @@ func newPartition(c *Consumer, cl *kgo.Client, topic string, id int32) *partitio
 	if !isRetry {
 		st = stage{source: topic, n: -1}
 	}
-	return &partition{
+	p := &partition{
 		c: c, cl: cl, topic: topic, id: id,
 		keyed:   c.sem != nil && !isRetry,
 		stage:   st.n,
@@ -128,6 +130,20 @@ func newPartition(c *Consumer, cl *kgo.Client, topic string, id int32) *partitio
 		changed: make(chan struct{}),
 		next:    -1,
 	}
+	p.progress.Store(-1)
+	return p
+}
+
+// setProgress notes rec as the last record finished in strict partition
+// order. It stores integers, not the record: a pointer store per record
+// costs a GC write barrier whenever a collection is marking. The epoch is
+// stored first, and only when it changes, so markLocked may pair an offset
+// with a later epoch of the partition, never an earlier one.
+func (p *partition) setProgress(rec *kgo.Record) {
+	if p.progressEpoch.Load() != rec.LeaderEpoch {
+		p.progressEpoch.Store(rec.LeaderEpoch)
+	}
+	p.progress.Store(rec.Offset)
 }
 
 // enqueue takes the records of one fetch, in offset order.
@@ -349,7 +365,7 @@ func (p *partition) handleKeyedCall(h *handling, recs []*kgo.Record) {
 	// Every holder of a slot is a call that returns: even a stopping
 	// partition waits for one, to flush the batch it gathered.
 	p.c.sem <- struct{}{}
-	clock := laneClock{base: time.Now()}
+	clock := newLaneClock()
 	res := make([]result, len(recs))
 	p.processBatch(h, recs, &clock, res)
 	<-p.c.sem
@@ -436,7 +452,7 @@ func (p *partition) runLane(l *lane) {
 func (p *partition) handleCall(l *lane, recs []*kgo.Record) {
 	p.c.m.inFlight.Inc()
 	defer p.c.m.inFlight.Dec()
-	clock := laneClock{base: time.Now()}
+	clock := newLaneClock()
 	res := make([]result, len(recs))
 	p.processBatch(&l.h, recs, &clock, res)
 	n, ok := 0, 0
@@ -452,7 +468,7 @@ func (p *partition) handleCall(l *lane, recs []*kgo.Record) {
 	p.m.latency.add(&clock.lat)
 	p.m.handled.Add(float64(ok))
 	if n > 0 {
-		p.progress.Store(recs[n-1])
+		p.setProgress(recs[n-1])
 		p.finish(n, recs[n-1])
 	}
 }
@@ -526,7 +542,7 @@ func (p *partition) handleRecords(l *lane, batch []*kgo.Record) {
 		unmarked int
 		last     *kgo.Record
 		ok       int
-		clock    = laneClock{base: time.Now()}
+		clock    = newLaneClock()
 		lastMark time.Duration
 	)
 	flush := func() {
@@ -569,7 +585,7 @@ func (p *partition) handleRecords(l *lane, batch []*kgo.Record) {
 		}
 		unmarked++
 		last = rec
-		p.progress.Store(rec)
+		p.setProgress(rec)
 		if unmarked >= markEvery || clock.prev-lastMark >= markEveryInterval {
 			flush()
 			p.finish(unmarked, last)
@@ -584,9 +600,15 @@ func (p *partition) handleRecords(l *lane, batch []*kgo.Record) {
 
 // laneClock times handler calls with one monotonic clock read per record.
 type laneClock struct {
-	base time.Time
-	prev time.Duration // time of the last reading since base
-	lat  latencyBatch
+	base     time.Time
+	baseUnix int64         // base in Unix ns, for nowUnixNano
+	prev     time.Duration // time of the last reading since base
+	lat      latencyBatch
+}
+
+func newLaneClock() laneClock {
+	now := time.Now()
+	return laneClock{base: now, baseUnix: now.UnixNano()}
 }
 
 // lap records the time since the last reading as one handler call.
@@ -601,7 +623,7 @@ func (c *laneClock) reset() { c.prev = time.Since(c.base) }
 
 // nowUnixNano is the time of the last reading, Unix ns, without reading the
 // clock again.
-func (c *laneClock) nowUnixNano() int64 { return c.base.UnixNano() + int64(c.prev) }
+func (c *laneClock) nowUnixNano() int64 { return c.baseUnix + int64(c.prev) }
 
 // putBack returns records not handled because handling was paused or the
 // partition stopped to the front of their lane.

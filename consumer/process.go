@@ -39,9 +39,12 @@ const (
 // outputs of a record handled, or its forward to the next retry topic or to
 // the dead-letter topic, go to the handling's sink.
 func (p *partition) process(h *handling, rec *kgo.Record, clock *laneClock) result {
-	h.reached = nil
 	var info retry.Info
 	if p.stage >= 0 {
+		// admit may forward the record before any attempt: not with the
+		// last record's context. (On a subscribed topic the attempt comes
+		// first and sets it.)
+		h.reached = nil
 		info, _ = retry.InfoFor(rec)
 		var res result
 		var ok bool

@@ -584,7 +584,7 @@ func (w *txnWork) run() {
 	c := w.b.c
 	c.m.inFlight.Inc()
 	defer c.m.inFlight.Dec()
-	clock := laneClock{base: time.Now()}
+	clock := newLaneClock()
 	ok := 0
 	defer func() {
 		w.p.m.latency.add(&clock.lat)
