@@ -25,7 +25,7 @@ func TestS6RatiosFromWhippetBatch(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}
 	}
-	tg := targets(rows)
+	tg := targets(rows, 0)
 	for _, want := range []string{
 		"- S6: whippet's batch handler at 44.00× the per-record handler (whippet-per-record).",
 		"- S6: whippet's batch handler at 2.00× Spring Kafka's batch listener (spring-kafka-batch).",

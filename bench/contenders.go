@@ -6,8 +6,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
@@ -112,6 +114,18 @@ func runContender(args []string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	// BENCH_TRACE=prefix writes the run's runtime/trace to
+	// prefix-<scenario>-<who>.trace (go tool trace).
+	if prefix := os.Getenv("BENCH_TRACE"); prefix != "" {
+		tf, err := os.Create(fmt.Sprintf("%s-%s-%s.trace", prefix, f.scenario, f.who))
+		if err != nil {
+			return err
+		}
+		if err := trace.Start(tf); err != nil {
+			return err
+		}
+		defer trace.Stop()
+	}
 	if f.brokers == "" || (f.topic == "" && f.scenario != "S7") || f.records <= 0 {
 		return errors.New("contender: -brokers, -topic (but in S7, whose benchmark makes its own) and -records (> 0) are required")
 	}
@@ -130,6 +144,8 @@ func runContender(args []string) error {
 		res, err = s2Whippet(ctx, f)
 	case "S3/whippet":
 		res, err = s3Whippet(ctx, f)
+	case "S3/go-floor":
+		res, err = s3Floor(f)
 	case "S4/whippet":
 		res, err = s4Store(ctx, f)
 	case "S4/franz-go":
@@ -437,6 +453,44 @@ func s3Whippet(ctx context.Context, f contenderFlags) (result, error) {
 	res.Extra = map[string]any{"order_violations": violations}
 	mu.Unlock()
 	return res, err
+}
+
+// s3Floor is S3 without Kafka: s3Whippet's handler (the sleep, then the
+// order check's lock, key and map) run f.records times by f.concurrency
+// goroutines, timed like the contenders (first record handled → last). It
+// is the rate the Go runtime allows this handler on this machine: a 5 ms
+// time.Sleep wakes late by a fraction of a millisecond (timers fire from
+// the scheduler and from epoll waits of whole milliseconds), so no Go
+// consumer reaches the ideal rate of the title.
+func s3Floor(f contenderFlags) (result, error) {
+	if f.concurrency <= 0 || f.handler <= 0 {
+		return result{}, errors.New("contender: S3/go-floor needs -concurrency and -handler")
+	}
+	var (
+		next, first, last atomic.Int64
+		mu                sync.Mutex
+		lastOffset        = map[string]int64{}
+		wg                sync.WaitGroup
+	)
+	first.Store(math.MaxInt64)
+	for range f.concurrency {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(f.records); i = next.Add(1) - 1 {
+				time.Sleep(f.handler)
+				mu.Lock()
+				k := fmt.Sprintf("%s/%d/key-%d", f.topic, 0, i%1000)
+				lastOffset[k] = i
+				mu.Unlock()
+				now := int64(time.Since(epoch))
+				for old := first.Load(); now < old && !first.CompareAndSwap(old, now); old = first.Load() {
+				}
+				for old := last.Load(); now > old && !last.CompareAndSwap(old, now); old = last.Load() {
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return result{Records: float64(f.records), Seconds: time.Duration(last.Load() - first.Load()).Seconds()}, nil
 }
 
 // s4Store loads the compacted topic into a kvstore.Store, timed from Open to

@@ -55,11 +55,11 @@ func TestS7TableAndTargets(t *testing.T) {
 	if want := "| S7 | whippet-gateway | 2800 | 25.0 | 180.0 | 305 | — | 2511, 3000, 2800; B/conn: 48947, 49001, 48800 |"; !strings.Contains(table, want) {
 		t.Errorf("table lacks %q:\n%s", want, table)
 	}
-	if want := "- S7: whippet's WebSocket gateway at 2800 notifications/s, p99 180.0 ms Publish → socket (medians of 3 rounds; no peer to compare).\n"; targets(rows) != want {
-		t.Errorf("targets are %q, want %q", targets(rows), want)
+	if want := "- S7: whippet's WebSocket gateway at 2800 notifications/s, p99 180.0 ms Publish → socket (medians of 3 rounds; no peer to compare).\n"; targets(rows, 0) != want {
+		t.Errorf("targets are %q, want %q", targets(rows, 0), want)
 	}
 	failed := []*row{{scenario: "S7", contender: gatewayName, failures: []string{"boom"}}}
-	if tg := targets(failed); !strings.Contains(tg, "S7: whippet's WebSocket gateway not measured") {
+	if tg := targets(failed, 0); !strings.Contains(tg, "S7: whippet's WebSocket gateway not measured") {
 		t.Errorf("targets of a failed S7: %q", tg)
 	}
 }

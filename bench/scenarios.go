@@ -223,7 +223,9 @@ func scenarioFor(id string, o options, k *kafka, self string, ps peers) (*scenar
 		}
 		s3 := withLive(goCmd("whippet", "-records", strconv.Itoa(o.s3Records), "-live", strconv.Itoa(o.s3Live),
 			"-concurrency", strconv.Itoa(o.s3Conc), "-handler", o.s3Handler.String()), 1)
-		sc.contenders = withBaseline([]contender{s3, withLive(pc, 1)}, s3)
+		// go-floor: the same handler in plain goroutines, no Kafka (see s3Floor).
+		floor := goCmd("go-floor", "-records", strconv.Itoa(o.s3Records), "-concurrency", strconv.Itoa(o.s3Conc), "-handler", o.s3Handler.String())
+		sc.contenders = withBaseline([]contender{s3, withLive(pc, 1), floor}, s3)
 
 	case "S4":
 		sc.title = fmt.Sprintf("compacted topic loaded into memory: %d keys (11 B key, 100 B value) over 4 partitions", o.s4Keys)
