@@ -26,8 +26,9 @@ func (p *partition) attempt(ctx context.Context, h *handling, rec *kgo.Record, c
 	if h.reached != ctx { // most often it is: spare the pointer store (a GC write barrier)
 		h.reached = ctx
 	}
-	h.out.open(rec)
-	p.callStarts(rec, clock.nowUnixNano())
+	now := clock.nowUnixNano()
+	p.callStarts(rec, now)
+	h.out.open(rec, now)
 	err := callSafely(ctx, p.c.handler, rec)
 	p.callEnds()
 	return h.out.close(err == nil), err
@@ -43,6 +44,19 @@ func (p *partition) attemptRetrying(h *handling, rec *kgo.Record, info *retry.In
 	if p.stage >= 0 {
 		ctx = retry.WithInfo(h, *info)
 	}
+	outs, err := p.attempt(ctx, h, rec, clock)
+	clock.lap()
+	if err == nil {
+		return outs, retry.Decision{}, handled
+	}
+	return p.retryInPlace(ctx, h, rec, info, clock, err)
+}
+
+// retryInPlace goes on from the failure err of rec's attempt with ctx: it
+// retries rec in place while the policy says so (attemptRetrying's
+// results). Apart from attemptRetrying, the success of a first attempt
+// sets up nothing for retries.
+func (p *partition) retryInPlace(ctx context.Context, h *handling, rec *kgo.Record, info *retry.Info, clock *laneClock, err error) ([]*kgo.Record, retry.Decision, result) {
 	var br *blockedRecord // listed in Blocked from the first wait
 	defer func() {
 		if br != nil {
@@ -50,11 +64,6 @@ func (p *partition) attemptRetrying(h *handling, rec *kgo.Record, info *retry.In
 		}
 	}()
 	for n := 0; ; n++ {
-		outs, err := p.attempt(ctx, h, rec, clock)
-		clock.lap()
-		if err == nil {
-			return outs, retry.Decision{}, handled
-		}
 		if h.sink.abort(rec, err) {
 			return nil, retry.Decision{}, stopped
 		}
@@ -69,7 +78,7 @@ func (p *partition) attemptRetrying(h *handling, rec *kgo.Record, info *retry.In
 		if br == nil {
 			br = &blockedRecord{rec: rec, skip: make(chan struct{}), since: time.Now()}
 			p.addBlocked(br)
-			h.sink.beforeWait(p)
+			h.sink.beforeWait(p, rec)
 		}
 		p.updateBlocked(br, info.LastError, info.Attempt, time.Now().Add(d.Delay))
 		switch p.waitInPlace(br.skip, d.Delay) {
@@ -82,6 +91,12 @@ func (p *partition) attemptRetrying(h *handling, rec *kgo.Record, info *retry.In
 		p.c.m.retries.WithLabelValues(p.source, attemptLabel(info.Attempt)).Inc()
 		ctx = retry.WithInfo(h, *info)
 		clock.reset()
+		var outs []*kgo.Record
+		outs, err = p.attempt(ctx, h, rec, clock)
+		clock.lap()
+		if err == nil {
+			return outs, retry.Decision{}, handled
+		}
 	}
 }
 
@@ -136,8 +151,9 @@ func (p *partition) waitInPlace(skip chan struct{}, d time.Duration) waitOutcome
 // of those handled, by input.
 func (p *partition) attemptBatch(h *handling, recs []*kgo.Record) ([]error, map[*kgo.Record][]*kgo.Record) {
 	h.reached = h
-	h.out.openBatch(recs)
-	p.callStarts(recs[0], time.Now().UnixNano())
+	now := time.Now().UnixNano()
+	p.callStarts(recs[0], now)
+	h.out.openBatch(recs, now)
 	err := callBatchSafely(h, p.c.batch, recs)
 	p.callEnds()
 	all, ins := h.out.closeBatch()
@@ -253,7 +269,7 @@ func (p *partition) attemptBatchRetrying(h *handling, recs []*kgo.Record, res []
 			p.updateBlocked(br, infos[i].LastError, infos[i].Attempt, time.Now().Add(delay))
 		}
 		if n == 0 {
-			h.sink.beforeWait(p)
+			h.sink.beforeWait(p, recs[0]) // the records before the call's are finished
 		}
 		// Skip dead-letters every record blocked on the partition at once:
 		// one record's skip is enough.

@@ -24,6 +24,7 @@ func (p *partition) finish(n int, last *kgo.Record) {
 	p.queued -= n
 	p.done += n
 	if !p.keyed {
+		p.laneReachedLocked(last.Offset+1, last.LeaderEpoch)
 		p.markLocked()
 	} else {
 		if commit := p.unfin.finish(last); commit != nil && !p.closed {
@@ -75,26 +76,36 @@ func (p *partition) forwardAcked(rec *kgo.Record) {
 }
 
 // markBeforeWait marks, in strict partition order, what the lane finished
-// before a record that is about to wait (for a blocking retry or a due time):
-// marks are otherwise batched, and the commit and Partitions' NextOffset would
-// lag behind finished records for as long as the partition waits.
-func (p *partition) markBeforeWait() {
+// before rec, a record that is about to wait (for a blocking retry or a due
+// time): marks are otherwise batched, and the commit and Partitions'
+// NextOffset would lag behind finished records for as long as the partition
+// waits.
+func (p *partition) markBeforeWait(rec *kgo.Record) {
 	if p.keyed {
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.laneReachedLocked(rec.Offset, rec.LeaderEpoch)
 	p.markLocked()
 }
 
-// markLocked marks for commit, in strict partition order, everything up to
-// the last record the lane finished, but not past a record being forwarded.
+// laneReachedLocked notes that the lane finished every record below offset
+// end (strict partition order).
+func (p *partition) laneReachedLocked(end int64, epoch int32) {
+	if end > p.laneEnd {
+		p.laneEnd, p.laneEpoch = end, epoch
+	}
+}
+
+// markLocked marks for commit, in strict partition order, everything the
+// lane finished (laneEnd), but not past a record being forwarded.
+// Transactional mode commits in its transactions instead.
 func (p *partition) markLocked() {
-	last := p.progress.Load()
-	if last < 0 || p.closed {
+	if p.laneEnd < 0 || p.closed || p.c.cfg.txnSet {
 		return
 	}
-	target, epoch := last+1, p.progressEpoch.Load()
+	target, epoch := p.laneEnd, p.laneEpoch
 	if len(p.pending) > 0 && p.pending[0].Offset < target {
 		target, epoch = p.pending[0].Offset, p.pending[0].LeaderEpoch
 	}

@@ -35,8 +35,8 @@ type sink interface {
 	// under way instead of counting as the record's failure (ErrAbort in
 	// a transaction).
 	abort(rec *kgo.Record, err error) bool
-	// beforeWait runs before a record waits in place (a blocking retry).
-	beforeWait(p *partition)
+	// beforeWait runs before rec waits in place (a blocking retry).
+	beforeWait(p *partition, rec *kgo.Record)
 	// awaitDue and refuse hold a record that cannot be handled now (see
 	// hold.go).
 	awaitDue(p *partition, h *handling, rec *kgo.Record, info retry.Info) (result, bool)
@@ -83,7 +83,7 @@ func (atLeastOnce) forward(p *partition, rec, out *kgo.Record, reason retry.Reas
 
 func (atLeastOnce) abort(*kgo.Record, error) bool { return false }
 
-func (atLeastOnce) beforeWait(p *partition) { p.markBeforeWait() }
+func (atLeastOnce) beforeWait(p *partition, rec *kgo.Record) { p.markBeforeWait(rec) }
 
 // emit produces outs in the transaction.
 func (b *txnBatch) emit(p *partition, rec *kgo.Record, outs []*kgo.Record) result {
@@ -114,7 +114,7 @@ func (b *txnBatch) abort(rec *kgo.Record, err error) bool {
 }
 
 // beforeWait: nothing is marked in a transaction.
-func (b *txnBatch) beforeWait(*partition) {}
+func (b *txnBatch) beforeWait(*partition, *kgo.Record) {}
 
 // produce produces outs (the next life of rec in a retry or dead-letter
 // topic, or the outputs its handler emitted) and finishes rec once Kafka

@@ -125,11 +125,15 @@ func (h *handling) Value(key any) any {
 //
 // The empty case costs two atomic stores and two loads: close takes the lock
 // only if an Emit ran or is running. Emit increments emitting before it reads
-// active, and close clears active before it reads emitting; so an Emit that
-// close does not see (emitting 0, stored 0) reads active after it was
+// since, and close clears since before it reads emitting; so an Emit that
+// close does not see (emitting 0, stored 0) reads since after it was
 // cleared, and fails.
 type outbox struct {
-	active   atomic.Bool
+	// since is when the call under way started (Unix ns), 0 while none
+	// is: Emit is refused outside a call, and in strict partition order
+	// it is the partition's health reading too (see callStarts), which
+	// spares the hot path stores of its own.
+	since    atomic.Int64
 	emitting atomic.Int32 // Emit calls under way
 	stored   atomic.Int32 // len(recs), for close's lock-free check
 	mu       sync.Mutex
@@ -149,7 +153,7 @@ func (o *outbox) add(in, rec *kgo.Record) error {
 	defer o.emitting.Add(-1)
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if !o.active.Load() {
+	if o.since.Load() == 0 {
 		return ErrNotInHandler
 	}
 	switch {
@@ -171,21 +175,21 @@ func (o *outbox) add(in, rec *kgo.Record) error {
 	return nil
 }
 
-// open starts a call for rec.
-func (o *outbox) open(rec *kgo.Record) {
+// open starts a call for rec at now (Unix ns, not 0).
+func (o *outbox) open(rec *kgo.Record, now int64) {
 	o.callAddr = uintptr(unsafe.Pointer(rec))
-	o.active.Store(true)
+	o.since.Store(now)
 }
 
 // openBatch starts a batch call for recs, in offset order.
-func (o *outbox) openBatch(recs []*kgo.Record) {
+func (o *outbox) openBatch(recs []*kgo.Record, now int64) {
 	o.calls = recs
-	o.active.Store(true)
+	o.since.Store(now)
 }
 
 // closeBatch ends a batch call and returns its outputs with their inputs.
 func (o *outbox) closeBatch() (outs, ins []*kgo.Record) {
-	o.active.Store(false)
+	o.since.Store(0)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	outs, ins = o.recs, o.ins
@@ -197,7 +201,7 @@ func (o *outbox) closeBatch() (outs, ins []*kgo.Record) {
 // close ends the call and returns its outputs: nil if it failed (ok false)
 // or emitted nothing.
 func (o *outbox) close(ok bool) []*kgo.Record {
-	o.active.Store(false)
+	o.since.Store(0)
 	if o.emitting.Load() == 0 && o.stored.Load() == 0 {
 		return nil
 	}

@@ -134,11 +134,19 @@ func (p *partition) blockedFor(now time.Time, limit time.Duration) string {
 		why = fmt.Sprintf("%s[%d] blocked at offset %d for %v (%s: %s)", p.topic, p.id, oldest.rec.Offset,
 			now.Sub(oldest.since).Round(time.Second), what, oldest.err)
 	}
+	single := p.callH
 	p.mu.Unlock()
 	if why != "" {
 		return why
 	}
-	if since := p.callSince.Load(); since != 0 && (!p.keyed || p.calls.Load() > 0) {
+	var since int64
+	switch {
+	case !p.keyed && single != nil:
+		since = single.out.since.Load()
+	case p.keyed && p.calls.Load() > 0:
+		since = p.callSince.Load()
+	}
+	if since != 0 {
 		if d := now.Sub(time.Unix(0, since)); d > limit {
 			return fmt.Sprintf("%s[%d] blocked at offset %d for %v (a handler call has not returned)", p.topic, p.id, p.callOffset.Load(), d.Round(time.Second))
 		}
@@ -146,19 +154,20 @@ func (p *partition) blockedFor(now time.Time, limit time.Duration) string {
 	return ""
 }
 
-// callStarts and callEnds bracket each handler call, for blockedFor:
-// callSince is when the partition's calls last made progress (a call
-// started while none ran, or one finished while others run on).
-// now is the call's start (Unix ns), from the lane's clock: a time.Now per
-// record would cost a fifth of the consumer's own CPU in a plain consume.
-// In strict partition order the partition makes one call at a time, so
-// callSince alone tells whether one is under way (0: none), which spares
-// the hot path two atomic read-modify-writes per record; the record is
-// kept as its offset, which needs no GC write barrier.
+// callStarts and callEnds bracket each handler call, for blockedFor; the
+// call's outbox opens after callStarts, so a reading of its since sees the
+// call's callOffset. In key-parallel mode callSince is when the
+// partition's calls last made progress (a call started while none ran, or
+// one finished while others run on). now is the call's start (Unix ns),
+// from the lane's clock: a time.Now per record would cost a fifth of the
+// consumer's own CPU in a plain consume. In strict partition order the
+// partition makes one call at a time, and the outbox's since says whether
+// one is under way and since when, which spares the hot path three atomic
+// operations per record; the record is kept as its offset, which needs no
+// GC write barrier.
 func (p *partition) callStarts(rec *kgo.Record, now int64) {
 	if !p.keyed {
 		p.callOffset.Store(rec.Offset)
-		p.callSince.Store(now)
 		return
 	}
 	if p.calls.Load() == 0 {
@@ -170,7 +179,6 @@ func (p *partition) callStarts(rec *kgo.Record, now int64) {
 
 func (p *partition) callEnds() {
 	if !p.keyed {
-		p.callSince.Store(0)
 		return
 	}
 	if p.calls.Add(-1) > 0 {

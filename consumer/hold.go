@@ -181,7 +181,7 @@ func (atLeastOnce) refuse(p *partition, h *handling, rec *kgo.Record, info retry
 		return p.skipRefused(h, rec, info, why)
 	}
 	p.logRefused(rec, why)
-	p.markBeforeWait()
+	p.markBeforeWait(rec)
 	b := &blockedRecord{rec: rec, since: time.Now(), skip: make(chan struct{}), err: why}
 	p.addBlocked(b)
 	defer p.removeBlocked(b)
@@ -265,7 +265,7 @@ func (p *partition) waitDue(rec *kgo.Record, info retry.Info) waitOutcome {
 	if d <= 0 {
 		return waitDone
 	}
-	p.markBeforeWait()
+	p.markBeforeWait(rec)
 	b := waiting(rec, info)
 	p.addBlocked(b)
 	defer p.removeBlocked(b)

@@ -42,12 +42,6 @@ type partition struct {
 	wg     sync.WaitGroup // running lanes
 	stopCh chan struct{}  // closed when the partition stops taking records
 	halt   atomic.Bool    // stopped or handling paused: lanes stop between records
-	// progress is the offset (and leader epoch) of the last record finished
-	// in strict partition order, -1 before the first; stored per record
-	// (see setProgress), marks lag behind it by up to markEvery records, and
-	// close marks it so that a drain commits everything finished.
-	progress      atomic.Int64
-	progressEpoch atomic.Int32
 	// keyed is key-parallel mode; retry topics are always in partition order,
 	// which is their due-time order.
 	keyed bool
@@ -57,14 +51,17 @@ type partition struct {
 	source  string
 	policy  retry.Policy
 	skipAll atomic.Bool // operator: failing records skip blocking retries
-	// Handler calls under way, when they last made progress (Unix ns) and
-	// the offset of the first one's record: see callStarts.
+	// The offset of the record of the handler call under way (of the first
+	// one, in key-parallel mode) and, in key-parallel mode, how many calls
+	// are under way and when they last made progress (Unix ns): see
+	// callStarts. In strict partition order callH's outbox says when.
+	callOffset atomic.Int64
 	calls      atomic.Int32
 	callSince  atomic.Int64
-	callOffset atomic.Int64
 
 	mu     sync.Mutex
 	lanes  map[string]*lane // by key; strict partition order uses the single key ""
+	callH  *handling        // strict partition order: the handling of the partition's calls
 	unfin  tracker          // unfinished records in offset order (key-parallel only)
 	queued int              // records fetched and not yet finished
 	done   int              // records finished since the partition was assigned
@@ -90,7 +87,14 @@ type partition struct {
 	// pending are the records being forwarded, or whose outputs are being
 	// produced, in offset order (strict partition order only): the commit
 	// stays below the first of them.
-	pending    []*kgo.Record
+	pending []*kgo.Record
+	// laneEnd (and laneEpoch, its leader epoch) is, in strict partition
+	// order, the offset below which the lane has finished every record, as
+	// it last said (finish, markBeforeWait); -1 until it does. The lane
+	// keeps its progress to itself in between, which spares the hot path a
+	// store per record that another goroutine could read.
+	laneEnd    int64
+	laneEpoch  int32
 	blocked    map[*blockedRecord]struct{} // records blocking the partition now
 	fwdFailing int                         // forwards failing now
 	parkTimer  *time.Timer                 // transactional: resumes a partition parked until a due time
@@ -129,21 +133,9 @@ func newPartition(c *Consumer, cl *kgo.Client, topic string, id int32) *partitio
 		lanes:   make(map[string]*lane),
 		changed: make(chan struct{}),
 		next:    -1,
+		laneEnd: -1,
 	}
-	p.progress.Store(-1)
 	return p
-}
-
-// setProgress notes rec as the last record finished in strict partition
-// order. It stores integers, not the record: a pointer store per record
-// costs a GC write barrier whenever a collection is marking. The epoch is
-// stored first, and only when it changes, so markLocked may pair an offset
-// with a later epoch of the partition, never an earlier one.
-func (p *partition) setProgress(rec *kgo.Record) {
-	if p.progressEpoch.Load() != rec.LeaderEpoch {
-		p.progressEpoch.Store(rec.LeaderEpoch)
-	}
-	p.progress.Store(rec.Offset)
 }
 
 // enqueue takes the records of one fetch, in offset order.
@@ -162,7 +154,11 @@ func (p *partition) enqueue(recs []*kgo.Record, hwm int64) {
 	}
 	p.queued += len(recs)
 	if !p.keyed {
-		p.lane("").recs = append(p.lane("").recs, recs...)
+		if l := p.lane(""); len(l.recs) == 0 {
+			l.recs = recs // the fetch's slice is ours: no copy
+		} else {
+			l.recs = append(l.recs, recs...)
+		}
 	} else {
 		if p.backHead == len(p.backlog) {
 			p.backlog, p.backHead = recs, 0 // the fetch's slice is ours
@@ -423,6 +419,7 @@ func (p *partition) lane(key string) *lane {
 	if l == nil {
 		l = p.newLane(key)
 		p.lanes[key] = l
+		p.callH = &l.h
 		p.wg.Add(1)
 		go p.runLane(l)
 	}
@@ -468,7 +465,6 @@ func (p *partition) handleCall(l *lane, recs []*kgo.Record) {
 	p.m.latency.add(&clock.lat)
 	p.m.handled.Add(float64(ok))
 	if n > 0 {
-		p.setProgress(recs[n-1])
 		p.finish(n, recs[n-1])
 	}
 }
@@ -585,7 +581,6 @@ func (p *partition) handleRecords(l *lane, batch []*kgo.Record) {
 		}
 		unmarked++
 		last = rec
-		p.setProgress(rec)
 		if unmarked >= markEvery || clock.prev-lastMark >= markEveryInterval {
 			flush()
 			p.finish(unmarked, last)
@@ -702,6 +697,12 @@ func (p *partition) stop() {
 func (p *partition) close() {
 	p.mu.Lock()
 	if !p.keyed {
+		// A lane still in a handler call (the drain timed out) has
+		// finished every record before the call's: commit up to it. (Its
+		// leader epoch was not kept: -1, unknown.)
+		if h := p.callH; h != nil && h.out.since.Load() != 0 {
+			p.laneReachedLocked(p.callOffset.Load(), -1)
+		}
 		p.markLocked()
 	}
 	p.closed = true

@@ -431,6 +431,9 @@ func (b *txnBatch) dispatch(fetches kgo.Fetches) int {
 			w.h.Context = p.ctx
 			w.h.sink = b
 			b.works[p] = w
+			p.mu.Lock()
+			p.callH = &w.h
+			p.mu.Unlock()
 		}
 		w.push(fp.Records)
 	})
