@@ -49,6 +49,7 @@ func (p *partition) attemptRetrying(h *handling, rec *kgo.Record, info *retry.In
 	if err == nil {
 		return outs, retry.Decision{}, handled
 	}
+	clock.settle() // a blocking retry may wait next: end the group first
 	return p.retryInPlace(ctx, h, rec, info, clock, err)
 }
 

@@ -17,14 +17,17 @@ import (
 // at scrape time.
 
 // latencyBuckets are the upper bounds: 100µs·4^i, i = 0..9 (100µs to ~26s).
-const latencyBuckets = 10
+const (
+	latencyBuckets = 10
+	firstBucket    = 100 * time.Microsecond
+)
 
 func bucketOf(d time.Duration) int {
-	if d <= 100*time.Microsecond {
+	if d <= firstBucket {
 		return 0
 	}
 	// ceil(log4(d / 100µs)) from the bit length of (d-1)/100µs.
-	i := (bits.Len64(uint64((d-1)/(100*time.Microsecond))) + 1) / 2
+	i := (bits.Len64(uint64((d-1)/firstBucket)) + 1) / 2
 	return min(i, latencyBuckets) // latencyBuckets is the +Inf bucket
 }
 
@@ -41,6 +44,20 @@ func (b *latencyBatch) observe(d time.Duration) {
 	b.counts[bucketOf(d)]++
 	b.sum += d
 	b.n++
+}
+
+// observeGroup observes n calls that took d in all (see laneClock): each
+// of them in the first bucket if d fits it, else one in d's bucket and the
+// others in the first.
+func (b *latencyBatch) observeGroup(n int, d time.Duration) {
+	if d <= firstBucket {
+		b.counts[0] += uint64(n)
+	} else {
+		b.counts[0] += uint64(n - 1)
+		b.counts[bucketOf(d)]++
+	}
+	b.sum += d
+	b.n += uint64(n)
 }
 
 // latencyHistogram is the shared histogram of one topic.

@@ -59,3 +59,69 @@ whippet_test_seconds_count{group="g",topic="orders"} 4
 		t.Fatal(err)
 	}
 }
+
+// A lane's clock reads once per call until groupAfter calls in a row were
+// fast, then once per groupCalls calls; the counts and the sum stay those
+// of one read per call while a group fits the first bucket, a slow group
+// puts one call in its bucket (an upper bound) and the lane reads per call
+// again.
+func TestLaneClockGroupsFastCalls(t *testing.T) {
+	c := laneClock{group: true}
+	var now time.Duration
+	reads := 0
+	call := func(d time.Duration) {
+		now += d
+		if c.count() {
+			reads++
+			c.read(now)
+		}
+	}
+	for range groupAfter {
+		call(time.Microsecond)
+	}
+	if reads != groupAfter {
+		t.Fatalf("%d reads for the first %d calls, want one each", reads, groupAfter)
+	}
+	for range 2 * groupCalls {
+		call(2 * time.Microsecond)
+	}
+	if reads != groupAfter+2 {
+		t.Fatalf("%d reads after %d fast calls more, want 2 more (groups of %d)", reads, 2*groupCalls, groupCalls)
+	}
+	// A group with one slow call.
+	for i := range groupCalls {
+		if i == 5 {
+			call(time.Millisecond)
+		} else {
+			call(time.Microsecond)
+		}
+	}
+	if reads != groupAfter+3 {
+		t.Fatalf("%d reads after a slow group, want %d", reads, groupAfter+3)
+	}
+	// Per call again.
+	call(time.Microsecond)
+	if reads != groupAfter+4 {
+		t.Fatalf("no read for the call after a slow group (%d reads)", reads)
+	}
+	// A group under way is settled before a wait.
+	for range groupAfter - 1 { // with the call above, groupAfter fast calls in a row
+		call(time.Microsecond)
+	}
+	call(time.Microsecond)
+	if c.pending != 1 {
+		t.Fatalf("pending %d, want the one call of a new group", c.pending)
+	}
+	c.read(now) // what settle does, at now
+
+	calls := uint64(groupAfter + 2*groupCalls + groupCalls + 1 + groupAfter - 1 + 1)
+	if c.lat.n != calls {
+		t.Errorf("n = %d, want %d", c.lat.n, calls)
+	}
+	if c.lat.counts[0] != calls-1 || c.lat.counts[bucketOf(time.Millisecond+(groupCalls-1)*time.Microsecond)] != 1 {
+		t.Errorf("counts %v: want all but the slow call in the first bucket, it in its group's", c.lat.counts)
+	}
+	if c.lat.sum != now {
+		t.Errorf("sum %v, want the whole time %v", c.lat.sum, now)
+	}
+}
