@@ -283,6 +283,11 @@ func runScenario(ctx context.Context, o options, k *kafka, sc *scenario) []*row 
 				fmt.Printf("   round %d %-22s FAILED: %v\n", round+1, c.name, err)
 				continue
 			}
+			if waited, share, err := settle(procStat, time.Sleep, settleWindow, settleBusy, settleMax); err != nil {
+				fmt.Printf("   (cannot wait for a quiet machine: %v)\n", err)
+			} else if waited > settleWindow {
+				fmt.Printf("   (waited %.2fs for a quiet machine; last %.0f ms %.0f%% busy)\n", waited.Seconds(), settleWindow.Seconds()*1000, share*100)
+			}
 			res, rss, err := runOne(ctx, o, sc, cmd, log)
 			if err != nil {
 				r.failures = append(r.failures, err.Error())

@@ -94,7 +94,9 @@ const methodNotes = `## Method and fairness
   what it loaded by then when it has not finished (the table says so), and sarama protocol version 3.5 (goka's default, 2.0, predates Kafka
   4's oldest supported protocols). The JVM peers use the kafka-clients version their own POMs bring.
 - Rounds alternate who goes first; the table shows each contender's median round. Peak RSS is the median of
-  the rounds' peaks.
+  the rounds' peaks. Before every run the harness waits (up to 15 s) for a quarter-second in which at most 10%
+  of the cores' time was busy, so that no run starts while the broker is still busy with the run before it (a
+  20-second Greyhound or goka run precedes the same contender in most rounds).
 - Greyhound (wix/greyhound, Scala on ZIO, MIT) is built from its last public source snapshot (commit 385bb84,
   2023-02-09; its com.wix artifacts are not served here), which the harness reads from
   ` + "`../shared/peers/greyhound`" + ` next to the repository (the table says "not available" without it) and never
