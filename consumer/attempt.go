@@ -26,9 +26,8 @@ func (p *partition) attempt(ctx context.Context, h *handling, rec *kgo.Record, c
 	if h.reached != ctx { // most often it is: spare the pointer store (a GC write barrier)
 		h.reached = ctx
 	}
-	now := clock.nowUnixNano()
-	p.callStarts(rec, now)
-	h.out.open(rec, now)
+	p.callStarts(rec, clock.nowUnixNano())
+	h.out.open(rec)
 	err := callSafely(ctx, p.c.handler, rec)
 	p.callEnds()
 	return h.out.close(err == nil), err
@@ -152,9 +151,8 @@ func (p *partition) waitInPlace(skip chan struct{}, d time.Duration) waitOutcome
 // of those handled, by input.
 func (p *partition) attemptBatch(h *handling, recs []*kgo.Record) ([]error, map[*kgo.Record][]*kgo.Record) {
 	h.reached = h
-	now := time.Now().UnixNano()
-	p.callStarts(recs[0], now)
-	h.out.openBatch(recs, now)
+	p.callStarts(recs[0], time.Now().UnixNano())
+	h.out.openBatch(recs)
 	err := callBatchSafely(h, p.c.batch, recs)
 	p.callEnds()
 	all, ins := h.out.closeBatch()

@@ -125,15 +125,16 @@ func (h *handling) Value(key any) any {
 //
 // The empty case costs two atomic stores and two loads: close takes the lock
 // only if an Emit ran or is running. Emit increments emitting before it reads
-// since, and close clears since before it reads emitting; so an Emit that
-// close does not see (emitting 0, stored 0) reads since after it was
+// call, and close clears call before it reads emitting; so an Emit that
+// close does not see (emitting 0, stored 0) reads call after it was
 // cleared, and fails.
 type outbox struct {
-	// since is when the call under way started (Unix ns), 0 while none
-	// is: Emit is refused outside a call, and in strict partition order
-	// it is the partition's health reading too (see callStarts), which
-	// spares the hot path stores of its own.
-	since    atomic.Int64
+	// call is the offset of the call under way's record (of its first,
+	// for a batch) plus one, 0 while no call is: Emit is refused outside
+	// a call, and in strict partition order it is the partition's health
+	// reading too (see callStarts), which spares the hot path a store of
+	// its own.
+	call     atomic.Int64
 	emitting atomic.Int32 // Emit calls under way
 	stored   atomic.Int32 // len(recs), for close's lock-free check
 	mu       sync.Mutex
@@ -153,7 +154,7 @@ func (o *outbox) add(in, rec *kgo.Record) error {
 	defer o.emitting.Add(-1)
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.since.Load() == 0 {
+	if o.call.Load() == 0 {
 		return ErrNotInHandler
 	}
 	switch {
@@ -175,21 +176,28 @@ func (o *outbox) add(in, rec *kgo.Record) error {
 	return nil
 }
 
-// open starts a call for rec at now (Unix ns, not 0).
-func (o *outbox) open(rec *kgo.Record, now int64) {
+// open starts a call for rec.
+func (o *outbox) open(rec *kgo.Record) {
 	o.callAddr = uintptr(unsafe.Pointer(rec))
-	o.since.Store(now)
+	o.call.Store(rec.Offset + 1)
 }
 
 // openBatch starts a batch call for recs, in offset order.
-func (o *outbox) openBatch(recs []*kgo.Record, now int64) {
+func (o *outbox) openBatch(recs []*kgo.Record) {
 	o.calls = recs
-	o.since.Store(now)
+	o.call.Store(recs[0].Offset + 1)
+}
+
+// callOffset returns the offset of the record of the call under way (the
+// first of a batch call's) and whether a call is under way.
+func (o *outbox) callOffset() (int64, bool) {
+	c := o.call.Load()
+	return c - 1, c != 0
 }
 
 // closeBatch ends a batch call and returns its outputs with their inputs.
 func (o *outbox) closeBatch() (outs, ins []*kgo.Record) {
-	o.since.Store(0)
+	o.call.Store(0)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	outs, ins = o.recs, o.ins
@@ -201,7 +209,7 @@ func (o *outbox) closeBatch() (outs, ins []*kgo.Record) {
 // close ends the call and returns its outputs: nil if it failed (ok false)
 // or emitted nothing.
 func (o *outbox) close(ok bool) []*kgo.Record {
-	o.since.Store(0)
+	o.call.Store(0)
 	if o.emitting.Load() == 0 && o.stored.Load() == 0 {
 		return nil
 	}

@@ -175,6 +175,8 @@ func TestReadinessSeesBlockedPartitions(t *testing.T) {
 
 	if err := cl.ProduceSync(context.Background(),
 		&kgo.Record{Topic: blocking, Partition: 0, Key: []byte("fail")},
+		&kgo.Record{Topic: blocking, Partition: 1, Key: []byte("ok")},
+		&kgo.Record{Topic: blocking, Partition: 1, Key: []byte("ok")},
 		&kgo.Record{Topic: blocking, Partition: 1, Key: []byte("stuck")},
 		&kgo.Record{Topic: later, Partition: 0, Key: []byte("later")},
 	).FirstErr(); err != nil {
@@ -185,7 +187,7 @@ func TestReadinessSeesBlockedPartitions(t *testing.T) {
 		_, body = probe(ready)
 		for _, want := range []string{
 			fmt.Sprintf("%s[0] blocked at offset 0", blocking),
-			fmt.Sprintf("%s[1] blocked at offset 0", blocking),
+			fmt.Sprintf("%s[1] blocked at offset 2", blocking), // after two handled
 		} {
 			if !strings.Contains(body, want) {
 				return fmt.Errorf("not ready: %q, want it to say %q", body, want)

@@ -51,13 +51,15 @@ type partition struct {
 	source  string
 	policy  retry.Policy
 	skipAll atomic.Bool // operator: failing records skip blocking retries
-	// The offset of the record of the handler call under way (of the first
-	// one, in key-parallel mode) and, in key-parallel mode, how many calls
-	// are under way and when they last made progress (Unix ns): see
-	// callStarts. In strict partition order callH's outbox says when.
+	// When the handler calls under way started (Unix ns): in strict
+	// partition order, the start of the call or of its group of fast calls
+	// (callH's outbox says whether a call is under way, and its record);
+	// in key-parallel mode, when the calls last made progress, with the
+	// offset of the first one's record and how many are under way. See
+	// callStarts.
+	callSince  atomic.Int64
 	callOffset atomic.Int64
 	calls      atomic.Int32
-	callSince  atomic.Int64
 
 	mu     sync.Mutex
 	lanes  map[string]*lane // by key; strict partition order uses the single key ""
@@ -765,8 +767,10 @@ func (p *partition) close() {
 		// A lane still in a handler call (the drain timed out) has
 		// finished every record before the call's: commit up to it. (Its
 		// leader epoch was not kept: -1, unknown.)
-		if h := p.callH; h != nil && h.out.since.Load() != 0 {
-			p.laneReachedLocked(p.callOffset.Load(), -1)
+		if h := p.callH; h != nil {
+			if off, ok := h.out.callOffset(); ok {
+				p.laneReachedLocked(off, -1)
+			}
 		}
 		p.markLocked()
 	}
