@@ -29,7 +29,7 @@ func writeResults(o options, ps peers, scs []*scenario, rows []*row, table strin
 		loadBefore, loadAfter)
 	w("## Versions\n\n")
 	w("- Apache Kafka %s, one KRaft node on 127.0.0.1 (`whippet kafka up`)\n", orUnknown(os.Getenv("KAFKA_VERSION")))
-	w("- %s; franz-go %s; whippet at commit %s\n", runtime.Version(), goVersionOf("github.com/twmb/franz-go"), gitHead())
+	w("- %s; franz-go %s; whippet at commit %s\n", runtime.Version(), goVersionOf("github.com/twmb/franz-go"), gitHead(o.results))
 	w("- %s\n", javaVersion())
 	for _, c := range []struct{ peer, contender string }{
 		{"spring-retry", "spring-kafka"}, {"parallel-consumer", "parallel-consumer"}, {"goka", "goka"}, {greyhoundName, greyhoundName},
@@ -280,13 +280,18 @@ func memTotal() string {
 	return "unknown"
 }
 
-func gitHead() string {
+// gitHead names the commit measured, and says so if the working tree
+// differs from it in anything but the files the run itself writes: the
+// results page (results) and go.work.sum, which go run completes.
+func gitHead(results string) string {
 	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
 	if err != nil {
 		return "unknown"
 	}
 	s := strings.TrimSpace(string(out))
-	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
+	st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no", "--",
+		".", ":(exclude)"+results, ":(exclude)go.work.sum").Output()
+	if err == nil && len(bytes.TrimSpace(st)) > 0 {
 		s += " (with uncommitted changes)"
 	}
 	return s
