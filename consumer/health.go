@@ -134,22 +134,25 @@ func (p *partition) blockedFor(now time.Time, limit time.Duration) string {
 		why = fmt.Sprintf("%s[%d] blocked at offset %d for %v (%s: %s)", p.topic, p.id, oldest.rec.Offset,
 			now.Sub(oldest.since).Round(time.Second), what, oldest.err)
 	}
-	single := p.callH
-	p.mu.Unlock()
-	if why != "" {
-		return why
-	}
 	var (
 		since, offset int64
 		calling       bool
 	)
-	switch {
-	case !p.keyed && single != nil:
+	if single := p.callH; !p.keyed && single != nil {
 		// The call's record first: callStarts stored its start before
 		// the outbox opened.
-		if offset, calling = single.out.callOffset(); calling {
-			since = p.callSince.Load()
+		call := single.out.call.Load()
+		after := p.probedCall(call, now)
+		if call != 0 {
+			since, offset, calling = max(p.callSince.Load(), after), call-1, true
 		}
+	}
+	p.mu.Unlock()
+	if why != "" {
+		return why
+	}
+	switch {
+	case calling: // strict partition order
 	case p.keyed && p.calls.Load() > 0:
 		since, offset, calling = p.callSince.Load(), p.callOffset.Load(), true
 	}
@@ -161,6 +164,20 @@ func (p *partition) blockedFor(now time.Time, limit time.Duration) string {
 	return ""
 }
 
+// probedCall notes that a health probe at now saw call (the outbox's call:
+// the strict-order call under way, 0 for none), and returns a time before
+// which that call did not start (Unix ns, 0 if unknown): that of the last
+// probe that saw another call, or none. callSince is the start of the
+// call's group of fast calls, which is long before the call if one of the
+// group was slow (see laneClock). Called with p.mu held.
+func (p *partition) probedCall(call int64, now time.Time) int64 {
+	if call != p.probe.call {
+		p.probe.call, p.probe.callAfter = call, p.probe.at
+	}
+	p.probe.at = now.UnixNano()
+	return p.probe.callAfter
+}
+
 // callStarts and callEnds bracket each handler call, for blockedFor; the
 // call's outbox opens after callStarts, so a reading of the outbox's call
 // sees the call's callSince. now is the call's start (Unix ns), from the
@@ -168,9 +185,10 @@ func (p *partition) blockedFor(now time.Time, limit time.Duration) string {
 // own CPU in a plain consume. In strict partition order the partition makes
 // one call at a time and its outbox says whether one is under way and for
 // which record, so the hot path stores only the start, and only when the
-// clock was read since the last call (a group of fast calls shares one
-// reading, at most 100µs before its last call starts): an atomic store
-// costs as much as the rest of the consumer's work per record. In
+// clock was read since the last call (a group of fast calls shares the
+// reading taken before its first call; blockedFor bounds it with what the
+// health probes saw, see probedCall): an atomic store costs as much as the
+// rest of the consumer's work per record. In
 // key-parallel mode callSince is when the partition's calls last made
 // progress (a call started while none ran, or one finished while others
 // run on).

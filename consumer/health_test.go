@@ -225,6 +225,69 @@ func TestReadinessSeesBlockedPartitions(t *testing.T) {
 	}
 }
 
+// TestReadinessTimesTheCallUnderWayAfterASlowOne checks, on real Kafka, that
+// a handler call that has not returned counts as blocked from its own
+// start, also right after a slow call among fast ones (a strict-order lane
+// times fast calls in groups, with one clock reading per group): 200
+// fast records, one that takes longer than HealthBlockedLimit but returns,
+// then one that does not return. While probes run, readiness comes back
+// once the slow call returns and stays until the stuck call has run for the
+// limit.
+func TestReadinessTimesTheCallUnderWayAfterASlowOne(t *testing.T) {
+	kc := testkit.Shared(t)
+	topic := kc.NewTopic(t, 1, nil)
+	const limit = 2 * time.Second
+	release := make(chan struct{})
+	stuck := make(chan time.Time, 1)
+	c := newConsumer(t, kc, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+		switch string(r.Key) {
+		case "slow":
+			time.Sleep(limit + 500*time.Millisecond)
+		case "stuck":
+			stuck <- time.Now()
+			<-release
+		}
+		return nil
+	}), topic, consumer.Topics(topic), consumer.HealthBlockedLimit(limit))
+
+	// One produce request, so the lane gets the records in one batch and
+	// its clock has grouped the fast calls by the time the slow one comes.
+	recs := make([]*kgo.Record, 0, 202)
+	for i := range 200 {
+		recs = append(recs, &kgo.Record{Topic: topic, Key: fmt.Appendf(nil, "fast-%d", i)})
+	}
+	recs = append(recs, &kgo.Record{Topic: topic, Key: []byte("slow")}, &kgo.Record{Topic: topic, Key: []byte("stuck")})
+	if err := kc.Client(t, kgo.ProducerLinger(time.Second)).ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	run(t, c)
+	t.Cleanup(func() { close(release) }) // before the consumer's Close, which would wait for the call
+	ready := c.ReadyHandler()
+
+	// Probe as Kubernetes would, only more often.
+	var started time.Time
+	for deadline := time.Now().Add(60 * time.Second); started.IsZero(); {
+		if time.Now().After(deadline) {
+			t.Fatal("the stuck record was not handled within 60s")
+		}
+		select {
+		case started = <-stuck:
+		case <-time.After(50 * time.Millisecond):
+			probe(ready)
+		}
+	}
+	for time.Since(started) < limit-500*time.Millisecond {
+		if code, body := probe(ready); code != http.StatusOK {
+			t.Fatalf("not ready %v into a call (HealthBlockedLimit %v): %d %q", time.Since(started).Round(time.Millisecond), limit, code, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	body := wantProbe(t, "not ready once the stuck call ran for the limit", ready, http.StatusServiceUnavailable, 10*time.Second)
+	if want := fmt.Sprintf("%s[0] blocked at offset 201", topic); !strings.Contains(body, want) {
+		t.Errorf("not ready: %q, want it to say %q", body, want)
+	}
+}
+
 // TestLivenessSeesAWedgedLoop checks, on real Kafka, that a consumer whose
 // loop is held up longer than HealthPollLimit is not live: in transactional
 // mode, a handler that does not return holds the transaction, and the loop
