@@ -189,7 +189,8 @@ func (o *outbox) openBatch(recs []*kgo.Record) {
 }
 
 // callOffset returns the offset of the record of the call under way (the
-// first of a batch call's) and whether a call is under way.
+// first of a batch call's) and whether a call is under way: -1 and false
+// while none is.
 func (o *outbox) callOffset() (int64, bool) {
 	c := o.call.Load()
 	return c - 1, c != 0

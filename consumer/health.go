@@ -141,19 +141,16 @@ func (p *partition) blockedFor(now time.Time, limit time.Duration) string {
 	if single := p.callH; !p.keyed && single != nil {
 		// The call's record first: callStarts stored its start before
 		// the outbox opened.
-		call := single.out.call.Load()
-		after := p.probedCall(call, now)
-		if call != 0 {
-			since, offset, calling = max(p.callSince.Load(), after), call-1, true
+		offset, calling = single.out.callOffset()
+		if after := p.probedCall(offset, now); calling {
+			since = max(p.callSince.Load(), after)
 		}
 	}
 	p.mu.Unlock()
 	if why != "" {
 		return why
 	}
-	switch {
-	case calling: // strict partition order
-	case p.keyed && p.calls.Load() > 0:
+	if p.keyed && p.calls.Load() > 0 {
 		since, offset, calling = p.callSince.Load(), p.callOffset.Load(), true
 	}
 	if calling {
@@ -164,15 +161,16 @@ func (p *partition) blockedFor(now time.Time, limit time.Duration) string {
 	return ""
 }
 
-// probedCall notes that a health probe at now saw call (the outbox's call:
-// the strict-order call under way, 0 for none), and returns a time before
-// which that call did not start (Unix ns, 0 if unknown): that of the last
-// probe that saw another call, or none. callSince is the start of the
-// call's group of fast calls, which is long before the call if one of the
-// group was slow (see laneClock). Called with p.mu held.
-func (p *partition) probedCall(call int64, now time.Time) int64 {
-	if call != p.probe.call {
-		p.probe.call, p.probe.callAfter = call, p.probe.at
+// probedCall notes that a health probe at now saw the strict-order call of
+// the record at offset under way (-1: none, as outbox.callOffset says), and
+// returns a time before which that call did not start (Unix ns, 0 if
+// unknown): that of the last probe that saw another call, or none.
+// callSince is the start of the call's group of fast calls, which is long
+// before the call if one of the group was slow (see laneClock). Called with
+// p.mu held.
+func (p *partition) probedCall(offset int64, now time.Time) int64 {
+	if offset != p.probe.offset {
+		p.probe.offset, p.probe.callAfter = offset, p.probe.at
 	}
 	p.probe.at = now.UnixNano()
 	return p.probe.callAfter

@@ -61,10 +61,11 @@ type partition struct {
 	callOffset atomic.Int64
 	calls      atomic.Int32
 	// What health probes saw of the strict-order call under way (see
-	// probedCall), under mu: the outbox's call value the last probe saw,
-	// when that probe ran, and when the probe before the first to see that
-	// call ran (Unix ns; 0: no probe yet).
-	probe struct{ call, at, callAfter int64 }
+	// probedCall), under mu: the offset of its record the last probe saw
+	// (-1: no call; 0 before the first probe, which no call can match
+	// wrongly: at is 0 then), when that probe ran, and when the probe
+	// before the first to see that call ran (Unix ns; 0: no probe yet).
+	probe struct{ offset, at, callAfter int64 }
 
 	mu     sync.Mutex
 	lanes  map[string]*lane // by key; strict partition order uses the single key ""
