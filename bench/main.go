@@ -71,6 +71,7 @@ type options struct {
 	s4Keys      int
 	s4Limit     time.Duration
 	s1GhLimit   time.Duration
+	slowRounds  int
 	s5Records   int
 	s6Rounds    int
 	s6Records   int
@@ -93,10 +94,11 @@ func parseOptions() (options, error) {
 	var o options
 	flag.StringVar(&o.scenarios, "scenarios", "S1,S2,S3,S4,S5,S6,S7", "scenarios to run, comma-separated")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of S2 and S3; the table shows each contender's median")
-	flag.IntVar(&o.s4Rounds, "s4-rounds", 7, "rounds of S4 (loads of under a second, but for goka's, which -s4-goka-limit bounds)")
-	flag.IntVar(&o.s1Rounds, "s1-rounds", 5, "rounds of S1")
+	flag.IntVar(&o.s4Rounds, "s4-rounds", 9, "rounds of S4 (loads of under a second)")
+	flag.IntVar(&o.s1Rounds, "s1-rounds", 7, "rounds of S1")
+	flag.IntVar(&o.slowRounds, "slow-peer-rounds", 3, "rounds of the peers a time limit stops (Greyhound in S1, goka in S4), at most the scenario's")
 	flag.IntVar(&o.s5Rounds, "s5-rounds", 5, "rounds of S5 (Go contenders only: short runs)")
-	flag.IntVar(&o.s1Records, "s1-records", 1_000_000, "S1: backlog records (100 B, 4 partitions)")
+	flag.IntVar(&o.s1Records, "s1-records", 3_000_000, "S1: backlog records (100 B, 4 partitions)")
 	flag.IntVar(&o.s1Live, "s1-live", 20_000, "S1: live records produced after the backlog, for latency")
 	flag.IntVar(&o.s1LiveRate, "s1-live-rate", 10_000, "S1: live records per second")
 	flag.IntVar(&o.s2Records, "s2-records", 20_000, "S2: records (100 B, 4 partitions), every 10th failing once")
@@ -127,7 +129,7 @@ func parseOptions() (options, error) {
 	flag.DurationVar(&o.runTimeout, "run-timeout", 5*time.Minute, "limit for one contender run")
 	flag.StringVar(&o.baseline, "baseline", "", "a bench binary built from another whippet commit (see make bench-compare): S1, S2, S3 and S5 run its whippet as whippet-baseline, in the same rounds")
 	flag.Parse()
-	for name, v := range map[string]int{"-rounds": o.rounds, "-s1-rounds": o.s1Rounds, "-s4-rounds": o.s4Rounds, "-s5-rounds": o.s5Rounds, "-s6-rounds": o.s6Rounds, "-s7-rounds": o.s7Rounds} {
+	for name, v := range map[string]int{"-rounds": o.rounds, "-s1-rounds": o.s1Rounds, "-s4-rounds": o.s4Rounds, "-s5-rounds": o.s5Rounds, "-s6-rounds": o.s6Rounds, "-s7-rounds": o.s7Rounds, "-slow-peer-rounds": o.slowRounds} {
 		if v < 1 {
 			return o, fmt.Errorf("%s must be at least 1, got %d", name, v)
 		}
@@ -160,6 +162,7 @@ type row struct {
 	scenario, contender string
 	unavailable         string // why it did not run, if it did not
 	rates, p50s, p99s   []float64
+	rounds              []int   // the round (from 0) of each rate
 	rss                 []int64 // bytes
 	extra               []map[string]any
 	failures            []string
@@ -256,7 +259,11 @@ type scenario struct {
 type contender struct {
 	name        string
 	unavailable string
-	cmd         func(group string) (*exec.Cmd, error)
+	// maxRounds, if not 0, caps the contender's rounds below the
+	// scenario's: a peer stopped at a time limit in every round (see
+	// -slow-peer-rounds) needs fewer rounds than the targets do.
+	maxRounds int
+	cmd       func(group string) (*exec.Cmd, error)
 }
 
 func runScenario(ctx context.Context, o options, k *kafka, sc *scenario) []*row {
@@ -271,7 +278,7 @@ func runScenario(ctx context.Context, o options, k *kafka, sc *scenario) []*row 
 		for j := range sc.contenders {
 			i := (round + j) % len(sc.contenders) // alternate who goes first
 			c := sc.contenders[i]
-			if c.unavailable != "" {
+			if c.unavailable != "" || c.maxRounds > 0 && round >= c.maxRounds {
 				continue
 			}
 			group := fmt.Sprintf("bench-%s-%s-%d-%d", strings.ToLower(sc.id), c.name, round, time.Now().UnixNano())
@@ -296,6 +303,7 @@ func runScenario(ctx context.Context, o options, k *kafka, sc *scenario) []*row 
 			}
 			rate := res.Records / res.Seconds
 			r.rates = append(r.rates, rate)
+			r.rounds = append(r.rounds, round)
 			r.rss = append(r.rss, rss)
 			if res.P50 != nil && res.P99 != nil {
 				r.p50s = append(r.p50s, *res.P50)

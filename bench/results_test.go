@@ -49,3 +49,26 @@ func TestGitHeadIgnoresWhatTheRunWrites(t *testing.T) {
 		t.Errorf("with a source file changed: %q, want it marked as having uncommitted changes", got)
 	}
 }
+
+// TestTargetsShowTheRatiosRoundByRound checks that the S1 and S4 target
+// lines pair each round of whippet with the same round of the yardstick,
+// skipping a round either failed, and that the verdict stays the ratio of
+// the medians.
+func TestTargetsShowTheRatiosRoundByRound(t *testing.T) {
+	rows := []*row{
+		{scenario: "S1", contender: "whippet", rates: []float64{90, 100, 80}, rounds: []int{0, 1, 3}},
+		// Round 2 failed for whippet and round 3 for franz-go: rounds 0 and 1 pair.
+		{scenario: "S1", contender: "franz-go", rates: []float64{100, 125, 200}, rounds: []int{0, 1, 2}},
+		{scenario: "S4", contender: "whippet", rates: []float64{80, 90}, rounds: []int{0, 1}},
+		{scenario: "S4", contender: "franz-go-consume", rates: []float64{100}, rounds: []int{1}},
+	}
+	tg := targets(rows, 0)
+	// Medians 90 and 125: 0.72, missed; rounds 0.9 and 0.8.
+	if want := "- S1: whippet at 0.720× franz-go (target ≥ 0.95×): missed by 23.0%. Round by round, whippet ÷ franz-go was 0.900× in the median round, from 0.800× to 0.900× over 2 rounds.\n"; !strings.Contains(tg, want) {
+		t.Errorf("targets are\n%s\nwant the line\n%s", tg, want)
+	}
+	// One round in common says nothing round by round.
+	if want := "- S4: whippet's load at 0.900× a plain franz-go consume of the topic (target ≥ 0.85×): met.\n"; !strings.Contains(tg, want) {
+		t.Errorf("targets are\n%s\nwant the line\n%s", tg, want)
+	}
+}

@@ -154,6 +154,7 @@ func scenarioFor(id string, o options, k *kafka, self string, ps peers) (*scenar
 		sc.contenders = []contender{withLive(goCmd("whippet", n...), 4), withLive(goCmd("franz-go", n...), 4)}
 		sc.contenders = withBaseline(sc.contenders, withLive(goCmd("whippet", n...), 4))
 		for _, c := range greyhound(map[string]string{"bench.live": strconv.Itoa(o.s1Live), "bench.limitMs": strconv.FormatInt(o.s1GhLimit.Milliseconds(), 10)}) {
+			c.maxRounds = o.slowRounds
 			sc.contenders = append(sc.contenders, withLive(c, 4))
 		}
 
@@ -239,7 +240,7 @@ func scenarioFor(id string, o options, k *kafka, self string, ps peers) (*scenar
 				return &kgo.Record{Topic: topic, Key: fmt.Appendf(nil, "key-%07d", i), Value: vs.next()}
 			})
 		}
-		goka := contender{name: "goka", unavailable: unavailable(ps, "goka")}
+		goka := contender{name: "goka", unavailable: unavailable(ps, "goka"), maxRounds: o.slowRounds}
 		if goka.unavailable == "" {
 			goka.cmd = func(string) (*exec.Cmd, error) {
 				return exec.Command(ps["goka"].argv[0], "-brokers", k.brokers, "-topic", topic, "-keys", strconv.Itoa(o.s4Keys),
