@@ -33,16 +33,14 @@ func (p *partition) attempt(ctx context.Context, h *handling, rec *kgo.Record, c
 	return h.out.close(err == nil), err
 }
 
-// attemptRetrying attempts rec and retries it in place while the policy
-// says so. It returns handled with the outputs of the attempt that
-// succeeded; failed with the decision on the last failure (info updated);
-// or stopped when the partition stopped during a wait or the attempt ended
-// the work under way (see sink.abort).
+// attemptRetrying attempts rec, a record of a retry topic whose retry.Info
+// is info, and retries it in place while the policy says so. It returns
+// handled with the outputs of the attempt that succeeded; failed with the
+// decision on the last failure (info updated); or stopped when the
+// partition stopped during a wait or the attempt ended the work under way
+// (see sink.abort). (A subscribed topic's record is attempted by process.)
 func (p *partition) attemptRetrying(h *handling, rec *kgo.Record, info *retry.Info, clock *laneClock) ([]*kgo.Record, retry.Decision, result) {
-	var ctx context.Context = h // first attempts carry no retry.Info: no allocation per record
-	if p.stage >= 0 {
-		ctx = retry.WithInfo(h, *info)
-	}
+	ctx := retry.WithInfo(h, *info)
 	outs, err := p.attempt(ctx, h, rec, clock)
 	clock.lap()
 	if err == nil {
@@ -54,8 +52,8 @@ func (p *partition) attemptRetrying(h *handling, rec *kgo.Record, info *retry.In
 
 // retryInPlace goes on from the failure err of rec's attempt with ctx: it
 // retries rec in place while the policy says so (attemptRetrying's
-// results). Apart from attemptRetrying, the success of a first attempt
-// sets up nothing for retries.
+// results). Apart from the attempt, the success of a first attempt sets up
+// nothing for retries.
 func (p *partition) retryInPlace(ctx context.Context, h *handling, rec *kgo.Record, info *retry.Info, clock *laneClock, err error) ([]*kgo.Record, retry.Decision, result) {
 	var br *blockedRecord // listed in Blocked from the first wait
 	defer func() {
