@@ -137,3 +137,20 @@ func TestDuplicateMetricsRegistrationIsAConfigError(t *testing.T) {
 		t.Fatalf("second consumer of group g on one registry: %v, want a Registerer config error", err)
 	}
 }
+
+// TestNilOptionIsIgnored checks that New and NewBatch skip a nil Option, as
+// every other constructor of whippet does (an option chosen at run time
+// may be nil), rather than panicking on it.
+func TestNilOptionIsIgnored(t *testing.T) {
+	c, err := New(conn, nopHandler, nil, Group("g"), Topics("t"), nil)
+	if err != nil {
+		t.Fatalf("New with nil options: %v", err)
+	}
+	if c.Group() != "g" {
+		t.Errorf("group %q, want g: the options around the nil ones were not applied", c.Group())
+	}
+	bh := BatchHandlerFunc(func(context.Context, []*kgo.Record) error { return nil })
+	if _, err := NewBatch(conn, bh, Group("g"), nil, Topics("t")); err != nil {
+		t.Fatalf("NewBatch with a nil option: %v", err)
+	}
+}

@@ -204,7 +204,9 @@ func newConsumer(conn whippet.Connection, h Handler, bh BatchHandler, opts []Opt
 	cfg.conn = conn
 	cfg.batch = bh != nil
 	for _, o := range opts {
-		o(&cfg)
+		if o != nil {
+			o(&cfg)
+		}
 	}
 	if err := cfg.validate(h != nil || bh != nil); err != nil {
 		return nil, err

@@ -56,7 +56,8 @@ func (s StartOffset) String() string {
 	return "StartOffset(" + strconv.Itoa(int(s)) + ")"
 }
 
-// Option configures a Consumer. Every option documents its default.
+// Option configures a Consumer. Every option documents its default; a nil
+// Option is ignored.
 type Option func(*config)
 
 type config struct {

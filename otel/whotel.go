@@ -34,7 +34,7 @@ const (
 	AttrReplayedFrom = attribute.Key("whippet.dlq.replayed_from")
 )
 
-// Option configures a Tracing.
+// Option configures a Tracing. A nil Option is ignored.
 type Option func(*config)
 
 type config struct {
@@ -74,7 +74,9 @@ const instrumentation = "github.com/whippet-go/whippet/otel"
 func New(opts ...Option) *Tracing {
 	cfg := config{}
 	for _, o := range opts {
-		o(&cfg)
+		if o != nil {
+			o(&cfg)
+		}
 	}
 	if cfg.provider == nil {
 		cfg.provider = otel.GetTracerProvider()

@@ -472,3 +472,17 @@ func TestBatchCallIsOneSpanLinkedToEachRecord(t *testing.T) {
 	wantChild(t, dead, call)
 	wantAttrs(t, dead, map[attribute.Key]any{whotel.AttrDLQReason: string(retry.ReasonExhausted)})
 }
+
+// TestNilOptionIsIgnored checks that New skips a nil Option, as every
+// constructor of whippet does, and applies the options around it.
+func TestNilOptionIsIgnored(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tr := whotel.New(nil, whotel.TracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))), nil)
+	h := tr.Middleware("g")(consumer.HandlerFunc(func(context.Context, *kgo.Record) error { return nil }))
+	if err := h.Handle(context.Background(), &kgo.Record{Topic: "orders"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(exp.GetSpans()); n != 1 {
+		t.Errorf("%d spans in the given provider, want the handler call's 1", n)
+	}
+}
