@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/whippet-go/whippet"
 )
 
 // BenchmarkLanePerRecord is the consumer's own work per record in strict
@@ -17,8 +15,8 @@ import (
 // loop-ns/record are the two, measured in the same run, and own-ns/record
 // their difference. Run with: go test ./consumer -run '^$' -bench LanePerRecord
 func BenchmarkLanePerRecord(b *testing.B) {
-	var h Handler = HandlerFunc(func(context.Context, *kgo.Record) error { return nil })
-	c, err := New(whippet.Connection{Brokers: []string{"127.0.0.1:1"}}, h, Group("bench"), Topics("t"))
+	var h Handler = nopHandler
+	c, err := New(conn, h, Group("bench"), Topics("t"))
 	if err != nil {
 		b.Fatal(err)
 	}
