@@ -98,9 +98,10 @@ const methodNotes = `## Method and fairness
   the rounds' peaks. A peer that a time limit stops in every round (Greyhound in S1, goka in S4) runs only the
   first ` + "`-slow-peer-rounds`" + ` (3) rounds: its rate is orders of magnitude away, and each of its rounds costs 20 s.
   A target is judged on the ratio of the medians; its line also gives the ratio within each round, whose runs
-  were back to back, so that a miss or a pass can be told from the noise between rounds. Before every run the harness waits (up to 15 s) for a quarter-second in which at most 10%
-  of the cores' time was busy, so that no run starts while the broker is still busy with the run before it (a
-  20-second Greyhound or goka run precedes the same contender in most rounds).
+  were back to back, so that a miss or a pass can be told from the noise between rounds. Before every run the
+  harness waits (up to 15 s) for a quarter-second in which at most 10% of the cores' time was busy, so that no
+  run starts while the broker is still busy with the run before it (a 20-second Greyhound or goka run precedes
+  the same contender in most rounds).
 - Greyhound (wix/greyhound, Scala on ZIO, MIT) is built from its last public source snapshot (commit 385bb84,
   2023-02-09; its com.wix artifacts are not served here), which the harness reads from
   ` + "`../shared/peers/greyhound`" + ` next to the repository (the table says "not available" without it) and never
